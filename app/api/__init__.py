@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers, dependencies, error rendering and response formats."""

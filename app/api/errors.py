@@ -1,0 +1,110 @@
+"""One place that renders every error as RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.errors import InitlabError
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://initlab.dev/problems/"
+
+log = logging.getLogger("initlab.errors")
+
+
+def _jsonable(value: Any) -> Any:
+    """Make an echoed input value safe for JSON (NaN/inf, bytes, odd objects)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value[:64]]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in list(value.items())[:64]}
+    return repr(value)[:200]
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str = "about:blank",
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + slug if slug != "about:blank" else slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = [
+            {**e, "input": _jsonable(e["input"])} if "input" in e else e for e in errors
+        ]
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        shown = f" (got {_jsonable(e['input'])!r})" if "input" in e else ""
+        parts.append(f"{loc}: {e.get('msg', '')}{shown}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+async def _initlab_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InitlabError)
+    return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "input": e.get("input")}
+        for e in exc.errors()
+    ]
+    return problem_response(
+        422, "Invalid input", _describe(errors), slug="invalid-input", errors=errors
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Over the configured limit"}
+    return problem_response(
+        exc.status_code,
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unhandled(_: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "Internal server error", "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the problem+json renderers on ``app``."""
+    app.add_exception_handler(InitlabError, _initlab_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

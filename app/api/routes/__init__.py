@@ -1,0 +1,9 @@
+"""Every router of the service, in the order they are mounted (one module per resource)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.routes import health
+
+ROUTERS: list[APIRouter] = [health.router]

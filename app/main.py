@@ -1,0 +1,49 @@
+"""The ASGI application: ``app.main:app``, built by :func:`create_app`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+
+from app.api.errors import install_error_handlers
+from app.config import Settings, get_settings
+
+EXPOSED_HEADERS = [
+    "X-Tensor-Shape",
+    "X-Tensor-Dtype",
+    "X-Seed",
+    "X-Initializer",
+    "X-Fan-In",
+    "X-Fan-Out",
+    "ETag",
+    "Location",
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI application with its routers, middleware and error handlers."""
+    from app.api.routes import ROUTERS
+
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="initlab",
+        version="0.1.0",
+        summary="Initialized weight tensors and training-comparison jobs.",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=EXPOSED_HEADERS,
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+app = create_app()
