@@ -1,0 +1,1 @@
+"""Jobs: the job record in Redis, presets, progress, results, cancellation, expiry."""
