@@ -1,0 +1,226 @@
+"""The comparison report (PNG/SVG) and the CSV exports, built from an api.md job document."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from app.jobs.reports import (
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    collect_series,
+    has_data,
+    loss_points,
+    render_report,
+    results_csv,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SCHEMES = [("zeros", "all zeros"), ("uniform", "uniform [0,1)"), ("he_normal", "He normal")]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values)
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+def make_job(*, repeats: int = 2, n_batches: int = 60, plot_n: int = 40) -> dict[str, Any]:
+    """A finished 3-scheme job as JobStore.get_job returns it (one run diverges)."""
+    rng = np.random.default_rng(3)
+    runs, summary = [], []
+    for s_index, (scheme, label) in enumerate(SCHEMES):
+        finals, val_losses, last = [], [], []
+        for repeat in range(repeats):
+            diverged = scheme == "uniform" and repeat == 1
+            start = [2.3, 40.0, 2.5][s_index]
+            losses: list[Any] = [
+                float(start * math.exp(-i / 30) + 0.05 * rng.random()) for i in range(n_batches)
+            ]
+            if diverged:
+                losses = [*losses[:25], None]
+            epochs = []
+            for epoch in (1, 2):
+                if diverged and epoch == 2:
+                    break
+                acc = [0.11, 0.6, 0.9][s_index] + 0.02 * epoch + 0.01 * repeat
+                epochs.append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": 1.0 / epoch,
+                        "train_accuracy": acc,
+                        "val_loss": 1.1 / epoch,
+                        "val_accuracy": acc - 0.01,
+                        "seconds": 0.5,
+                    }
+                )
+            if not diverged:
+                finals.append(epochs[-1]["val_accuracy"])
+                val_losses.append(epochs[-1]["val_loss"])
+                last.append(losses[-1])
+            runs.append(
+                {
+                    "scheme": scheme,
+                    "label": label,
+                    "repeat": repeat,
+                    "seed": 1000 + repeat,
+                    "status": "diverged" if diverged else "succeeded",
+                    "epoch": len(epochs),
+                    "batch": len(losses),
+                    "batch_losses": losses,
+                    "epochs": epochs,
+                    "diagnostics": {},
+                    "diverged": diverged,
+                }
+            )
+        summary.append(
+            {
+                "scheme": scheme,
+                "label": label,
+                "final_val_accuracy": _stats(finals),
+                "final_val_loss": _stats(val_losses),
+                "last_batch_loss": _stats(last),
+                "diverged": repeats - len(finals),
+                "seconds": 1.0 * repeats,
+            }
+        )
+    return {
+        "id": "job-0123456789ab",
+        "status": "succeeded",
+        "created_at": "2024-01-01T00:00:00Z",
+        "started_at": "2024-01-01T00:00:01Z",
+        "finished_at": "2024-01-01T00:00:09Z",
+        "progress": {
+            "runs_total": len(runs),
+            "runs_done": len(runs),
+            "fraction": 1.0,
+            "eta_seconds": 0,
+        },
+        "spec": {
+            "dataset": {"name": "circles"},
+            "repeats": repeats,
+            "schemes": [{"label": lab, "initializer": sch} for sch, lab in SCHEMES],
+            "record": {"plot_n_batches": plot_n},
+        },
+        "runs": runs,
+        "summary": summary,
+        "error": None,
+    }
+
+
+def test_png_report_decodes_to_an_image_of_the_figure_size() -> None:
+    data = render_report(make_job(), "png")
+    assert data.startswith(PNG_SIGNATURE)
+    image = matplotlib.image.imread(io.BytesIO(data), format="png")
+    assert image.ndim == 3 and image.shape[2] == 4
+    assert image.shape[0] > 800 and image.shape[1] == 1000
+    # Not a blank canvas: curves, legend and table put many colours on it.
+    assert len(np.unique(image.reshape(-1, 4), axis=0)) > 50
+
+
+def test_svg_report_is_xml_naming_every_scheme_and_the_table() -> None:
+    data = render_report(make_job(), "svg")
+    root = ET.fromstring(data)
+    assert root.tag.endswith("svg")
+    text = data.decode()
+    # Text is drawn as glyph paths; matplotlib keeps each string as an XML comment.
+    for _, label in SCHEMES:
+        assert f"<!-- {label} -->" in text
+    assert "<!-- final val accuracy -->" in text
+    assert "<!-- 1/2 -->" in text  # the diverged count of uniform [0,1)
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_same_job_gives_the_same_bytes(fmt: str) -> None:
+    job = make_job()
+    first = render_report(job, fmt)  # type: ignore[arg-type]
+    assert render_report(copy.deepcopy(job), fmt) == first  # type: ignore[arg-type]
+    changed = make_job()
+    changed["runs"][0]["batch_losses"][0] = 9.0
+    assert render_report(changed, fmt) != first  # type: ignore[arg-type]
+
+
+def test_report_of_a_running_job_without_summary_renders() -> None:
+    job = make_job()
+    job["status"], job["summary"] = "running", []
+    for run in job["runs"][3:]:
+        run.update(status="queued", batch_losses=[], epochs=[])
+    assert has_data(job)
+    assert render_report(job, "png").startswith(PNG_SIGNATURE)
+    svg = render_report(job, "svg").decode()
+    assert "<!-- He normal -->" in svg
+
+
+def test_has_data_is_false_before_any_point() -> None:
+    job = make_job()
+    for run in job["runs"]:
+        run.update(batch_losses=[], epochs=[])
+    assert not has_data(job)
+
+
+def test_loss_curves_keep_the_first_plot_n_batches_and_average_repeats() -> None:
+    job = make_job(n_batches=60, plot_n=40)
+    series = collect_series(job)
+    assert [s.label for s in series] == [label for _, label in SCHEMES]
+    assert [len(s.losses) for s in series] == [2, 2, 2]
+    assert series[0].losses[0].size == 40
+    assert series[1].losses[1].size == 26  # the diverged run stops at its NaN
+    assert math.isnan(series[1].losses[1][-1])
+    assert series[2].val_accuracy[2] == pytest.approx([0.93, 0.94])
+
+
+def test_loss_points_read_downsampled_pairs_up_to_the_exact_prefix() -> None:
+    pairs = [[0, 1.0], [1, 0.5], [2, 0.25], [10, 0.1], [20, 0.05]]
+    assert loss_points(pairs).tolist() == [1.0, 0.5, 0.25]
+    assert loss_points([3.0, None, "nan"], limit=2).tolist()[0] == 3.0
+    assert math.isnan(loss_points([3.0, None]).tolist()[1])
+
+
+def test_runs_csv_has_one_row_per_run_and_epoch() -> None:
+    job = make_job()
+    rows = list(csv.DictReader(io.StringIO(results_csv(job))))
+    assert tuple(rows[0].keys()) == RUN_COLUMNS
+    # 3 schemes × 2 repeats × 2 epochs, minus the diverged run's missing epoch 2
+    assert len(rows) == 11
+    first = rows[0]
+    assert first["scheme"] == "zeros" and first["label"] == "all zeros"
+    assert first["repeat"] == "0" and first["seed"] == "1000" and first["epoch"] == "1"
+    assert float(first["val_accuracy"]) == job["runs"][0]["epochs"][0]["val_accuracy"]
+    diverged = [r for r in rows if r["status"] == "diverged"]
+    assert [r["epoch"] for r in diverged] == ["1"]
+
+
+def test_runs_csv_lists_runs_without_epochs_with_empty_cells() -> None:
+    job = make_job()
+    job["runs"][0]["epochs"] = []
+    rows = list(csv.DictReader(io.StringIO(results_csv(job))))
+    assert rows[0]["scheme"] == "zeros" and rows[0]["epoch"] == "" and rows[0]["val_loss"] == ""
+
+
+def test_summary_csv_has_one_row_per_scheme_in_request_order() -> None:
+    job = make_job()
+    rows = list(csv.DictReader(io.StringIO(results_csv(job, "summary"))))
+    assert tuple(rows[0].keys()) == SUMMARY_COLUMNS
+    assert [r["label"] for r in rows] == [label for _, label in SCHEMES]
+    assert [r["diverged"] for r in rows] == ["0", "1", "0"]
+    expected = job["summary"][2]["final_val_accuracy"]["mean"]
+    assert float(rows[2]["final_val_accuracy_mean"]) == expected
+
+
+def test_unknown_format_and_kind_are_refused() -> None:
+    with pytest.raises(ValueError, match="fmt"):
+        render_report(make_job(), "gif")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind"):
+        results_csv(make_job(), "everything")  # type: ignore[arg-type]
