@@ -15,7 +15,7 @@ import json
 import math
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -104,25 +104,22 @@ def plot_n_batches(job: Mapping[str, Any]) -> int:
     return int(n) if isinstance(n, int) and n > 0 else DEFAULT_PLOT_N_BATCHES
 
 
-def loss_points(batch_losses: Iterable[Any], limit: int | None = None) -> np.ndarray:
-    """The leading training losses of a run, indexed by global batch number.
+def loss_points(
+    batch_losses: Sequence[Any], batch_steps: Sequence[Any] | None = None, limit: int | None = None
+) -> np.ndarray:
+    """The leading, exactly recorded training losses of a run (index = global batch number).
 
-    ``batch_losses`` is the run's list from the job document: plain numbers (index = batch)
-    or ``[batch, loss]`` pairs (the downsampled tail carries its batch index).
+    ``batch_losses`` is the run's list from the job document and ``batch_steps`` the global
+    batch index of each entry: the first ``plot_n_batches`` are exact, the tail is strided.
+    The curve keeps the prefix where entry ``i`` is batch ``i`` (all of it without steps).
     """
-    values: list[float] = []
-    for i, item in enumerate(batch_losses):
-        if isinstance(item, Sequence) and not isinstance(item, str):
-            step, loss = int(item[0]), _num(item[1])
-            if step != len(values):
-                # Past the exactly-recorded prefix (downsampled): the curve stops here.
-                break
-            values.append(loss)
-        else:
-            values.append(_num(item))
-        if limit is not None and i + 1 >= limit:
-            break
-    return np.asarray(values, dtype=np.float64)
+    n = len(batch_losses) if limit is None else min(len(batch_losses), limit)
+    if batch_steps is not None:
+        exact = 0
+        while exact < n and exact < len(batch_steps) and int(batch_steps[exact]) == exact:
+            exact += 1
+        n = exact
+    return np.fromiter((_num(v) for v in batch_losses[:n]), dtype=np.float64, count=n)
 
 
 def _scheme_key(run: Mapping[str, Any]) -> tuple[str, str]:
@@ -139,7 +136,7 @@ def collect_series(job: Mapping[str, Any]) -> list[SchemeSeries]:
     for run in job.get("runs") or []:
         key = _scheme_key(run)
         s = series.setdefault(key, SchemeSeries(scheme=key[0], label=key[1]))
-        losses = loss_points(run.get("batch_losses") or [], limit)
+        losses = loss_points(run.get("batch_losses") or [], run.get("batch_steps"), limit)
         if losses.size:
             s.losses.append(losses)
         for rec in run.get("epochs") or []:

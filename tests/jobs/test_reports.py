@@ -49,8 +49,11 @@ def make_job(*, repeats: int = 2, n_batches: int = 60, plot_n: int = 40) -> dict
             losses: list[Any] = [
                 float(start * math.exp(-i / 30) + 0.05 * rng.random()) for i in range(n_batches)
             ]
+            # The store keeps the first plot_n batches exactly, then every 2nd batch.
+            steps = [*range(plot_n), *range(plot_n, n_batches, 2)]
+            losses = [losses[i] for i in steps]
             if diverged:
-                losses = [*losses[:25], None]
+                losses, steps = [*losses[:25], None], list(range(26))
             epochs = []
             for epoch in (1, 2):
                 if diverged and epoch == 2:
@@ -78,8 +81,9 @@ def make_job(*, repeats: int = 2, n_batches: int = 60, plot_n: int = 40) -> dict
                     "seed": 1000 + repeat,
                     "status": "diverged" if diverged else "succeeded",
                     "epoch": len(epochs),
-                    "batch": len(losses),
+                    "batch": steps[-1] + 1,
                     "batch_losses": losses,
+                    "batch_steps": steps,
                     "epochs": epochs,
                     "diagnostics": {},
                     "diverged": diverged,
@@ -156,7 +160,7 @@ def test_report_of_a_running_job_without_summary_renders() -> None:
     job = make_job()
     job["status"], job["summary"] = "running", []
     for run in job["runs"][3:]:
-        run.update(status="queued", batch_losses=[], epochs=[])
+        run.update(status="queued", batch_losses=[], batch_steps=[], epochs=[])
     assert has_data(job)
     assert render_report(job, "png").startswith(PNG_SIGNATURE)
     svg = render_report(job, "svg").decode()
@@ -166,7 +170,7 @@ def test_report_of_a_running_job_without_summary_renders() -> None:
 def test_has_data_is_false_before_any_point() -> None:
     job = make_job()
     for run in job["runs"]:
-        run.update(batch_losses=[], epochs=[])
+        run.update(batch_losses=[], batch_steps=[], epochs=[])
     assert not has_data(job)
 
 
@@ -181,11 +185,13 @@ def test_loss_curves_keep_the_first_plot_n_batches_and_average_repeats() -> None
     assert series[2].val_accuracy[2] == pytest.approx([0.93, 0.94])
 
 
-def test_loss_points_read_downsampled_pairs_up_to_the_exact_prefix() -> None:
-    pairs = [[0, 1.0], [1, 0.5], [2, 0.25], [10, 0.1], [20, 0.05]]
-    assert loss_points(pairs).tolist() == [1.0, 0.5, 0.25]
-    assert loss_points([3.0, None, "nan"], limit=2).tolist()[0] == 3.0
-    assert math.isnan(loss_points([3.0, None]).tolist()[1])
+def test_loss_points_keep_only_the_exact_prefix_of_a_strided_record() -> None:
+    losses = [1.0, 0.5, 0.25, 0.1, 0.05]
+    assert loss_points(losses, [0, 1, 2, 10, 20]).tolist() == [1.0, 0.5, 0.25]
+    assert loss_points(losses, [0, 1, 2, 3, 4], limit=4).tolist() == [1.0, 0.5, 0.25, 0.1]
+    assert loss_points(losses).tolist() == losses
+    with_gap = loss_points([3.0, None, "nan"], limit=2)
+    assert with_gap[0] == 3.0 and math.isnan(with_gap[1]) and with_gap.size == 2
 
 
 def test_runs_csv_has_one_row_per_run_and_epoch() -> None:
