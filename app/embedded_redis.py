@@ -8,15 +8,28 @@ Used by ``initlab run`` / ``initlab redis`` and by the test suite. The binary is
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
+
+PR_SET_PDEATHSIG = 1
+
+
+def own_session() -> None:
+    """``preexec_fn`` for children: a new session (a terminal's Ctrl-C reaches only the
+    supervisor, which stops the children in order) and, on Linux, SIGTERM if the parent dies."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -166,7 +179,11 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = None if self.log_to_stdout else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            self.command(),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=own_session,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

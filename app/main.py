@@ -24,6 +24,7 @@ EXPOSED_HEADERS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI application with its routers, middleware and error handlers."""
     from app.api.routes import ROUTERS
+    from app.api.routes.metrics import MetricsMiddleware
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS,
     )
+    app.add_middleware(MetricsMiddleware)  # outermost: times everything, pure ASGI
     for router in ROUTERS:
         app.include_router(router)
     return app
