@@ -1,0 +1,38 @@
+# initlab: the API (default command) and, with another command, the Celery worker.
+# docker compose up --scale worker=N runs redis + api + N workers (see docker-compose.yml).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Fashion-MNIST from Debian: the udacity-fashion / too-small presets run offline.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin initlab
+
+WORKDIR /srv/initlab
+
+# Dependencies first (this layer is rebuilt only when pyproject.toml changes), code after.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY README.md ./
+COPY app ./app
+COPY worker ./worker
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf build ./*.egg-info
+
+USER 10001:10001
+ENV INITLAB_DATA_DIR=/home/initlab/data
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

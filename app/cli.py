@@ -1,0 +1,266 @@
+"""The ``initlab`` command: run the whole service locally with one command.
+
+``initlab run``   the API (uvicorn), one Celery worker and, when no Redis URL is configured
+                  (``INITLAB_REDIS_URL`` / ``REDIS_URL``), an embedded redis-server whose data
+                  (append-only file, so jobs survive a restart) lives in ``.initlab/redis``.
+                  Ctrl-C (SIGINT) or SIGTERM stops all of them; if any of them dies, the others
+                  are stopped and the command exits non-zero.
+``initlab redis`` only the embedded redis-server, in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, free_port, own_session
+
+REDIS_DIR = Path(".initlab") / "redis"
+CELERY_APP = "worker.celery_app:celery_app"
+
+
+@dataclass
+class Child:
+    """One supervised child process (in its own process group)."""
+
+    name: str
+    cmd: list[str]
+    stop_timeout: float
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            self.cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=own_session
+        )
+        _say(f"started {self.name} (pid {self.process.pid})")
+
+    def poll(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        """SIGTERM, wait ``stop_timeout`` s, then SIGKILL the whole process group."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(self.stop_timeout)
+        # Whatever is left of the group (pool children, a parent that ignored SIGTERM).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+
+def _say(message: str, stream: IO[str] | None = None) -> None:
+    print(f"initlab: {message}", file=stream or sys.stderr, flush=True)
+
+
+class _Stop(Exception):
+    """Raised from the signal handler to leave the supervision loop."""
+
+
+@contextlib.contextmanager
+def _signals_raise_stop() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # A second Ctrl-C during shutdown is ignored: shutdown is already bounded by timeouts.
+        signal.signal(signum, signal.SIG_IGN)
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def _locked_redis_dir(data_dir: Path) -> Iterator[None]:
+    """One embedded Redis per data directory (two servers on one AOF would corrupt it)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"initlab: {data_dir} is in use by another `initlab run`/`initlab redis`"
+            ) from None
+        yield
+
+
+def _configured_redis_url() -> str | None:
+    return os.environ.get("INITLAB_REDIS_URL") or os.environ.get("REDIS_URL") or None
+
+
+def _celery_has_beat_schedule() -> bool:
+    """Whether the Celery app defines periodic tasks (then ``initlab run`` starts beat)."""
+    from importlib import import_module
+
+    module_name, _, attr = CELERY_APP.partition(":")
+    celery_app = getattr(import_module(module_name), attr)
+    return bool(celery_app.conf.beat_schedule)
+
+
+def _supervise(children: list[Child], env: dict[str, str]) -> int:
+    """Start ``children`` in order; stop all (reverse order) on a signal or when one dies."""
+    exit_code = 0
+    try:
+        with _signals_raise_stop():
+            for child in children:
+                child.start(env)
+            while True:
+                for child in children:
+                    code = child.poll()
+                    if code is not None:
+                        _say(f"{child.name} exited with code {code}; stopping the others")
+                        exit_code = code or 1
+                        raise _Stop(child.name)
+                time.sleep(0.2)
+    except _Stop as stop:
+        if exit_code == 0:
+            _say(f"{stop} received, stopping")
+    finally:
+        with _ignoring_signals():
+            for child in reversed(children):
+                child.stop()
+    return exit_code
+
+
+@contextlib.contextmanager
+def _ignoring_signals() -> Iterator[None]:
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``initlab run``: embedded Redis (if needed) + Celery worker (+ beat) + uvicorn."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    python = sys.executable
+    redis_url = _configured_redis_url()
+    with contextlib.ExitStack() as stack:
+        if redis_url is None:
+            data_dir = Path(args.redis_dir).resolve()
+            stack.enter_context(_locked_redis_dir(data_dir))
+            port = args.redis_port or free_port()
+            try:
+                server = EmbeddedRedis(data_dir, port=port, persistent=True)
+                with _ignoring_signals():
+                    server.start()
+            except EmbeddedRedisError as exc:
+                _say(str(exc))
+                return 1
+            stack.callback(server.stop)
+            redis_url = server.url
+            _say(f"embedded redis-server at {redis_url} (data in {data_dir})")
+        else:
+            _say(f"using Redis at {redis_url}")
+        env.pop("REDIS_URL", None)
+        env["INITLAB_REDIS_URL"] = redis_url
+
+        worker_name = f"initlab-{os.getpid()}@%h"
+        worker_cmd = [python, "-m", "celery", "-A", CELERY_APP, "worker", "--pool=prefork"]
+        worker_cmd += [f"--hostname={worker_name}", "--loglevel=INFO"]
+        if args.concurrency:
+            worker_cmd.append(f"--concurrency={args.concurrency}")
+        children = [Child("worker", worker_cmd, stop_timeout=args.worker_stop_timeout)]
+        os.environ["INITLAB_REDIS_URL"] = redis_url
+        if _celery_has_beat_schedule():
+            beat_file = Path(args.redis_dir).resolve().parent / "celerybeat-schedule"
+            beat_file.parent.mkdir(parents=True, exist_ok=True)
+            beat_cmd = [python, "-m", "celery", "-A", CELERY_APP, "beat", "--loglevel=INFO"]
+            beat_cmd.append(f"--schedule={beat_file}")
+            children.append(Child("beat", beat_cmd, stop_timeout=10))
+        api_cmd = [python, "-m", "uvicorn", "app.main:app", "--host", args.host]
+        api_cmd += ["--port", str(args.port), "--workers", str(args.workers)]
+        children.append(Child("api", api_cmd, stop_timeout=15))
+        _say(f"API on http://{args.host}:{args.port} (docs: /docs); Ctrl-C stops everything")
+        return _supervise(children, env)
+    return 0
+
+
+def redis(args: argparse.Namespace) -> int:
+    """``initlab redis``: the embedded redis-server in the foreground."""
+    data_dir = Path(args.redis_dir).resolve()
+    with _locked_redis_dir(data_dir):
+        try:
+            server = EmbeddedRedis(
+                data_dir, host=args.host, port=args.port, persistent=True, log_to_stdout=True
+            )
+            with _ignoring_signals():
+                server.start()
+        except EmbeddedRedisError as exc:
+            _say(str(exc))
+            return 1
+        _say(f"redis-server at {server.url} (data in {data_dir}); Ctrl-C stops it")
+        try:
+            with _signals_raise_stop():
+                while server.process is not None and server.process.poll() is None:
+                    time.sleep(0.2)
+            _say("redis-server exited")
+            return 1
+        except _Stop:
+            return 0
+        finally:
+            with _ignoring_signals():
+                server.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="initlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run_p = sub.add_parser("run", help="API + Celery worker (+ embedded Redis if none is set)")
+    run_p.add_argument("--host", default="127.0.0.1", help="API bind address")
+    run_p.add_argument("--port", type=int, default=8000, help="API port")
+    run_p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    run_p.add_argument(
+        "--concurrency", type=int, default=0, help="Celery pool processes (default: CPU count)"
+    )
+    run_p.add_argument("--redis-dir", default=str(REDIS_DIR), help="embedded Redis data dir")
+    run_p.add_argument(
+        "--redis-port", type=int, default=0, help="embedded Redis port (default: a free one)"
+    )
+    run_p.add_argument(
+        "--worker-stop-timeout",
+        type=float,
+        default=10.0,
+        help="seconds the worker may finish running tasks on shutdown (they are redelivered)",
+    )
+    run_p.set_defaults(func=run)
+
+    redis_p = sub.add_parser("redis", help="the embedded redis-server in the foreground")
+    redis_p.add_argument("--host", default="127.0.0.1")
+    redis_p.add_argument("--port", type=int, default=6379)
+    redis_p.add_argument("--redis-dir", default=str(REDIS_DIR), help="data dir")
+    redis_p.set_defaults(func=redis)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``initlab`` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

