@@ -4,5 +4,29 @@ Pure NumPy + stdlib. See ``docs/datasets.md``.
 """
 
 from app.training.datasets.base import TASKS, Dataset, DatasetError, DatasetUnavailableError, Task
+from app.training.datasets.registry import (
+    IDX_PARAMS,
+    UPLOAD,
+    UPLOAD_PARAMS,
+    check_dataset,
+    list_datasets,
+    load_dataset,
+)
+from app.training.datasets.upload import DatasetTooLargeError, dataset_from_arrays, parse_npz
 
-__all__ = ["TASKS", "Dataset", "DatasetError", "DatasetUnavailableError", "Task"]
+__all__ = [
+    "IDX_PARAMS",
+    "TASKS",
+    "UPLOAD",
+    "UPLOAD_PARAMS",
+    "Dataset",
+    "DatasetError",
+    "DatasetTooLargeError",
+    "DatasetUnavailableError",
+    "Task",
+    "check_dataset",
+    "dataset_from_arrays",
+    "list_datasets",
+    "load_dataset",
+    "parse_npz",
+]
