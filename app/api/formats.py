@@ -1,0 +1,213 @@
+"""Tensor encodings — JSON (orjson), raw octet-stream, ``.npy``, safetensors — and Accept
+negotiation.
+
+Binary encodings never copy the tensor: the response body is the array's own buffer,
+preceded by a small header chunk where the format needs one.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app.errors import NotAcceptableError
+
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+NPY = "application/x-npy"
+SAFETENSORS = "application/vnd.safetensors"
+
+# ?format= value -> media type; the order is the server's preference on equal q-values.
+FORMATS: dict[str, str] = {
+    "json": JSON,
+    "binary": OCTET_STREAM,
+    "npy": NPY,
+    "safetensors": SAFETENSORS,
+}
+MEDIA_TYPES: tuple[str, ...] = tuple(FORMATS.values())
+
+_SAFETENSORS_DTYPES = {
+    "float32": "F32",
+    "float64": "F64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int32": "I32",
+}
+
+
+def _parse_accept(accept: str) -> list[tuple[str, str, float]]:
+    """``Accept`` → ``[(type, subtype, q)]``; malformed ranges are skipped."""
+    ranges = []
+    for item in accept.split(","):
+        parts = item.split(";")
+        media = parts[0].strip().lower()
+        main, slash, sub = media.partition("/")
+        if not slash or not main or not sub:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+                if not math.isfinite(q) or not 0.0 <= q <= 1.0:
+                    q = 0.0
+        ranges.append((main, sub, q))
+    return ranges
+
+
+def negotiate(accept: str | None, available: Sequence[str] = MEDIA_TYPES) -> str:
+    """Pick the media type for ``accept`` (RFC 9110 §12.5.1: the most specific matching
+    range gives each type its q; highest q wins, ties go to the order of ``available``).
+
+    Raises :class:`NotAcceptableError` (406) listing what is available.
+    """
+    if accept is None or not accept.strip():
+        return available[0]
+    ranges = _parse_accept(accept)
+    best, best_q = None, 0.0
+    for media in available:
+        main, _, sub = media.partition("/")
+        q, specificity = None, -1
+        for r_main, r_sub, r_q in ranges:
+            if r_main == main and r_sub == sub:
+                s = 2
+            elif r_main == main and r_sub == "*":
+                s = 1
+            elif r_main == "*" and r_sub == "*":
+                s = 0
+            else:
+                continue
+            if s > specificity:
+                q, specificity = r_q, s
+        if q is not None and q > best_q:
+            best, best_q = media, q
+    if best is None:
+        shown = accept if len(accept) <= 200 else accept[:200] + "..."
+        formats = ", ".join(f"{m} (?format={f})" for f, m in FORMATS.items() if m in available)
+        raise NotAcceptableError(
+            f"Cannot produce any type in Accept: {shown!r}. Available: {formats}.",
+            errors=[
+                {"loc": ["header", "accept"], "msg": "no acceptable media type", "input": shown}
+            ],
+        )
+    return best
+
+
+def little_endian(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as C-contiguous little-endian (a no-op on little-endian hosts)."""
+    if sys.byteorder == "big" and arr.dtype.itemsize > 1:
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(arr)
+
+
+def raw_view(arr: np.ndarray) -> memoryview:
+    """The array's bytes as a flat memoryview, without copying (works for bfloat16 too)."""
+    return little_endian(arr).reshape(-1).view(np.uint8).data
+
+
+def json_values(arr: np.ndarray) -> np.ndarray:
+    """A flat view orjson can serialize (bfloat16 widens exactly to float32)."""
+    flat = arr.reshape(-1)
+    if flat.dtype == ml_dtypes.bfloat16:
+        flat = flat.astype(np.float32)
+    return flat
+
+
+def tensor_stats(arr: np.ndarray, expected_std: float | None) -> dict[str, float | None]:
+    """Mean, std, min and max of the values (float64 accumulation)."""
+    if arr.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "expected_std": expected_std}
+    values = arr.astype(np.float32, copy=False) if arr.dtype == ml_dtypes.bfloat16 else arr
+    return {
+        "mean": float(np.mean(values, dtype=np.float64)),
+        "std": float(np.std(values, dtype=np.float64)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "expected_std": expected_std,
+    }
+
+
+def encode_json(meta: dict[str, Any], arr: np.ndarray) -> bytes:
+    """``meta`` plus ``"values"`` (flat, row-major) as JSON bytes."""
+    return orjson.dumps({**meta, "values": json_values(arr)}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def npy_header(arr: np.ndarray) -> bytes:
+    """The ``.npy`` (format 1.0/2.0) header for ``arr``; the data follows it unchanged.
+
+    bfloat16 has no NumPy type code: it is written as ``<V2`` and loads as 2-byte voids that
+    ``.view(ml_dtypes.bfloat16)`` turns back into the values.
+    """
+    header = np.lib.format.header_data_from_array_1_0(arr)
+    text = repr(
+        {"descr": header["descr"], "fortran_order": False, "shape": tuple(arr.shape)}
+    ).encode("latin-1")
+    # magic(6) + version(2) + length(2 or 4) + text + padding + "\n" is a multiple of 64.
+    for version, fmt in (((1, 0), "<H"), ((2, 0), "<I")):
+        prefix = 6 + 2 + struct.calcsize(fmt)
+        total = prefix + len(text) + 1
+        padded = text + b" " * (-total % 64) + b"\n"
+        if len(padded) < 2 ** (8 * struct.calcsize(fmt)):
+            return b"\x93NUMPY" + bytes(version) + struct.pack(fmt, len(padded)) + padded
+    raise ValueError("npy header too long")  # unreachable: shapes are rank-limited
+
+
+def safetensors_header(arr: np.ndarray, dtype: str, metadata: dict[str, str]) -> bytes:
+    """The safetensors header (u64 length + JSON, space-padded to 8 bytes) for one tensor
+    named ``weight``; the raw data follows it unchanged."""
+    doc = {
+        "__metadata__": metadata,
+        "weight": {
+            "dtype": _SAFETENSORS_DTYPES[dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [0, arr.nbytes],
+        },
+    }
+    text = orjson.dumps(doc)
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+class BufferResponse(Response):
+    """A response whose body is a sequence of buffers sent without joining them.
+
+    ``Content-Length`` is their total size; each chunk goes out as its own body message.
+    """
+
+    def __init__(
+        self,
+        chunks: Sequence[bytes | memoryview],
+        *,
+        media_type: str,
+        headers: dict[str, str] | None = None,
+        status_code: int = 200,
+    ) -> None:
+        self.chunks = [c for c in chunks if len(c)]
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        self.body = b""
+        total = sum(len(c) for c in self.chunks)
+        self.init_headers({**(headers or {}), "content-length": str(total)})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if not self.chunks:
+            await send({"type": "http.response.body", "body": b""})
+        last = len(self.chunks) - 1
+        for i, chunk in enumerate(self.chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < last})
