@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routes import health, metrics
+from app.api.routes import health, initializers, metrics, tensors
 
-ROUTERS: list[APIRouter] = [health.router, metrics.router]
+ROUTERS: list[APIRouter] = [health.router, metrics.router, initializers.router, tensors.router]
