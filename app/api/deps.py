@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
+from app.jobs.store import DatasetStore, JobStore
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -19,3 +20,30 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+# --- jobs (one Redis connection pool per application, created on first use)
+
+
+async def get_job_store(request: Request) -> JobStore:
+    """The job record store on the application's Redis."""
+    store: JobStore | None = getattr(request.app.state, "job_store", None)
+    if store is None:
+        store = JobStore.from_settings(request.app.state.settings)
+        request.app.state.job_store = store
+    return store
+
+
+async def get_dataset_store(request: Request) -> DatasetStore:
+    """Uploaded datasets on the application's Redis (shares the job store's pool)."""
+    store: DatasetStore | None = getattr(request.app.state, "dataset_store", None)
+    if store is None:
+        jobs = await get_job_store(request)
+        settings: Settings = request.app.state.settings
+        store = DatasetStore(jobs.redis, ttl_seconds=settings.dataset_ttl_seconds)
+        request.app.state.dataset_store = store
+    return store
+
+
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]

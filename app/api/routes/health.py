@@ -1,8 +1,13 @@
-"""Operational endpoints: liveness."""
+"""Operational endpoints: liveness and readiness."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+
+from app.api.deps import JobStoreDep
+from app.jobs import service
 
 router = APIRouter(tags=["operations"])
 
@@ -11,3 +16,9 @@ router = APIRouter(tags=["operations"])
 async def read_health() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Redis or workers unavailable"}})
+def read_readiness(jobs: JobStoreDep) -> dict[str, Any]:
+    """Redis reachable and at least one worker answering (its heartbeat); 503 otherwise."""
+    return service.readiness(jobs)

@@ -1,0 +1,317 @@
+"""The worker side of a job record: a run's reporter, its lease, and one run's execution.
+
+:class:`RedisRunReporter` implements the trainer's ``RunReporter`` protocol:
+
+- batch losses are kept for the first ``plot_n_batches`` steps exactly, then every
+  ``stride``-th step so that a run stores at most ``max_batch_points`` points;
+- writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
+  one per epoch; each write is one Lua call that also answers "was the job cancelled?";
+- ``should_stop`` is called by the trainer every batch and reads the cancel flag (one
+  ``EXISTS``, ~50 µs) when the last read is older than ``cancel_check_seconds`` (default
+  20 ms): a cancelled run stops within one batch, or within 20 ms when batches are shorter;
+- a lease thread renews the run's lease every ``lease_seconds / 3``; if the worker dies the
+  lease lapses and the watchdog (``worker/celery_app.py``) re-enqueues the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from app.jobs.limits import JobSettings, get_job_settings
+from app.jobs.store import DatasetStore, JobStore
+
+log = logging.getLogger("initlab.jobs")
+
+# A run whose worker died this many times (OOM, hard time limit) is marked failed.
+MAX_ATTEMPTS = 3
+
+
+def loss_stride(total_batches: int, plot_n_batches: int, max_points: int) -> int:
+    """Keep every step below ``plot_n_batches``, then every ``stride``-th one."""
+    rest = total_batches - plot_n_batches
+    room = max(1, max_points - plot_n_batches)
+    return max(1, math.ceil(rest / room)) if rest > 0 else 1
+
+
+class RedisRunReporter:
+    """Reports one run attempt to the job record (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        index: int,
+        attempt: int,
+        *,
+        total_batches: int,
+        plot_n_batches: int,
+        max_batch_points: int,
+        settings: JobSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.index = index
+        self.attempt = attempt
+        self.settings = settings or get_job_settings()
+        self.plot_n = plot_n_batches
+        self.stride = loss_stride(total_batches, plot_n_batches, max_batch_points)
+        self.total_batches = total_batches
+        self.step = 0
+        self.epoch = 0
+        self.batch = 0
+        self.last_loss: float | None = None
+        self.epochs: list[dict] = []
+        self.diagnostics: dict[str, Any] = {}
+        self.stopped = False
+        self.stale = False
+        self._pending: list[tuple[int, float]] = []
+        self._last_write = time.monotonic()
+        self._last_check = 0.0
+
+    # -- RunReporter protocol
+
+    def should_stop(self) -> bool:
+        if self.stopped:
+            return True
+        now = time.monotonic()
+        if now - self._last_check >= self.settings.cancel_check_seconds:
+            self._last_check = now
+            if self.store.cancel_requested(self.job_id):
+                self.stopped = True
+        return self.stopped
+
+    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
+        step = self.step
+        self.step += 1
+        self.epoch, self.batch = epoch, batch
+        self.last_loss = float(loss)
+        if step < self.plot_n or (step - self.plot_n) % self.stride == 0:
+            self._pending.append((step, self.last_loss))
+        if time.monotonic() - self._last_write >= self.settings.progress_interval_seconds:
+            self.flush()
+
+    def on_epoch(self, record: Mapping[str, Any]) -> None:
+        rec = dict(record)
+        self.epochs.append(rec)
+        self.flush(
+            fields={"epochs": self.epochs},
+            event={"type": "epoch", "run": self.index, "record": rec},
+        )
+
+    def on_diagnostics(self, when: str, layers: list[dict]) -> None:
+        self.diagnostics[when] = layers
+        self.flush(fields={"diagnostics": self.diagnostics})
+
+    # -- writes
+
+    def flush(
+        self, *, fields: Mapping[str, Any] | None = None, event: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write pending points (and ``fields``) now; notices cancellation and staleness."""
+        if self.stale:
+            return
+        points, self._pending = self._pending, []
+        all_fields = {"epoch": self.epoch, "batch": self.step, **(fields or {})}
+        progress = {
+            "type": "progress",
+            "run": self.index,
+            "epoch": self.epoch,
+            "batch": self.step,
+            "points": points,
+        }
+        out = self.store.update_run(
+            self.job_id,
+            self.index,
+            self.attempt,
+            fields=all_fields,
+            points=points,
+            event=event or progress,
+        )
+        if event is not None and points:  # an epoch event replaced the progress one
+            self.store.append_event(self.job_id, progress)
+        self._last_write = time.monotonic()
+        if out == -1:
+            self.stale = self.stopped = True
+        elif out == 1:
+            self.stopped = True
+
+    def finish(
+        self,
+        status: str,
+        *,
+        final: Mapping[str, Any] | None = None,
+        seconds: float | None = None,
+        error: str = "",
+    ) -> str:
+        """Record the run's end; returns the recorded status (``stale``: nothing written)."""
+        points, self._pending = self._pending, []
+        fields: dict[str, Any] = {
+            "epoch": self.epoch,
+            "batch": self.step,
+            "epochs": self.epochs,
+            "diagnostics": self.diagnostics,
+            "final": dict(final) if final is not None else None,
+        }
+        if seconds is not None:
+            fields["seconds"] = float(seconds)
+        if self.last_loss is not None:
+            fields["last_batch_loss"] = self.last_loss
+        return self.store.finish_run(
+            self.job_id, self.index, self.attempt, status, fields=fields, points=points, error=error
+        )
+
+
+class LeaseKeeper:
+    """Renews a run's lease from a daemon thread until :meth:`close` (NumPy releases the GIL
+    in BLAS calls, so renewals happen even during long matmuls)."""
+
+    def __init__(
+        self, store: JobStore, job_id: str, index: int, token: str, lease_seconds: float
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.index = index
+        self.token = token
+        self.lease_seconds = lease_seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="initlab-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                if not self.store.renew_lease(
+                    self.job_id, self.index, self.token, self.lease_seconds
+                ):
+                    self.lost = True
+                    return
+            except Exception:  # Redis blip: try again next period; the lease has slack
+                log.warning("lease renewal failed for %s run %d", self.job_id, self.index)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@lru_cache(maxsize=2)
+def _cached_dataset(ref_json: bytes, data_dir: str, allow_downloads: bool, url: str | None) -> Any:
+    from app.training.datasets import load_dataset
+
+    uploads = DatasetStore.from_settings()
+    return load_dataset(
+        orjson.loads(ref_json),
+        data_dir=data_dir,
+        allow_downloads=allow_downloads,
+        uploaded=uploads.get,
+    )
+
+
+def load_job_dataset(ref: Mapping[str, Any]) -> Any:
+    """The job's dataset, cached per worker process (MNIST takes ~1 s to decode)."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    key = orjson.dumps(dict(ref), option=orjson.OPT_SORT_KEYS)
+    return _cached_dataset(
+        key, str(settings.data_dir), settings.allow_downloads, settings.redis_url
+    )
+
+
+def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
+    """Claim run ``index`` of ``job_id``, train it, and record the outcome.
+
+    Idempotent: a run that already finished, belongs to a finished or expired job, or is held
+    by another live worker is skipped (returns the claim state). Never raises for problems of
+    the run itself: they are recorded as a ``failed`` run.
+    """
+    from app.jobs.service import build_run_spec
+    from app.training import train_run
+
+    settings = get_job_settings()
+    claim = store.claim_run(job_id, index, worker, settings.lease_seconds)
+    if not claim.ok:
+        log.info("skip %s run %d: %s", job_id, index, claim.state)
+        return claim.state
+    lease = LeaseKeeper(store, job_id, index, claim.token, settings.lease_seconds)
+    reporter: RedisRunReporter | None = None
+    try:
+        spec = store.get_spec(job_id)
+        run = store.get_run(job_id, index)
+        if spec is None or run is None:
+            return "gone"
+        record = spec.get("record") or {}
+        reporter = RedisRunReporter(
+            store,
+            job_id,
+            index,
+            claim.attempt,
+            total_batches=int(run["total_batches"]),
+            plot_n_batches=int(record.get("plot_n_batches", 100)),
+            max_batch_points=min(
+                int(record.get("max_batch_points", 5000)), settings.max_batch_points
+            ),
+            settings=settings,
+        )
+        if claim.attempt > MAX_ATTEMPTS:
+            return reporter.finish(
+                "failed",
+                error=f"the worker running this run was lost {claim.attempt - 1} times "
+                "(killed, out of memory or over the hard time limit)",
+            )
+        started = time.perf_counter()
+        try:
+            data = load_job_dataset(spec["dataset"])
+            run_spec = build_run_spec(spec, int(run["scheme"]), int(run["seed"]))
+            result = train_run(run_spec, data, reporter)
+        except Exception as exc:
+            if lease.lost or reporter.stale:
+                return "stale"
+            log.exception("run %d of %s failed", index, job_id)
+            return reporter.finish(
+                "failed",
+                seconds=time.perf_counter() - started,
+                error=_describe_failure(exc),
+            )
+        if reporter.stale or lease.lost:
+            return "stale"
+        status = str(result.status)
+        return reporter.finish(
+            status if status in ("succeeded", "diverged", "cancelled") else "failed",
+            final=_final_metrics(result),
+            seconds=float(result.seconds),
+        )
+    finally:
+        lease.close()
+
+
+def _describe_failure(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "SoftTimeLimitExceeded":
+        limit = get_job_settings().run_time_limit_seconds
+        return f"the run exceeded the per-run time limit of {limit} s"
+    last = traceback.format_exception_only(exc)[-1].strip()
+    return last[:500]
+
+
+def _final_metrics(result: Any) -> dict[str, Any]:
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    out = {k: _json_float(getattr(result, f"final_{k}", None)) for k in keys}
+    out["steps"] = int(result.steps)
+    out["diverged_at_step"] = result.diverged_at_step
+    return out
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -1,0 +1,316 @@
+"""Training-comparison job bodies (``POST /v1/jobs``) and the job document (``GET``).
+
+``JobCreate`` is the body after a preset has been applied (``app.jobs.presets``). Every
+initializer reference is resolved with the engine here, so an unknown or invalid scheme is a 422
+naming ``schemes.<i>.initializer`` and the value, long before a worker sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "linear")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+MAX_SEED = 2**32 - 1
+
+InitializerRef = Annotated[
+    str | dict[str, Any],
+    Field(
+        description="Any initializer reference: a name in any framework's spelling, a Keras "
+        "or TF.js serialized object, or {name, params}.",
+        examples=["he_normal", {"name": "random_uniform", "params": {"minval": -1, "maxval": 1}}],
+    ),
+]
+
+
+def _check_initializer(ref: Any) -> Any:
+    """Resolve ``ref`` with the engine; an invalid one becomes a pydantic error at its field."""
+    if ref is None:
+        return None
+    from app.initializers import InitializerError, resolve
+
+    try:
+        resolve(ref)
+    except InitializerError as exc:
+        where = "" if exc.field in ("", "name") else f" ({exc.field})"
+        raise ValueError(f"{exc.msg}{where}") from None
+    return ref
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRef(BaseModel):
+    """``{"name": ..., <parameters>}``: the dataset's own parameters are checked by its loader
+    (``GET /v1/datasets`` lists them); uploads are ``{"name": "upload", "id": "ds_..."}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(
+        default=None, min_length=1, max_length=64, examples=["fashion-mnist", "circles"]
+    )
+
+
+class LayerOverride(_Strict):
+    """Initializers for one dense layer (0-based; the output layer is the last index)."""
+
+    layer: int = Field(ge=0, le=63)
+    kernel_initializer: InitializerRef | None = None
+    bias_initializer: InitializerRef | None = None
+
+    _check = field_validator("kernel_initializer", "bias_initializer")(_check_initializer)
+
+
+class ModelSpec(_Strict):
+    hidden_layers: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        default_factory=lambda: [256, 128], max_length=32
+    )
+    activation: str | dict[str, Any] = Field(
+        default="relu",
+        description=f"One of {', '.join(ACTIVATIONS)}, or {{name, negative_slope|alpha}}.",
+    )
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    output_units: int | None = Field(
+        default=None, ge=1, le=65_536, description="Default: from the dataset."
+    )
+    kernel_initializer: InitializerRef | None = Field(
+        default=None, description="Kernels of layers a scheme does not set (schemes win)."
+    )
+    bias_initializer: InitializerRef = "zeros"
+    layers: list[LayerOverride] = Field(
+        default_factory=list, max_length=64, description="Per-layer overrides for every scheme."
+    )
+
+    _check = field_validator("kernel_initializer", "bias_initializer")(_check_initializer)
+
+
+class OptimizerSpec(_Strict):
+    """Unset fields take the optimizer's defaults (the trainer's, e.g. Adam lr 0.001)."""
+
+    name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    learning_rate: float | None = Field(default=None, gt=0.0, le=100.0)
+    momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="SGD, RMSprop.")
+    nesterov: bool | None = Field(default=None, description="SGD only (needs momentum > 0).")
+    betas: tuple[float, float] | None = Field(default=None, description="Adam/AdamW.")
+    rho: float | None = Field(default=None, ge=0.0, le=1.0, description="RMSprop decay.")
+    eps: float | None = Field(default=None, gt=0.0, le=1.0)
+    weight_decay: float | None = Field(default=None, ge=0.0, le=10.0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+
+class TrainingSpec(_Strict):
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    loss: str | None = Field(
+        default=None,
+        description=f"One of {', '.join(LOSSES)} (and Keras spellings); default: from the "
+        "dataset's task.",
+    )
+    batch_size: int | Literal["full"] | None = Field(
+        default=128, description="Examples per step; 'full' (or null) for full-batch descent."
+    )
+    epochs: int | None = Field(default=None, ge=1, description="Default 1 (unless steps).")
+    steps: int | None = Field(default=None, ge=1)
+    shuffle: bool = True
+    drop_last: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 (or 'full')")
+        return v
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> TrainingSpec:
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give either epochs or steps, not both")
+        if self.epochs is None and self.steps is None:
+            self.epochs = 1
+        return self
+
+
+class SchemeSpec(_Strict):
+    label: str | None = Field(default=None, max_length=80, description="Default: the initializer.")
+    initializer: InitializerRef | None = Field(
+        default=None, description="Kernel initializer of every layer (unless overridden)."
+    )
+    bias_initializer: InitializerRef | None = None
+    layers: list[LayerOverride] = Field(default_factory=list, max_length=64)
+
+    _check = field_validator("initializer", "bias_initializer")(_check_initializer)
+
+
+class RecordSpec(_Strict):
+    plot_n_batches: int = Field(default=100, ge=1, le=100_000)
+    max_batch_points: int = Field(default=5_000, ge=10, le=1_000_000)
+    diagnostics: bool = True
+    diagnostics_batch_size: int = Field(default=1024, ge=1, le=1024)
+    eval_every: int | None = Field(default=None, ge=1, description="Epochs between records.")
+
+    @model_validator(mode="after")
+    def _points_cover_plot(self) -> RecordSpec:
+        if self.max_batch_points < self.plot_n_batches:
+            raise ValueError("max_batch_points must be >= plot_n_batches")
+        return self
+
+
+class JobCreate(_Strict):
+    """A training comparison: every scheme × every repeat is one run."""
+
+    dataset: DatasetRef
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec
+    schemes: list[SchemeSpec] = Field(min_length=1, max_length=256)
+    repeats: int = Field(default=1, ge=1, le=1_000)
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="Default: drawn by the server, returned."
+    )
+    record: RecordSpec = Field(default_factory=RecordSpec)
+
+    @model_validator(mode="after")
+    def _default_labels(self) -> JobCreate:
+        for i, scheme in enumerate(self.schemes):
+            if scheme.label is None:
+                scheme.label = default_label(scheme.initializer, i)
+        return self
+
+    def check_consistency(self) -> None:
+        """Cross-field rules, raised as a 422 naming the field (``InvalidInputError``)."""
+        from app.errors import InvalidInputError
+
+        n_layers = len(self.model.hidden_layers) + 1
+        overrides = [("model", self.model.layers)] + [
+            (f"schemes.{i}", s.layers) for i, s in enumerate(self.schemes)
+        ]
+        for where, items in overrides:
+            for j, o in enumerate(items):
+                if o.layer >= n_layers:
+                    raise InvalidInputError(
+                        [*where.split("."), "layers", j, "layer"],
+                        o.layer,
+                        f"out of range: the network has {n_layers} dense layers "
+                        f"(0..{n_layers - 1}, the output layer last)",
+                    )
+        seen: dict[str, int] = {}
+        for i, scheme in enumerate(self.schemes):
+            if scheme.initializer is None and self.model.kernel_initializer is None:
+                covered = {o.layer for o in scheme.layers if o.kernel_initializer is not None}
+                covered |= {o.layer for o in self.model.layers if o.kernel_initializer is not None}
+                if len(covered) < n_layers:
+                    raise InvalidInputError(
+                        ["schemes", i, "initializer"],
+                        None,
+                        "required: some layers have no kernel initializer "
+                        "(and there is no model.kernel_initializer)",
+                    )
+            label = str(scheme.label)
+            if label in seen:
+                raise InvalidInputError(
+                    ["schemes", i, "label"],
+                    label,
+                    f"duplicate label (also schemes.{seen[label]}.label); labels name the "
+                    "schemes in the summary and the report",
+                )
+            seen[label] = i
+
+
+def default_label(ref: Any, index: int) -> str:
+    """A readable label for a scheme without one."""
+    if isinstance(ref, str):
+        return ref
+    if isinstance(ref, dict):
+        name = ref.get("name") or ref.get("class_name") or ref.get("className")
+        if isinstance(name, str):
+            return name
+    return f"scheme {index}"
+
+
+# -------------------------------------------------------------------------------------------
+# Responses (documentation of what GET returns; handlers send the store's documents as is).
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Stats(_Open):
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+
+class Progress(_Open):
+    runs_total: int
+    runs_done: int
+    fraction: float
+    eta_seconds: float | None
+
+
+class EpochRecord(_Open):
+    epoch: int
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    seconds: float | None = None
+
+
+class RunRead(_Open):
+    index: int
+    scheme: int
+    label: str
+    repeat: int
+    seed: int
+    status: Literal["queued", "running", "succeeded", "diverged", "failed", "cancelled"]
+    epoch: int
+    batch: int
+    batch_losses: list[float | None] = Field(default_factory=list)
+    batch_steps: list[int] = Field(
+        default_factory=list, description="Global batch index of each batch_losses entry."
+    )
+    epochs: list[EpochRecord] = Field(default_factory=list)
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    diverged: bool
+    attempt: int
+    error: str | None
+
+
+class SummaryRead(_Open):
+    scheme: int
+    label: str
+    final_val_accuracy: Stats
+    final_val_loss: Stats
+    last_batch_loss: Stats
+    diverged: int
+    seconds: float | None
+    text: str
+
+
+class JobRead(_Open):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: Progress
+    spec: dict[str, Any]
+    runs: list[RunRead] = Field(default_factory=list)
+    summary: list[SummaryRead] = Field(default_factory=list)
+    error: str | None
+    links: dict[str, str]
+
+
+class JobList(_Open):
+    jobs: list[JobRead]
+    next_cursor: str | None
