@@ -1,0 +1,88 @@
+"""Per-layer health diagnostics on a fixed batch (initialization and after each epoch).
+
+For every dense layer ``i`` (hidden layers, then the output layer), on the diagnostic batch in
+evaluation mode (no dropout):
+
+- ``activation_mean`` / ``activation_std``: of the layer's output over all (example, unit)
+  entries — the hidden activation, or the raw logits for the output layer.
+- ``dead_fraction`` (ReLU-family hidden layers, else None): fraction of units whose
+  pre-activation is <= 0 on every example of the batch (a ReLU that outputs 0 throughout).
+- ``saturated_fraction`` (sigmoid/tanh hidden layers, else None): fraction of units whose
+  output lies within 0.01 of a bound (0/1 for sigmoid, -1/1 for tanh) on every example.
+- ``gradient_norm``: Frobenius norm of dLoss/dKernel on the batch; ``bias_gradient_norm``
+  likewise for the bias; ``weight_norm``: Frobenius norm of the kernel.
+- ``distinct_units``: number of distinct units, a unit being its incoming weights and bias
+  (column ``j`` of the kernel plus ``b[j]``), compared after rounding to multiples of
+  ``1e-6 * max|W|`` (values closer than that count as equal). A constant initialization gives
+  1 and stays at 1 if training never breaks the symmetry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.training.network import Network
+
+__all__ = ["SATURATION_MARGIN", "distinct_columns", "layer_diagnostics"]
+
+SATURATION_MARGIN = 0.01
+DISTINCT_RTOL = 1e-6
+
+
+def distinct_columns(kernel: np.ndarray, bias: np.ndarray, rtol: float = DISTINCT_RTOL) -> int:
+    """Number of distinct units (kernel column + bias) up to ``rtol`` relative to max |value|."""
+    units = np.concatenate([kernel, bias[None, :]], axis=0).T.astype(np.float64)  # (out, in+1)
+    units = np.nan_to_num(units, nan=0.0, posinf=0.0, neginf=0.0)
+    scale = float(np.max(np.abs(units))) if units.size else 0.0
+    if scale == 0.0:
+        return 1 if units.shape[0] else 0
+    q = np.round(units / (rtol * scale)).astype(np.int64)
+    return int(np.unique(q, axis=0).shape[0])
+
+
+def _f(x: float | np.floating) -> float | None:
+    v = float(x)
+    return v if np.isfinite(v) else None
+
+
+def layer_diagnostics(net: Network, x: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """Diagnostics on ``(x, target)``; returns ``{"loss", "layers": [...]}``.
+
+    Runs one forward/backward pass (overwriting the network's gradient vector, so call it
+    between optimizer steps)."""
+    loss = net.loss_and_grad(x, target, train=False)
+    buf = net.buffers(x.shape[0])
+    act = net.activation
+    layers: list[dict[str, Any]] = []
+    last = net.n_layers - 1
+    for i in range(net.n_layers):
+        hidden = i < last
+        out = buf.h[i] if hidden else buf.z[i]
+        z = buf.z[i]
+        dead = saturated = None
+        if hidden and act.rectifier:
+            dead = float(np.mean(np.all(z <= 0, axis=0)))
+        bounds = act.bounds if hidden else None
+        if bounds is not None:
+            lo, hi = bounds
+            near = (out <= lo + SATURATION_MARGIN) | (out >= hi - SATURATION_MARGIN)
+            saturated = float(np.mean(np.all(near, axis=0)))
+        layers.append(
+            {
+                "layer": i,
+                "name": f"dense_{i}" if hidden else "output",
+                "units": int(z.shape[1]),
+                "activation": act.name if hidden else net.loss.output_activation,
+                "activation_mean": _f(np.mean(out, dtype=np.float64)),
+                "activation_std": _f(np.std(out, dtype=np.float64)),
+                "dead_fraction": dead,
+                "saturated_fraction": saturated,
+                "gradient_norm": _f(np.linalg.norm(net.dkernels[i].astype(np.float64))),
+                "bias_gradient_norm": _f(np.linalg.norm(net.dbiases[i].astype(np.float64))),
+                "weight_norm": _f(np.linalg.norm(net.kernels[i].astype(np.float64))),
+                "distinct_units": distinct_columns(net.kernels[i], net.biases[i]),
+            }
+        )
+    return {"loss": _f(loss), "layers": layers}
