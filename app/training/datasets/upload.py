@@ -135,7 +135,8 @@ def _check_x(key: str, x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         raise DatasetError(key, list(x.shape), "must have at least one feature")
     if x.dtype.kind not in "biuf":
         raise DatasetError(key, str(x.dtype), "must be a real numeric array (float, int or bool)")
-    out = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow → inf, reported below
+        out = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise DatasetError(key, bad, f"contains NaN or inf (first in row {bad}) after float32 cast")
