@@ -1,0 +1,357 @@
+"""The ``Initializer`` base class and its parameter declarations.
+
+Kernel layout (Keras): ``(*spatial, in, out)``; PyTorch-named schemes that act on the tensor
+structure (dirac, orthogonal_, sparse) read shapes as PyTorch's ``(out, in, *spatial)``.
+Every subclass declares its parameters (``PARAMS``) and its catalogue entry; ``sample``
+draws from an explicit ``np.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import ml_dtypes
+import numpy as np
+
+from app.initializers.errors import InitializerError
+from app.initializers.fans import check_fan, check_layout, compute_fans
+
+DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16", "int32")
+FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
+SEED_MAX = 2**32 - 1
+
+_NUMPY_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "int32": np.dtype(np.int32),
+}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return _NUMPY_DTYPES[name]
+
+
+def check_dtype(dtype: object) -> str:
+    if isinstance(dtype, np.dtype):
+        dtype = dtype.name
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise InitializerError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def check_seed(seed: object, field: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InitializerError(field, seed, "must be an integer in [0, 2**32 - 1]")
+    if not 0 <= int(seed) <= SEED_MAX:
+        raise InitializerError(field, seed, "must be in [0, 2**32 - 1]")
+    return int(seed)
+
+
+def check_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence | np.ndarray):
+        raise InitializerError("shape", shape, "must be a list of non-negative integers")
+    dims: list[int] = []
+    for i, dim in enumerate(shape):
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise InitializerError(f"shape.{i}", dim, "must be a non-negative integer")
+        if dim < 0:
+            raise InitializerError(f"shape.{i}", dim, "must be ≥ 0")
+        dims.append(int(dim))
+    return tuple(dims)
+
+
+def snake(name: str) -> str:
+    """camelCase / CamelCase → snake_case (``fanIn`` → ``fan_in``)."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def camel(name: str) -> str:
+    """snake_case → camelCase (``fan_in`` → ``fanIn``)."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its type, default, range and meaning (the catalogue shows all of it)."""
+
+    name: str
+    type: str  # "float" | "int" | "str" | "int_list"
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    def validate(self, value: Any, field: str) -> Any:
+        if value is None:
+            if self.nullable:
+                return None
+            raise InitializerError(field, value, f"must be a {self.type}, not null")
+        if self.type == "float":
+            return self._number(value, field, float)
+        if self.type == "int":
+            return self._number(value, field, int)
+        if self.type == "int_list":
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise InitializerError(field, value, "must be a list of integers or null")
+            out = []
+            for item in value:
+                if isinstance(item, bool) or not isinstance(item, int):
+                    raise InitializerError(field, value, "must be a list of integers or null")
+                out.append(int(item))
+            return out
+        if not isinstance(value, str):
+            raise InitializerError(field, value, f"must be one of {', '.join(self.choices or ())}")
+        normalized = snake(value.strip()).replace("-", "_").replace(" ", "_")
+        if self.choices is not None and normalized not in self.choices:
+            raise InitializerError(field, value, f"must be one of {', '.join(self.choices)}")
+        return normalized
+
+    def _number(self, value: Any, field: str, kind: builtins.type) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise InitializerError(field, value, f"must be a number ({self.type})")
+        if isinstance(value, float | np.floating) and not math.isfinite(value):
+            raise InitializerError(field, value, "must be finite (no NaN or infinity)")
+        if kind is int:
+            if float(value) != int(value):
+                raise InitializerError(field, value, "must be an integer")
+            number: float | int = int(value)
+        else:
+            number = float(value)
+        if self.minimum is not None:
+            if self.exclusive_minimum and not number > self.minimum:
+                raise InitializerError(field, value, f"must be > {self.minimum:g}")
+            if not self.exclusive_minimum and not number >= self.minimum:
+                raise InitializerError(field, value, f"must be ≥ {self.minimum:g}")
+        if self.maximum is not None:
+            if self.exclusive_maximum and not number < self.maximum:
+                raise InitializerError(field, value, f"must be < {self.maximum:g}")
+            if not self.exclusive_maximum and not number <= self.maximum:
+                raise InitializerError(field, value, f"must be ≤ {self.maximum:g}")
+        return number
+
+    def describe(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": self.type, "default": self.default}
+        if self.minimum is not None:
+            entry["minimum"] = self.minimum
+            if self.exclusive_minimum:
+                entry["exclusive_minimum"] = True
+        if self.maximum is not None:
+            entry["maximum"] = self.maximum
+            if self.exclusive_maximum:
+                entry["exclusive_maximum"] = True
+        if self.choices is not None:
+            entry["choices"] = list(self.choices)
+        if self.nullable:
+            entry["nullable"] = True
+        entry["description"] = self.description
+        return entry
+
+
+class Initializer:
+    """A resolved initializer: canonical ``name``, validated ``params``, optional ``seed``."""
+
+    # --- declared by every scheme -------------------------------------------------------
+    name: str
+    family: str
+    PARAMS: tuple[Param, ...] = ()
+    # Alternative parameter names accepted on input (JAX ``scale`` for ``gain``, ...).
+    PARAM_ALIASES: ClassVar[dict[str, str]] = {}
+    aliases: tuple[str, ...] = ()
+    formula: str
+    description: str
+    references: tuple[str, ...] = ()
+    frameworks: dict[str, str | None]
+    keras_class: str | None = None  # Keras 3 class this scheme *is*
+    tfjs_class: str | None = None
+    dtypes: tuple[str, ...] = FLOAT_DTYPES
+    min_rank: int = 0
+    max_rank: int | None = None
+    random: bool = True
+    uses_fans: bool = False
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        *,
+        field: str = "params",
+    ) -> None:
+        given = dict(params or {})
+        for alias, target in self.PARAM_ALIASES.items():
+            if alias in given:
+                if target in given:
+                    raise InitializerError(
+                        f"{field}.{alias}",
+                        given[alias],
+                        f"given together with its synonym {target!r}",
+                    )
+                given[target] = given.pop(alias)
+        known = {p.name: p for p in self.PARAMS}
+        for key in given:
+            if key not in known:
+                expected = ", ".join(known) or "none"
+                raise InitializerError(
+                    f"{field}.{key}",
+                    given[key],
+                    f"unknown parameter for {self.name} (parameters: {expected})",
+                )
+        self.params: dict[str, Any] = {
+            p.name: p.validate(given[p.name], f"{field}.{p.name}") if p.name in given else p.default
+            for p in self.PARAMS
+        }
+        self.seed: int | None = None if seed is None else check_seed(seed, "seed")
+        self._field = field
+        self._validate()
+
+    # --- hooks ------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        """Cross-parameter checks (minval < maxval, ...)."""
+
+    def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
+        """Scheme-specific shape checks."""
+
+    def _check_compat(self, dtype: str) -> None:
+        if self.keras_class is None:
+            raise InitializerError(
+                "compat",
+                "keras",
+                f"{self.name} has no Keras 3 counterpart; compat 'keras' applies to Keras's "
+                "own initializers only (use compat null)",
+            )
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, ...],
+        fans: tuple[int, int],
+        dtype: np.dtype,
+    ) -> np.ndarray:
+        """Draw a tensor of ``shape`` (canonical stream) from ``rng``."""
+        raise NotImplementedError
+
+    def sample_keras(
+        self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
+    ) -> np.ndarray:
+        """Keras 3 NumPy-backend values for ``seed``."""
+        raise NotImplementedError
+
+    def expected_std(
+        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
+    ) -> float | None:
+        """Standard deviation the scheme targets for these fans (None when undefined)."""
+        return None
+
+    def work(self, shape: Sequence[int]) -> int:
+        """Cost in element-equivalents (orthogonal: rows·cols·min(rows, cols))."""
+        return math.prod(shape)
+
+    # --- public -----------------------------------------------------------------------------
+    def fans_for(
+        self, shape: Sequence[int], layout: str, fan_in: int | None, fan_out: int | None
+    ) -> tuple[int, int]:
+        """Fans this scheme uses (overridable: Keras ``input_axes``/``output_axes``)."""
+        return compute_fans(shape, layout, fan_in, fan_out)
+
+    def check(
+        self,
+        shape: Sequence[int],
+        *,
+        dtype: str = "float32",
+        layout: str = "keras",
+        fan_in: int | None = None,
+        fan_out: int | None = None,
+        compat: str | None = None,
+    ) -> None:
+        """Validate shape / dtype / layout / fans / compat without allocating."""
+        dims = check_shape(shape)
+        dtype = check_dtype(dtype)
+        check_layout(layout)
+        check_fan("fan_in", fan_in)
+        check_fan("fan_out", fan_out)
+        if compat is not None and compat != "keras":
+            raise InitializerError("compat", compat, "must be null or 'keras'")
+        if dtype not in self.dtypes:
+            raise InitializerError(
+                "dtype",
+                dtype,
+                f"{self.name} produces {', '.join(self.dtypes)} only"
+                + (
+                    " (int32 only for zeros, ones, constant, identity, eye, dirac)"
+                    if dtype == "int32"
+                    else ""
+                ),
+            )
+        rank = len(dims)
+        if rank < self.min_rank or (self.max_rank is not None and rank > self.max_rank):
+            allowed = (
+                f"exactly {self.min_rank}"
+                if self.max_rank == self.min_rank
+                else f"{self.min_rank}–{self.max_rank}"
+                if self.max_rank is not None
+                else f"≥ {self.min_rank}"
+            )
+            raise InitializerError(
+                "shape", list(dims), f"{self.name} needs rank {allowed}, got rank {rank}"
+            )
+        self._check_shape(dims, dtype)
+        if self.uses_fans:
+            self.fans_for(dims, layout, fan_in, fan_out)
+        if compat == "keras":
+            self._check_compat(dtype)
+
+    def keras_config(self, seed: int | None) -> dict[str, Any]:
+        """Canonical Keras form ``{"class_name", "config"}`` (seed included when random)."""
+        config: dict[str, Any] = {}
+        if self.random:
+            config["seed"] = seed
+        config.update(self._keras_params())
+        return {"class_name": self.keras_class or self.class_name(), "config": config}
+
+    def tfjs_config(self, seed: int | None) -> dict[str, Any]:
+        """TF.js form ``{"className", "config"}`` with camelCase keys and values."""
+        class_name, params = self._tfjs_params()
+        config: dict[str, Any] = {}
+        for key, value in params.items():
+            if value is None:
+                continue
+            config[camel(key)] = camel(value) if isinstance(value, str) else value
+        if self.random:
+            config["seed"] = seed
+        return {"className": class_name, "config": config}
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "".join(part.capitalize() for part in cls.name.split("_"))
+
+    def _keras_params(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def _tfjs_params(self) -> tuple[str, dict[str, Any]]:
+        return self.tfjs_class or self.class_name(), dict(self.params)
+
+    # --- value semantics ---------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Initializer)
+            and other.name == self.name
+            and other.params == self.params
+            and other.seed == self.seed
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, repr(sorted(self.params.items())), self.seed))
+
+    def __repr__(self) -> str:
+        return f"Initializer({self.name!r}, params={self.params!r}, seed={self.seed!r})"
