@@ -1,0 +1,275 @@
+"""Datasets: the built-in ones and ``.npz`` uploads that jobs reference by id."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.responses import JSONResponse
+
+from app.api.deps import DatasetStoreDep, SettingsDep
+from app.config import Settings
+from app.errors import InitlabError, InvalidInputError, NotFoundError, TooLargeError
+from app.training.datasets import (
+    UPLOAD,
+    DatasetError,
+    DatasetTooLargeError,
+    dataset_from_arrays,
+    list_datasets,
+    parse_npz,
+)
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+# Room for the multipart envelope (boundaries, part headers, small extra fields) on top of
+# the file itself when checking Content-Length.
+MULTIPART_OVERHEAD = 16 * 1024
+RAW_TYPES = frozenset({b"application/octet-stream", b"application/x-npz", b"application/zip"})
+_NAME = re.compile(r"^[\w .,()+-]{1,100}$")
+
+
+class UnsupportedMediaTypeError(InitlabError):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+def _too_large(limit: int, got: str) -> TooLargeError:
+    return TooLargeError(
+        f"The upload is over the limit of {limit} bytes ({got}); send a smaller .npz "
+        "(np.savez_compressed, float16/uint8 features, fewer rows) or raise "
+        "INITLAB_MAX_UPLOAD_BYTES."
+    )
+
+
+class _FilePart:
+    """Streaming multipart consumer: keeps only the ``file`` part, bounded by ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.filename: str | None = None
+        self.found = False
+        self.fields: list[str] = []
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._in_file = False
+
+    def on_part_begin(self) -> None:
+        self._headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        self.fields.append(name)
+        self._in_file = name == "file" and not self.found
+        if self._in_file:
+            self.found = True
+            filename = options.get(b"filename")
+            self.filename = filename.decode("utf-8", "replace") if filename else None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            if len(self.data) + (end - start) > self.limit:
+                raise _too_large(self.limit, "the 'file' part is larger")
+            self.data += data[start:end]
+
+    def on_part_end(self) -> None:
+        self._in_file = False
+
+
+async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The request body chunks, refusing (413) as soon as more than ``limit`` bytes arrived."""
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit, f"more than {limit} bytes received")
+        yield chunk
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """The ``.npz`` bytes and file name of a multipart (field ``file``) or raw upload."""
+    content_type = request.headers.get("content-type", "")
+    ctype, options = parse_options_header(content_type)
+    multipart = ctype == b"multipart/form-data"
+    if not multipart and ctype not in RAW_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {content_type!r} is not accepted: send the .npz as multipart/form-data "
+            "in the field 'file', or as the raw body with Content-Type application/octet-stream."
+        )
+    body_limit = limit + (MULTIPART_OVERHEAD if multipart else 0)
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise InvalidInputError(["header", "content-length"], length, "must be an integer")
+        if int(length) > body_limit:
+            raise _too_large(limit, f"Content-Length is {length}")
+    body = _bounded(request.stream(), body_limit)
+    if not multipart:
+        data = bytearray()
+        async for chunk in body:
+            data += chunk
+        return bytes(data), None
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise InvalidInputError(
+            ["header", "content-type"], content_type, "multipart/form-data needs a boundary"
+        )
+    part = _FilePart(limit)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": part.on_part_begin,
+            "on_header_field": part.on_header_field,
+            "on_header_value": part.on_header_value,
+            "on_header_end": part.on_header_end,
+            "on_headers_finished": part.on_headers_finished,
+            "on_part_data": part.on_part_data,
+            "on_part_end": part.on_part_end,
+        },
+    )
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InvalidInputError(["body"], None, f"malformed multipart body: {exc}") from None
+    if not part.found:
+        raise InvalidInputError(
+            ["body", "file"],
+            part.fields,
+            "missing: send the .npz in the multipart field 'file'",
+        )
+    return bytes(part.data), part.filename
+
+
+def _display_name(name: str | None, filename: str | None) -> str:
+    if name is not None:
+        if not _NAME.match(name):
+            raise InvalidInputError(
+                ["query", "name"], name, "1-100 letters, digits, spaces or . , ( ) + - _"
+            )
+        return name
+    if filename:
+        stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].removesuffix(".npz")
+        cleaned = re.sub(r"[^\w .,()+-]", "_", stem)[:100]
+        if cleaned:
+            return cleaned
+    return UPLOAD
+
+
+def _describe(data: bytes, name: str, task: str | None, limit: int) -> dict[str, Any]:
+    """Parse and validate the upload (CPU-bound: runs in a worker thread)."""
+    try:
+        arrays = parse_npz(data, max_bytes=limit)
+        return dataset_from_arrays(name, arrays, task).summary()
+    except DatasetTooLargeError as exc:
+        raise TooLargeError(f"{exc.field}: {exc.msg}") from None
+    except DatasetError as exc:
+        loc: list[str | int] = ["body"] if exc.field == "file" else ["body", exc.field]
+        raise InvalidInputError(loc, exc.value, exc.msg) from None
+
+
+def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **meta,
+        "kind": "upload",
+        "available": True,
+        "ref": {"name": UPLOAD, "id": meta["id"]},
+        "links": {"self": f"/v1/datasets/{meta['id']}"},
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        201: {"description": "The upload's id, sizes and expiry; `Location` names it."},
+        413: {},
+        415: {},
+        422: {},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def create_dataset(
+    request: Request,
+    settings: SettingsDep,
+    store: DatasetStoreDep,
+    name: Annotated[str | None, Query(description="Display name (default: file name).")] = None,
+    task: Annotated[
+        Literal["multiclass", "binary", "regression"] | None,
+        Query(description="Default: integer y_train → multiclass, float → regression."),
+    ] = None,
+) -> JSONResponse:
+    """Upload an `.npz` (`x_train`, `y_train`, optional `x_val`, `y_val`) for jobs to use.
+
+    Multipart (field `file`) or the raw body. No pickles; shapes, dtypes, finiteness and
+    labels are checked. Reference it in a job as `{"name": "upload", "id": ...}`.
+    """
+    limit = settings.max_upload_bytes
+    data, filename = await _read_upload(request, limit)
+    display = _display_name(name, filename)
+    summary = await anyio.to_thread.run_sync(_describe, data, display, task, limit)
+    meta = {**summary, "filename": filename}
+    dataset_id = await anyio.to_thread.run_sync(store.put, data, meta)
+    stored = await anyio.to_thread.run_sync(store.meta, dataset_id)
+    entry = _upload_entry(stored or {**meta, "id": dataset_id})
+    return JSONResponse(entry, status_code=201, headers={"Location": f"/v1/datasets/{dataset_id}"})
+
+
+def _builtins(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {**entry, "ref": {"name": entry["name"]}}
+        for entry in list_datasets(settings.data_dir, settings.allow_downloads)
+    ]
+
+
+@router.get("")
+def list_all_datasets(settings: SettingsDep, store: DatasetStoreDep) -> dict[str, Any]:
+    """Built-in datasets (sizes, availability, parameters) and live uploads, newest first."""
+    uploads = [_upload_entry(meta) for meta in store.list()]
+    return {"datasets": [*_builtins(settings), *uploads]}
+
+
+@router.get("/{dataset_id}")
+def read_dataset(dataset_id: str, settings: SettingsDep, store: DatasetStoreDep) -> dict[str, Any]:
+    """One dataset: a built-in one by name, or an upload by id."""
+    for entry in _builtins(settings):
+        if entry["name"] == dataset_id.lower():
+            return entry
+    meta = store.meta(dataset_id) if len(dataset_id) <= 128 else None
+    if meta is None:
+        raise NotFoundError(f"No dataset {dataset_id!r} (not built in; unknown or expired upload).")
+    return _upload_entry(meta)

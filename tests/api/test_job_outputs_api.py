@@ -1,0 +1,236 @@
+"""A job's outputs over HTTP (report.png/.svg, results.csv, SSE events) on a real Redis record.
+
+The records are written the way a worker writes them: ``JobStore`` claims and finishes runs and
+``RedisRunReporter`` reports batches and epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import httpx_sse
+import matplotlib.image
+import pytest
+from fastapi.testclient import TestClient
+
+from app.jobs.reporter import RedisRunReporter
+from app.jobs.store import JobStore, redis_client
+
+LABELS = ("all zeros", "He normal")
+EPOCHS, BATCHES = 2, 15  # 30 steps per run; plot_n_batches 20 → the rest is strided
+
+
+@pytest.fixture(scope="module")
+def store(redis_url: str) -> Iterator[JobStore]:
+    client = redis_client(redis_url)
+    yield JobStore(client, ttl_seconds=3600)
+    client.close()
+
+
+def new_job(store: JobStore) -> str:
+    spec = {
+        "dataset": {"name": "circles"},
+        "model": {"hidden_layers": [4], "activation": "relu"},
+        "training": {"optimizer": {"name": "sgd", "learning_rate": 0.1}, "epochs": EPOCHS},
+        "schemes": [
+            {"label": LABELS[0], "initializer": "zeros"},
+            {"label": LABELS[1], "initializer": "he_normal"},
+        ],
+        "repeats": 1,
+        "seed": 0,
+        "record": {"plot_n_batches": 20, "max_batch_points": 25},
+    }
+    runs = [
+        {
+            "scheme": i,
+            "label": label,
+            "initializer": "x",
+            "repeat": 0,
+            "seed": 10 + i,
+            "total_batches": EPOCHS * BATCHES,
+        }
+        for i, label in enumerate(LABELS)
+    ]
+    return str(store.create_job(spec, runs)["id"])
+
+
+def run_to_end(store: JobStore, job_id: str, index: int) -> None:
+    """One run as a worker does it: claim, report every batch and epoch, finish."""
+    claim = store.claim_run(job_id, index, "test-worker@host", 30.0)
+    assert claim.ok, claim.state
+    reporter = RedisRunReporter(
+        store,
+        job_id,
+        index,
+        claim.attempt,
+        total_batches=EPOCHS * BATCHES,
+        plot_n_batches=20,
+        max_batch_points=25,
+    )
+    for epoch in range(1, EPOCHS + 1):
+        for batch in range(BATCHES):
+            reporter.on_batch(epoch, batch, 1.0 / (1 + index + epoch * BATCHES + batch))
+        acc = 0.5 + 0.2 * index + 0.05 * epoch
+        reporter.on_epoch(
+            {
+                "epoch": epoch,
+                "train_loss": 0.5,
+                "train_accuracy": acc,
+                "val_loss": 0.6,
+                "val_accuracy": acc - 0.01,
+                "seconds": 0.01,
+            }
+        )
+    final = {"train_loss": 0.5, "train_accuracy": acc, "val_loss": 0.6, "val_accuracy": acc - 0.01}
+    assert reporter.finish("succeeded", final=final, seconds=0.02) == "succeeded"
+
+
+def sse_events(client: TestClient, url: str, **headers: str) -> list[httpx_sse.ServerSentEvent]:
+    with httpx_sse.connect_sse(client, "GET", url, headers=headers) as source:
+        assert source.response.status_code == 200
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return list(source.iter_sse())
+
+
+@pytest.mark.parametrize("path", ["report.png", "report.svg", "results.csv", "events"])
+def test_unknown_job_is_404_problem(client: TestClient, path: str) -> None:
+    res = client.get(f"/v1/jobs/job_000000000000000000000000/{path}")
+    assert res.status_code == 404
+    assert res.headers["content-type"].startswith("application/problem+json")
+    assert "job_000000000000000000000000" in res.json()["detail"]
+
+
+def test_report_is_409_until_a_run_reports(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    for fmt in ("png", "svg"):
+        res = client.get(f"/v1/jobs/{job_id}/report.{fmt}")
+        assert res.status_code == 409
+        assert res.headers["content-type"].startswith("application/problem+json")
+        assert "queued" in res.json()["detail"]
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/jobs/{job_id}/results.csv").text)))
+    assert [(r["label"], r["status"], r["epoch"]) for r in rows] == [
+        (LABELS[0], "queued", ""),
+        (LABELS[1], "queued", ""),
+    ]
+
+
+def test_outputs_of_a_running_then_finished_job(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+
+    res = client.get(f"/v1/jobs/{job_id}/report.png")
+    assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+    assert res.headers["cache-control"] == "no-store"
+    image = matplotlib.image.imread(io.BytesIO(res.content), format="png")
+    assert image.shape[1] == 1000 and image.shape[0] > 800
+
+    run_to_end(store, job_id, 1)
+    res = client.get(f"/v1/jobs/{job_id}/report.svg")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("image/svg+xml")
+    assert "no-store" not in res.headers["cache-control"]
+    ET.fromstring(res.content)
+    for label in LABELS:
+        assert f"<!-- {label} -->" in res.text
+    assert client.get(f"/v1/jobs/{job_id}/report.svg").content == res.content
+
+    res = client.get(f"/v1/jobs/{job_id}/results.csv")
+    assert res.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(res.text)))
+    assert len(rows) == len(LABELS) * EPOCHS
+    assert [r["epoch"] for r in rows] == ["1", "2", "1", "2"]
+    assert rows[3]["label"] == LABELS[1] and float(rows[3]["val_accuracy"]) == pytest.approx(0.79)
+
+    summary = list(
+        csv.DictReader(io.StringIO(client.get(f"/v1/jobs/{job_id}/results.csv?kind=summary").text))
+    )
+    assert [r["label"] for r in summary] == list(LABELS)
+    assert float(summary[1]["final_val_accuracy_mean"]) == pytest.approx(0.79)
+    assert client.get(f"/v1/jobs/{job_id}/results.csv?kind=all").status_code == 422
+
+
+def stream_pos(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def data(event: httpx_sse.ServerSentEvent) -> Any:
+    return event.json()
+
+
+def test_event_stream_replays_a_finished_job_and_ends(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    run_to_end(store, job_id, 1)
+    events = sse_events(client, f"/v1/jobs/{job_id}/events")
+    names = [e.event for e in events]
+    assert names[0] == "progress" and names[-1] == "end"
+    assert data(events[-1]) == {"status": "succeeded"}
+    assert {"points", "epoch", "status"} <= set(names)
+    points = {run: [] for run in range(len(LABELS))}  # type: dict[int, list[Any]]
+    for e in events:
+        if e.event == "points":
+            points[data(e)["run"]].extend(data(e)["points"])
+    # Every stored point arrives once, in order: 20 exact steps, then every 2nd.
+    job = store.get_job(job_id)
+    assert job is not None
+    for run in range(len(LABELS)):
+        assert [p[0] for p in points[run]] == job["runs"][run]["batch_steps"]
+    last_progress = [data(e) for e in events if e.event == "progress"][-1]
+    assert last_progress["runs_done"] == 2 and last_progress["fraction"] == 1.0
+
+
+def test_last_event_id_resumes_after_that_event(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    run_to_end(store, job_id, 1)
+    full = sse_events(client, f"/v1/jobs/{job_id}/events")
+    ids = [e.id for e in full if e.id]
+    middle = ids[len(ids) // 2]
+    resumed = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": middle})
+    assert resumed[0].event == "progress" and resumed[-1].event == "end"
+    later = [e for e in full[1:] if e.id and stream_pos(e.id) > stream_pos(middle)]
+    assert [(e.event, e.data) for e in resumed[1:] if e.event != "progress"] == [
+        (e.event, e.data) for e in later if e.event != "progress"
+    ]
+    # Resuming past the last event still ends (from the job's status).
+    tail = sse_events(client, f"/v1/jobs/{job_id}/events?after={ids[-1]}")
+    assert [e.event for e in tail] == ["progress", "end"]
+
+
+def test_event_stream_follows_a_live_job(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    started = threading.Event()
+
+    def finish_later() -> None:
+        started.wait(30)
+        run_to_end(store, job_id, 1)
+
+    writer = threading.Thread(target=finish_later)
+    writer.start()
+    try:
+        seen: list[httpx_sse.ServerSentEvent] = []
+        url = f"/v1/jobs/{job_id}/events"
+        with httpx_sse.connect_sse(client, "GET", url) as source:
+            for event in source.iter_sse():
+                seen.append(event)
+                if event.event == "progress" and not started.is_set():
+                    assert data(event)["status"] == "running"
+                    started.set()
+    finally:
+        started.set()
+        writer.join()
+    assert seen[-1].event == "end" and data(seen[-1])["status"] == "succeeded"
+    assert any(e.event == "points" and data(e)["run"] == 1 for e in seen)
+
+
+def test_bad_last_event_id_is_422(client: TestClient, store: JobStore) -> None:
+    job_id = new_job(store)
+    res = client.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "yesterday"})
+    assert res.status_code == 422
+    assert res.json()["errors"][0]["loc"] == ["header", "last-event-id"]
