@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, free_port, own_session
+from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, own_session
 
 REDIS_DIR = Path(".initlab") / "redis"
 CELERY_APP = "worker.celery_app:celery_app"
@@ -115,29 +115,15 @@ def _celery_has_beat_schedule() -> bool:
     return bool(celery_app.conf.beat_schedule)
 
 
-def _supervise(children: list[Child], env: dict[str, str]) -> int:
-    """Start ``children`` in order; stop all (reverse order) on a signal or when one dies."""
-    exit_code = 0
-    try:
-        with _signals_raise_stop():
-            for child in children:
-                child.start(env)
-            while True:
-                for child in children:
-                    code = child.poll()
-                    if code is not None:
-                        _say(f"{child.name} exited with code {code}; stopping the others")
-                        exit_code = code or 1
-                        raise _Stop(child.name)
-                time.sleep(0.2)
-    except _Stop as stop:
-        if exit_code == 0:
-            _say(f"{stop} received, stopping")
-    finally:
-        with _ignoring_signals():
-            for child in reversed(children):
-                child.stop()
-    return exit_code
+def _watch(children: list[Child]) -> int:
+    """Block until a child exits; return a non-zero code for it."""
+    while True:
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                _say(f"{child.name} exited with code {code}; stopping the others")
+                return code or 1
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager
@@ -150,75 +136,88 @@ def _ignoring_signals() -> Iterator[None]:
             signal.signal(signum, old)
 
 
+def _children(args: argparse.Namespace) -> list[Child]:
+    """The processes ``initlab run`` supervises, in start order (stopped in reverse)."""
+    python = sys.executable
+    worker_cmd = [python, "-m", "celery", "-A", CELERY_APP, "worker", "--pool=prefork"]
+    worker_cmd += [f"--hostname=initlab-{os.getpid()}@%h", "--loglevel=INFO"]
+    if args.concurrency:
+        worker_cmd.append(f"--concurrency={args.concurrency}")
+    children = [Child("worker", worker_cmd, stop_timeout=args.worker_stop_timeout)]
+    if _celery_has_beat_schedule():
+        beat_file = Path(args.redis_dir).resolve().parent / "celerybeat-schedule"
+        beat_file.parent.mkdir(parents=True, exist_ok=True)
+        beat_cmd = [python, "-m", "celery", "-A", CELERY_APP, "beat", "--loglevel=INFO"]
+        beat_cmd.append(f"--schedule={beat_file}")
+        children.append(Child("beat", beat_cmd, stop_timeout=10))
+    api_cmd = [python, "-m", "uvicorn", "app.main:app", "--host", args.host]
+    api_cmd += ["--port", str(args.port), "--workers", str(args.workers)]
+    children.append(Child("api", api_cmd, stop_timeout=15))
+    return children
+
+
 def run(args: argparse.Namespace) -> int:
     """``initlab run``: embedded Redis (if needed) + Celery worker (+ beat) + uvicorn."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    python = sys.executable
-    redis_url = _configured_redis_url()
+    server: EmbeddedRedis | None = None
+    children: list[Child] = []
+    exit_code = 0
     with contextlib.ExitStack() as stack:
-        if redis_url is None:
-            data_dir = Path(args.redis_dir).resolve()
-            stack.enter_context(_locked_redis_dir(data_dir))
-            port = args.redis_port or free_port()
-            try:
-                server = EmbeddedRedis(data_dir, port=port, persistent=True)
-                with _ignoring_signals():
+        try:
+            # From here on SIGINT/SIGTERM raise _Stop wherever we are; `finally` cleans up.
+            with _signals_raise_stop():
+                redis_url = _configured_redis_url()
+                if redis_url is None:
+                    data_dir = Path(args.redis_dir).resolve()
+                    stack.enter_context(_locked_redis_dir(data_dir))
+                    server = EmbeddedRedis(data_dir, port=args.redis_port or None, persistent=True)
                     server.start()
-            except EmbeddedRedisError as exc:
-                _say(str(exc))
-                return 1
-            stack.callback(server.stop)
-            redis_url = server.url
-            _say(f"embedded redis-server at {redis_url} (data in {data_dir})")
-        else:
-            _say(f"using Redis at {redis_url}")
-        env.pop("REDIS_URL", None)
-        env["INITLAB_REDIS_URL"] = redis_url
-
-        worker_name = f"initlab-{os.getpid()}@%h"
-        worker_cmd = [python, "-m", "celery", "-A", CELERY_APP, "worker", "--pool=prefork"]
-        worker_cmd += [f"--hostname={worker_name}", "--loglevel=INFO"]
-        if args.concurrency:
-            worker_cmd.append(f"--concurrency={args.concurrency}")
-        children = [Child("worker", worker_cmd, stop_timeout=args.worker_stop_timeout)]
-        os.environ["INITLAB_REDIS_URL"] = redis_url
-        if _celery_has_beat_schedule():
-            beat_file = Path(args.redis_dir).resolve().parent / "celerybeat-schedule"
-            beat_file.parent.mkdir(parents=True, exist_ok=True)
-            beat_cmd = [python, "-m", "celery", "-A", CELERY_APP, "beat", "--loglevel=INFO"]
-            beat_cmd.append(f"--schedule={beat_file}")
-            children.append(Child("beat", beat_cmd, stop_timeout=10))
-        api_cmd = [python, "-m", "uvicorn", "app.main:app", "--host", args.host]
-        api_cmd += ["--port", str(args.port), "--workers", str(args.workers)]
-        children.append(Child("api", api_cmd, stop_timeout=15))
-        _say(f"API on http://{args.host}:{args.port} (docs: /docs); Ctrl-C stops everything")
-        return _supervise(children, env)
-    return 0
+                    redis_url = server.url
+                    _say(f"embedded redis-server at {redis_url} (data in {data_dir})")
+                else:
+                    _say(f"using Redis at {redis_url}")
+                env.pop("REDIS_URL", None)
+                env["INITLAB_REDIS_URL"] = os.environ["INITLAB_REDIS_URL"] = redis_url
+                children = _children(args)
+                for child in children:
+                    child.start(env)
+                _say(f"API on http://{args.host}:{args.port} (docs: /docs); Ctrl-C stops all")
+                exit_code = _watch(children)
+        except _Stop as stop:
+            _say(f"{stop} received, stopping")
+        except EmbeddedRedisError as exc:
+            _say(str(exc))
+            exit_code = 1
+        finally:
+            with _ignoring_signals():
+                for child in reversed(children):
+                    child.stop()
+                if server is not None:
+                    server.stop()
+    return exit_code
 
 
 def redis(args: argparse.Namespace) -> int:
     """``initlab redis``: the embedded redis-server in the foreground."""
     data_dir = Path(args.redis_dir).resolve()
     with _locked_redis_dir(data_dir):
-        try:
-            server = EmbeddedRedis(
-                data_dir, host=args.host, port=args.port, persistent=True, log_to_stdout=True
-            )
-            with _ignoring_signals():
-                server.start()
-        except EmbeddedRedisError as exc:
-            _say(str(exc))
-            return 1
-        _say(f"redis-server at {server.url} (data in {data_dir}); Ctrl-C stops it")
+        server = EmbeddedRedis(
+            data_dir, host=args.host, port=args.port, persistent=True, log_to_stdout=True
+        )
         try:
             with _signals_raise_stop():
+                server.start()
+                _say(f"redis-server at {server.url} (data in {data_dir}); Ctrl-C stops it")
                 while server.process is not None and server.process.poll() is None:
                     time.sleep(0.2)
             _say("redis-server exited")
             return 1
         except _Stop:
             return 0
+        except EmbeddedRedisError as exc:
+            _say(str(exc))
+            return 1
         finally:
             with _ignoring_signals():
                 server.stop()

@@ -14,9 +14,10 @@ Redis
     session starts an embedded server instead; ``INITLAB_TEST_EMBEDDED_REDIS=1`` forces that
     (the fresh-machine path).
 
-    For the whole session ``INITLAB_REDIS_URL`` points at that DB (``REDIS_URL`` is removed)
-    and ``get_settings`` is re-read, so in-process apps (``TestClient(create_app())``) and
-    child processes use the test DB too.
+    The choice is made in ``pytest_configure``, before collection: from then on
+    ``INITLAB_REDIS_URL`` points at that DB (``REDIS_URL`` is removed), so everything that
+    reads settings, even at import time (``worker.celery_app``), in-process apps
+    (``TestClient(create_app())``) and child processes use the test DB.
 
 Processes (always stopped at teardown, whatever the test outcome)
     ``api_server`` (module scope): base URL of ``uvicorn app.main:app`` on a free port, once
@@ -33,14 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +115,17 @@ def _release_db(url: str) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL (``redis://host:port/N``) of the Redis database this test session owns."""
+@dataclass
+class _SessionRedis:
+    url: str
+    server: EmbeddedRedis | None
+    saved_env: dict[str, str | None]
+
+
+_SESSION_REDIS = pytest.StashKey[_SessionRedis]()
+
+
+def _acquire_redis() -> _SessionRedis:
     candidates = [u for u in (_configured_redis_url(), "redis://127.0.0.1:6379/0") if u]
     if os.environ.get("INITLAB_TEST_EMBEDDED_REDIS") == "1":
         candidates = []
@@ -126,33 +138,45 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 url = _with_db(candidate, db)
                 break
     if url is None:  # nothing reachable (or INITLAB_TEST_EMBEDDED_REDIS=1): our own server
-        server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+        server = EmbeddedRedis(tempfile.mkdtemp(prefix="initlab-test-redis-")).start()
         db = _claim_db(server.url)
-        assert db is not None, "a fresh embedded redis-server has no free database"
+        if db is None:
+            server.stop()
+            raise RuntimeError("a fresh embedded redis-server has no free database")
         url = _with_db(server.url, db)
     saved = {name: os.environ.get(name) for name in ("INITLAB_REDIS_URL", "REDIS_URL")}
     os.environ["INITLAB_REDIS_URL"] = url
     os.environ.pop("REDIS_URL", None)
+    return _SessionRedis(url, server, saved)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection, so modules that build clients at import time (the Celery app) already
+    # see the test DB, never the developer's.
+    config.stash[_SESSION_REDIS] = _acquire_redis()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_SESSION_REDIS, None)
+    if state is None:
+        return
+    for name, value in state.saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    with contextlib.suppress(Exception):
+        _release_db(state.url)
+    if state.server is not None:
+        state.server.stop()
+        shutil.rmtree(state.server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(pytestconfig: pytest.Config) -> str:
+    """URL (``redis://host:port/N``) of the Redis database this test session owns."""
     _clear_settings_cache()
-    try:
-        yield url
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _clear_settings_cache()
-        with contextlib.suppress(Exception):
-            _release_db(url)
-        if server is not None:
-            server.stop()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _session_redis(redis_url: str) -> str:
-    """Every session points ``INITLAB_REDIS_URL`` at its own test DB (see module doc)."""
-    return redis_url
+    return pytestconfig.stash[_SESSION_REDIS].url
 
 
 @pytest.fixture(scope="session")
