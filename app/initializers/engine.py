@@ -50,4 +50,4 @@ def generate(
         values = values.astype(target)
     if values.shape != dims:
         raise AssertionError(f"{init.name} produced {values.shape} for {dims}")
-    return np.ascontiguousarray(values)
+    return values if values.flags.c_contiguous else np.ascontiguousarray(values)

@@ -67,18 +67,15 @@ def _run_chunked(
     if n <= CHUNK:
         fill(rng, 0, n)
         return
-    bounds = [(k, k * CHUNK, min(n, (k + 1) * CHUNK)) for k in range(-(-n // CHUNK))]
-
-    def task(bound: tuple[int, int, int]) -> None:
-        k, start, stop = bound
-        gen = rng if k == 0 else np.random.Generator(_jumped(rng, k))
-        fill(gen, start, stop)
-
+    count = -(-n // CHUNK)
+    # Every chunk's generator is derived before any draw advances ``rng``.
+    generators = [rng] + [np.random.Generator(_jumped(rng, k)) for k in range(1, count)]
+    tasks = [(generators[k], k * CHUNK, min(n, (k + 1) * CHUNK)) for k in range(count)]
     if (os.cpu_count() or 1) == 1:
-        for bound in bounds:
-            task(bound)
+        for task in tasks:
+            fill(*task)
         return
-    for future in [_executor().submit(task, b) for b in bounds]:
+    for future in [_executor().submit(fill, *task) for task in tasks]:
         future.result()
 
 

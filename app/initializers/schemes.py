@@ -63,7 +63,7 @@ def _finish(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Cast to the target dtype; the result is C-contiguous."""
     if values.dtype != dtype:
         values = values.astype(dtype)
-    return np.ascontiguousarray(values)
+    return values if values.flags.c_contiguous else np.ascontiguousarray(values)
 
 
 def _normal(
@@ -1113,7 +1113,35 @@ LecunNormal = _fixed_vs(
 # --- PyTorch's fan-based schemes ------------------------------------------------------------
 
 
-class XavierUniform(Initializer):
+class _FanScaled(Initializer):
+    """PyTorch's fan-based schemes: ``_std(fans)`` as U(±sqrt(3)·std) or N(0, std²)."""
+
+    distribution: str = "uniform"
+    uses_fans: bool = True
+
+    def _std(self, fans: tuple[int, int]) -> float:
+        raise NotImplementedError
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, ...],
+        fans: tuple[int, int],
+        dtype: np.dtype,
+    ) -> np.ndarray:
+        std = self._std(fans)
+        if self.distribution == "normal":
+            return _normal(rng, shape, dtype, 0.0, std)
+        bound = math.sqrt(3.0) * std
+        return _uniform(rng, shape, dtype, -bound, bound)
+
+    def expected_std(
+        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
+    ) -> float | None:
+        return self._std((fan_in, fan_out))
+
+
+class XavierUniform(_FanScaled):
     name: str = "xavier_uniform"
     family: str = "variance_scaling"
     PARAMS: tuple[Param, ...] = (
@@ -1144,21 +1172,6 @@ class XavierUniform(Initializer):
     def _std(self, fans: tuple[int, int]) -> float:
         return self.params["gain"] * math.sqrt(2.0 / float(max(1, fans[0] + fans[1])))
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        bound = math.sqrt(3.0) * self._std(fans)
-        return _uniform(rng, shape, dtype, -bound, bound)
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return self._std((fan_in, fan_out))
-
 
 class XavierNormal(XavierUniform):
     name = "xavier_normal"
@@ -1167,18 +1180,10 @@ class XavierNormal(XavierUniform):
     formula = "N(0, std²), std = gain · sqrt(2 / (fan_in + fan_out))  (untruncated)"
     description = "PyTorch xavier_normal_: untruncated (Keras's glorot_normal is truncated)."
     frameworks = _frameworks(pytorch="xavier_normal_")
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, 0.0, self._std(fans))
+    distribution = "normal"
 
 
-class KaimingUniform(Initializer):
+class KaimingUniform(_FanScaled):
     name: str = "kaiming_uniform"
     family: str = "variance_scaling"
     PARAMS: tuple[Param, ...] = (
@@ -1223,21 +1228,6 @@ class KaimingUniform(Initializer):
         gain = calculate_gain(self.params["nonlinearity"], self.params["a"])
         return gain / math.sqrt(max(1, fan))
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        bound = math.sqrt(3.0) * self._std(fans)
-        return _uniform(rng, shape, dtype, -bound, bound)
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return self._std((fan_in, fan_out))
-
 
 class KaimingNormal(KaimingUniform):
     name = "kaiming_normal"
@@ -1246,15 +1236,7 @@ class KaimingNormal(KaimingUniform):
     formula = "N(0, std²), std = gain / sqrt(fan)  (untruncated)"
     description = "PyTorch kaiming_normal_: untruncated (Keras's he_normal is truncated)."
     frameworks = _frameworks(pytorch="kaiming_normal_")
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, 0.0, self._std(fans))
+    distribution = "normal"
 
 
 class Sparse(Initializer):
@@ -1373,7 +1355,7 @@ class Orthogonal(Initializer):
         q *= np.sign(np.diag(r))
         if rows < cols:
             q = np.transpose(q)
-        return np.ascontiguousarray(self.params["gain"] * np.reshape(q, shape))
+        return np.asarray(self.params["gain"] * np.reshape(q, shape))
 
     def _check_compat(self, dtype: str) -> None:
         super()._check_compat(dtype)
