@@ -19,7 +19,7 @@ class JobSettings(BaseSettings):
 
     # Submission limits (checked before anything is stored or enqueued).
     max_runs_per_job: int = Field(default=64, ge=1)
-    max_epochs: int = Field(default=1_000, ge=1)
+    max_epochs: int = Field(default=100_000, ge=1)
     max_steps: int = Field(default=1_000_000, ge=1)
     max_params: int = Field(default=20_000_000, ge=1)
     # Training examples × input features of the dataset a job trains on.

@@ -56,9 +56,12 @@ def validate_job(body: Any) -> JobCreate:
     if not isinstance(body, Mapping):
         raise InvalidInputError(["body"], body, "must be a JSON object (the job spec)")
     if "preset" in body:
-        from app.jobs.presets import apply_preset
+        from app.jobs.presets import UnknownPresetError, apply_preset
 
-        body = apply_preset(dict(body))
+        try:
+            body = apply_preset(dict(body))
+        except UnknownPresetError as exc:
+            raise InvalidInputError(["preset"], exc.value, exc.msg) from None
     try:
         job = JobCreate.model_validate(body)
     except ValidationError as exc:

@@ -171,7 +171,9 @@ _UPDATE = (
     _EXPIRE_ALL
     + """
 if redis.call('HGET', KEYS[2], 'attempt') ~= ARGV[1] then return -1 end
-if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return -1 end
+local rstatus = redis.call('HGET', KEYS[2], 'status')
+if rstatus == 'cancelled' then return 1 end
+if rstatus ~= 'running' then return -1 end
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
 push_chunks(KEYS[3], ARGV, 6 + 2 * n)
@@ -801,7 +803,7 @@ def summarize(spec: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> lis
 
 def _summary_line(entry: Mapping[str, Any], finished: Sequence[Mapping[str, Any]]) -> str:
     """The Udacity helper's line: "After 858 Batches (2 Epochs): Validation Accuracy ..."."""
-    batches = max((int(r.get("total_batches") or 0) for r in finished), default=0)
+    batches = max((int(r.get("batch") or 0) for r in finished), default=0)
     epochs = max((len(r.get("epochs") or []) for r in finished if "epochs" in r), default=0)
     if not epochs:
         epochs = max((int(r.get("epoch") or 0) for r in finished), default=0)

@@ -179,9 +179,14 @@ class JobCreate(_Strict):
 
     @model_validator(mode="after")
     def _default_labels(self) -> JobCreate:
+        given = {s.label for s in self.schemes if s.label is not None}
         for i, scheme in enumerate(self.schemes):
             if scheme.label is None:
-                scheme.label = default_label(scheme.initializer, i)
+                label = default_label(scheme.initializer, i)
+                if label in given:  # the same initializer twice: number the copies
+                    label = f"{label} (scheme {i})"
+                scheme.label = label
+                given.add(label)
         return self
 
     def check_consistency(self) -> None:
@@ -189,14 +194,15 @@ class JobCreate(_Strict):
         from app.errors import InvalidInputError
 
         n_layers = len(self.model.hidden_layers) + 1
-        overrides = [("model", self.model.layers)] + [
-            (f"schemes.{i}", s.layers) for i, s in enumerate(self.schemes)
+        overrides: list[tuple[list[str | int], list[LayerOverride]]] = [
+            (["model"], self.model.layers)
         ]
+        overrides += [(["schemes", i], s.layers) for i, s in enumerate(self.schemes)]
         for where, items in overrides:
             for j, o in enumerate(items):
                 if o.layer >= n_layers:
                     raise InvalidInputError(
-                        [*where.split("."), "layers", j, "layer"],
+                        [*where, "layers", j, "layer"],
                         o.layer,
                         f"out of range: the network has {n_layers} dense layers "
                         f"(0..{n_layers - 1}, the output layer last)",

@@ -1,0 +1,253 @@
+"""The Redis job record: transitions, idempotent runs, leases, cancellation, listing, expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from app.errors import InvalidInputError
+from app.jobs.store import DatasetStore, JobStore
+
+SPEC: dict[str, Any] = {
+    "dataset": {"name": "circles"},
+    "schemes": [{"label": "zeros", "initializer": "zeros"}, {"label": "he", "initializer": "he"}],
+    "repeats": 2,
+    "record": {"plot_n_batches": 3},
+}
+
+
+def _runs(n_schemes: int = 2, repeats: int = 2) -> list[dict[str, Any]]:
+    return [
+        {
+            "scheme": s,
+            "label": SPEC["schemes"][s]["label"],
+            "repeat": r,
+            "seed": r,
+            "total_batches": 10,
+        }
+        for r in range(repeats)
+        for s in range(n_schemes)
+    ]
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    client = redis.Redis.from_url(redis_url)
+    yield JobStore(client, ttl_seconds=3600)
+    client.close()
+
+
+def _finish_all(store: JobStore, job_id: str, n: int, status: str = "succeeded") -> None:
+    for i in range(n):
+        claim = store.claim_run(job_id, i, "w", 30)
+        assert claim.ok
+        store.finish_run(job_id, i, claim.attempt, status, fields={"final": {"val_accuracy": 0.5}})
+
+
+def test_create_job_is_queued_with_its_runs_and_a_ttl(store: JobStore) -> None:
+    doc = store.create_job(SPEC, _runs())
+    assert doc["status"] == "queued"
+    assert doc["progress"] == {
+        "runs_total": 4,
+        "runs_done": 0,
+        "fraction": 0.0,
+        "eta_seconds": None,
+    }
+    assert [(r["scheme"], r["repeat"], r["status"]) for r in doc["runs"]] == [
+        (0, 0, "queued"),
+        (1, 0, "queued"),
+        (0, 1, "queued"),
+        (1, 1, "queued"),
+    ]
+    assert doc["spec"] == SPEC
+    ttls = [store.redis.ttl(k) for k in store.redis.scan_iter(f"initlab:job:{doc['id']}*")]
+    assert ttls and all(0 < t <= 3600 for t in ttls)
+
+
+def test_unknown_job_reads_as_none(store: JobStore) -> None:
+    assert store.get_job("job_nope") is None
+    assert store.get_status("job_nope") is None
+    assert store.cancel_job("job_nope") is None
+
+
+def test_status_goes_queued_running_succeeded_with_events(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w1", 30)
+    assert claim.ok and claim.attempt == 1
+    assert store.get_status(job_id) == "running"
+    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.5), (1, 1.25)]) == 0
+    assert store.finish_run(job_id, 0, claim.attempt, "succeeded") == "succeeded"
+    assert store.get_status(job_id) == "running"
+    claim1 = store.claim_run(job_id, 1, "w2", 30)
+    assert store.finish_run(job_id, 1, claim1.attempt, "diverged") == "diverged"
+    doc = store.get_job(job_id)
+    assert doc is not None
+    assert doc["status"] == "succeeded" and doc["finished_at"] is not None
+    assert doc["runs"][0]["batch_losses"] == [1.5, 1.25]
+    assert doc["runs"][0]["batch_steps"] == [0, 1]
+    assert doc["runs"][1]["diverged"] is True
+    types = [(e["type"], e.get("status")) for _, e in store.read_events(job_id)]
+    assert types[0] == ("status", "queued")
+    assert ("status", "running") in types
+    assert types[-2:] == [("status", "succeeded"), ("end", "succeeded")]
+
+
+def test_failed_run_fails_the_job_with_its_error(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    c0 = store.claim_run(job_id, 0, "w", 30)
+    store.finish_run(job_id, 0, c0.attempt, "failed", error="boom")
+    c1 = store.claim_run(job_id, 1, "w", 30)
+    store.finish_run(job_id, 1, c1.attempt, "succeeded")
+    doc = store.get_job(job_id)
+    assert doc is not None
+    assert doc["status"] == "failed"
+    assert doc["error"] == "run 0: boom"
+
+
+def test_a_redelivered_run_overwrites_and_never_duplicates_points(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    first = store.claim_run(job_id, 0, "w1", 0.2)
+    store.update_run(job_id, 0, first.attempt, points=[(0, 9.0), (1, 8.0)])
+    assert store.claim_run(job_id, 0, "w2", 30).state == "busy"  # lease still held
+    time.sleep(0.4)  # the first worker "died": its lease lapsed
+    second = store.claim_run(job_id, 0, "w2", 30)
+    assert second.ok and second.attempt == 2
+    # The first attempt's late writes are dropped.
+    assert store.update_run(job_id, 0, first.attempt, points=[(2, 7.0)]) == -1
+    assert store.finish_run(job_id, 0, first.attempt, "succeeded") == "stale"
+    store.update_run(job_id, 0, second.attempt, points=[(0, 1.0), (1, 0.5)])
+    assert store.finish_run(job_id, 0, second.attempt, "succeeded") == "succeeded"
+    # A third delivery of the same message finds the run done.
+    assert store.claim_run(job_id, 0, "w3", 30).state == "done"
+    doc = store.get_job(job_id)
+    assert doc is not None
+    run = doc["runs"][0]
+    assert run["batch_steps"] == [0, 1] and run["batch_losses"] == [1.0, 0.5]
+    assert run["attempt"] == 2 and doc["progress"]["runs_done"] == 1
+    assert doc["status"] == "running"  # run 1 still to go
+
+
+def test_orphaned_runs_are_requeued_once(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w1", 0.2)
+    assert (job_id, 0) in store.running_runs()
+    assert store.requeue_if_orphaned(job_id, 0) is False  # lease alive
+    assert store.renew_lease(job_id, 0, claim.token, 0.2)
+    assert not store.renew_lease(job_id, 0, "someone-else#1", 0.2)
+    time.sleep(0.4)
+    assert store.requeue_if_orphaned(job_id, 0) is True
+    assert store.requeue_if_orphaned(job_id, 0) is False  # a second watchdog sees it done
+    assert (job_id, 0) not in store.running_runs()
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["status"] == "queued" and run["requeues"] == 1
+
+
+def test_cancel_stops_runs_and_is_final(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    assert not store.cancel_requested(job_id)
+    assert store.cancel_job(job_id) == "running"
+    assert store.cancel_requested(job_id)
+    # The running attempt is told to stop, and its final write keeps "cancelled".
+    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)]) == 1
+    assert store.finish_run(job_id, 0, claim.attempt, "cancelled") == "cancelled"
+    assert store.claim_run(job_id, 1, "w", 30).state == "terminal"
+    doc = store.get_job(job_id)
+    assert doc is not None
+    assert doc["status"] == "cancelled"
+    assert [r["status"] for r in doc["runs"]] == ["cancelled", "cancelled"]
+    assert store.cancel_job(job_id) == "cancelled"  # idempotent
+    assert store.read_events(job_id)[-1][1] == {"type": "end", "status": "cancelled"}
+
+
+def test_cancel_of_a_finished_job_changes_nothing(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    _finish_all(store, job_id, 1)
+    assert store.cancel_job(job_id) == "succeeded"
+    assert store.get_status(job_id) == "succeeded"
+
+
+def test_summary_is_per_scheme_in_request_order(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 2))["id"]
+    accs = {0: 0.5, 1: 0.9, 2: 0.5, 3: 0.7}
+    for i, acc in accs.items():
+        c = store.claim_run(job_id, i, "w", 30)
+        store.update_run(job_id, i, c.attempt, fields={"batch": 858})
+        store.finish_run(
+            job_id,
+            i,
+            c.attempt,
+            "succeeded",
+            fields={
+                "final": {"val_accuracy": acc, "val_loss": 1 - acc},
+                "last_batch_loss": 0.25,
+                "seconds": 2.0,
+                "epochs": [{"epoch": 1}, {"epoch": 2}],
+            },
+        )
+    doc = store.get_job(job_id)
+    assert doc is not None
+    zeros, he = doc["summary"]
+    assert (zeros["label"], he["label"]) == ("zeros", "he")
+    assert zeros["final_val_accuracy"] == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
+    assert he["final_val_accuracy"]["mean"] == pytest.approx(0.8)
+    assert he["final_val_accuracy"]["std"] == pytest.approx(0.1)
+    assert he["last_batch_loss"]["mean"] == 0.25 and he["diverged"] == 0
+    assert he["text"] == (
+        "he: After 858 Batches (2 Epochs): Validation Accuracy (mean) 0.800 Loss 0.2000"
+    )
+
+
+def test_list_jobs_pages_newest_first(store: JobStore) -> None:
+    ids = [store.create_job(SPEC, _runs(1, 1))["id"] for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page, cursor = store.list_jobs(2, cursor)
+        seen += [d["id"] for d in page]
+        if cursor is None:
+            break
+    mine = [i for i in seen if i in ids]
+    assert mine == list(reversed(ids))
+    assert len(seen) == len(set(seen))
+    with pytest.raises(InvalidInputError):
+        store.list_jobs(2, "not-a-cursor")
+
+
+def test_jobs_expire_after_their_ttl(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    short = JobStore(client, ttl_seconds=1)
+    job_id = short.create_job(SPEC, _runs(1, 1))["id"]
+    assert short.get_job(job_id) is not None
+    time.sleep(1.5)
+    assert short.get_job(job_id) is None
+    assert job_id not in [d["id"] for d in short.list_jobs(100)[0]]
+    assert client.zscore("initlab:jobs", job_id) is None  # pruned from the index
+    client.close()
+
+
+def test_worker_heartbeats_expire(store: JobStore) -> None:
+    store.worker_heartbeat("hb-test@host", 0.3)
+    assert "hb-test@host" in store.live_workers()
+    time.sleep(0.5)
+    assert "hb-test@host" not in store.live_workers()
+    assert store.ping()
+
+
+def test_dataset_store_round_trip_and_listing(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    uploads = DatasetStore(client, ttl_seconds=60)
+    blob = bytes(range(256)) * 10
+    ds_id = uploads.put(blob, {"n_train": 7})
+    assert uploads.get(ds_id) == blob
+    meta = uploads.meta(ds_id)
+    assert meta is not None and meta["bytes"] == len(blob) and meta["n_train"] == 7
+    assert uploads.exists(ds_id) and not uploads.exists("ds_nope")
+    assert uploads.get("ds_nope") is None
+    assert ds_id in [m["id"] for m in uploads.list()]
+    assert 0 < client.ttl(f"initlab:dataset:{ds_id}") <= 60
+    client.close()
