@@ -1,0 +1,161 @@
+"""Job bodies: presets, validation errors that name the field and the value, run planning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.errors import InitlabError
+from app.jobs.limits import JobSettings
+from app.jobs.service import (
+    build_run_spec,
+    check_limits,
+    check_work,
+    plan_runs,
+    run_seed,
+    validate_job,
+)
+
+CIRCLES = {"name": "circles"}
+CIRCLES_INFO = {"task": "binary", "n_train": 300, "n_val": 100, "input_dim": 2, "n_outputs": 1}
+
+
+def body(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "dataset": CIRCLES,
+        "model": {"hidden_layers": [10, 5]},
+        "training": {"optimizer": {"name": "adam"}, "epochs": 2},
+        "schemes": [{"label": "zeros", "initializer": "zeros"}, {"initializer": "he_normal"}],
+        "seed": 7,
+    }
+    base.update(over)
+    return base
+
+
+def error_of(payload: Any) -> InitlabError:
+    with pytest.raises(InitlabError) as info:
+        validate_job(payload)
+    return info.value
+
+
+def test_a_valid_body_fills_defaults_and_labels() -> None:
+    job = validate_job(body())
+    assert [s.label for s in job.schemes] == ["zeros", "he_normal"]
+    assert job.repeats == 1 and job.record.plot_n_batches == 100
+    assert job.training.batch_size == 128 and job.model.bias_initializer == "zeros"
+
+
+def test_every_preset_validates_and_accepts_overrides() -> None:
+    from app.jobs.presets import PRESETS
+
+    for name in PRESETS:
+        assert validate_job({"preset": name}).schemes
+    job = validate_job({"preset": "udacity-fashion", "repeats": 5})
+    assert job.repeats == 5 and job.dataset.name == "fashion-mnist"
+    assert len(job.schemes) == 7
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc", "value"),
+    [
+        (
+            body(schemes=[{"initializer": "no_such_init"}]),
+            ["schemes", 0, "initializer"],
+            "no_such_init",
+        ),
+        (body(bogus=1), ["bogus"], 1),
+        (body(repeats=0), ["repeats"], 0),
+        (body(seed=-1), ["seed"], -1),
+        (body(schemes=[]), ["schemes"], []),
+        (body(model={"hidden_layers": [0]}), ["model", "hidden_layers", 0], 0),
+        (body(training={"epochs": 1, "batch_size": 0}), ["training", "batch_size"], 0),
+        (
+            body(training={"optimizer": {"name": "lbfgs"}, "epochs": 1}),
+            ["training", "optimizer", "name"],
+            "lbfgs",
+        ),
+        ({"preset": "no-such-preset"}, ["preset"], "no-such-preset"),
+        (
+            body(
+                schemes=[
+                    {"label": "a", "initializer": "zeros"},
+                    {"label": "a", "initializer": "ones"},
+                ]
+            ),
+            ["schemes", 1, "label"],
+            "a",
+        ),
+        (
+            body(
+                schemes=[
+                    {"initializer": "zeros", "layers": [{"layer": 3, "kernel_initializer": "ones"}]}
+                ]
+            ),
+            ["schemes", 0, "layers", 0, "layer"],
+            3,
+        ),
+    ],
+)
+def test_invalid_bodies_are_422_naming_field_and_value(
+    payload: dict[str, Any], loc: list[Any], value: Any
+) -> None:
+    err = error_of(payload)
+    assert err.status == 422
+    assert err.errors is not None
+    assert any(e["loc"] == loc and e.get("input") == value for e in err.errors), err.errors
+
+
+def test_epochs_and_steps_together_are_refused() -> None:
+    err = error_of(body(training={"epochs": 1, "steps": 5}))
+    assert err.status == 422 and "either epochs or steps" in err.detail
+
+
+def test_a_non_object_body_is_refused() -> None:
+    assert error_of([1, 2]).status == 422
+
+
+def test_plan_checks_schemes_against_the_dataset() -> None:
+    spec = validate_job(body(training={"loss": "mse", "epochs": 1})).model_dump(mode="json")
+    plans = plan_runs(spec, CIRCLES_INFO)
+    assert plans[0]["params"] == 2 * 10 + 10 + 10 * 5 + 5 + 5 * 1 + 1
+    spec = validate_job(body(model={"hidden_layers": [4], "output_units": 3})).model_dump(
+        mode="json"
+    )
+    with pytest.raises(InitlabError) as info:
+        plan_runs(spec, CIRCLES_INFO)
+    assert info.value.status == 422 and "output_units" in info.value.detail
+
+
+def test_run_specs_carry_scheme_overrides_and_seeds() -> None:
+    spec = validate_job(
+        body(
+            model={
+                "hidden_layers": [10, 5],
+                "layers": [{"layer": 2, "kernel_initializer": "ones"}],
+            },
+            schemes=[
+                {"initializer": "zeros", "layers": [{"layer": 0, "bias_initializer": "ones"}]}
+            ],
+        )
+    ).model_dump(mode="json")
+    rs = build_run_spec(spec, 0, run_seed(7, 1))
+    assert rs.seed == 8
+    inits = rs.layer_initializers()
+    assert inits[0] == ("zeros", "ones")
+    assert inits[1] == ("zeros", "zeros")
+    assert inits[2] == ("ones", "zeros")
+
+
+def test_limits_refuse_oversize_jobs_with_413() -> None:
+    limits = JobSettings(max_runs_per_job=3, max_epochs=5, max_params=100, max_total_work=10**6)
+    with pytest.raises(InitlabError) as info:
+        check_limits(validate_job(body(repeats=2)), CIRCLES_INFO, limits)
+    assert info.value.status == 413 and "4 runs" in info.value.detail
+    with pytest.raises(InitlabError) as info:
+        check_limits(validate_job(body(training={"epochs": 6})), CIRCLES_INFO, limits)
+    assert info.value.status == 413 and "epochs" in info.value.detail
+    big = validate_job(body(model={"hidden_layers": [64]})).model_dump(mode="json")
+    with pytest.raises(InitlabError) as info:
+        check_work(plan_runs(big, CIRCLES_INFO), 1, limits)
+    assert info.value.status == 413 and "parameters" in info.value.detail
