@@ -14,8 +14,9 @@ from typing import Any
 # The Udacity deep-learning nanodegree notebook "weight_initialization" (TensorFlow 1,
 # helper.py `compare_init_weights`): MNIST via tensorflow.examples.tutorials.mnist
 # `read_data_sets` (validation = the first 5,000 training images), 784-256-128-10 ReLU,
-# tf.train.AdamOptimizer(0.001) (epsilon 1e-8), batch 128, 2 epochs, biases tf.zeros, loss
-# curves of the first 100 batches.
+# tf.train.AdamOptimizer(0.001) (epsilon 1e-8), batch 128, 2 epochs of
+# int(55000 / 128) = 429 batches (the partial batch dropped: "After 858 Batches (2 Epochs)"),
+# biases tf.zeros, loss curves of the first 100 batches.
 _UDACITY_SCHEMES: list[dict[str, Any]] = [
     {"label": "All Zeros", "initializer": "zeros"},
     {"label": "All Ones", "initializer": "ones"},
@@ -48,6 +49,7 @@ def _udacity(dataset: str, schemes: list[dict[str, Any]]) -> dict[str, Any]:
             "loss": "cross_entropy",
             "batch_size": 128,
             "epochs": 2,
+            "drop_last": True,
         },
         "schemes": schemes,
         "repeats": 1,

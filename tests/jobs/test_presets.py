@@ -12,7 +12,7 @@ import torch
 
 from app.initializers import generate, resolve
 from app.jobs.presets import PRESET_INFO, PRESETS, UnknownPresetError, apply_preset, list_presets
-from app.jobs.service import build_run_spec, validate_job
+from app.jobs.service import build_run_spec, plan_runs, validate_job
 from app.training.datasets import check_dataset
 
 UDACITY = ("udacity-mnist", "udacity-fashion")
@@ -39,8 +39,12 @@ def test_every_preset_dataset_passes_the_submission_check(name: str, tmp_path: P
             784,
             10,
         )
+        steps = 858  # the Udacity helper's "After 858 Batches (2 Epochs)"
     else:
         assert (info["n_train"], info["n_val"], info["task"]) == (300, 100, "binary")
+        steps = 15_000
+    spec = validate_job({"preset": name}).model_dump(mode="json")
+    assert {plan["total_steps"] for plan in plan_runs(spec, info)} == {steps}
 
 
 def test_udacity_protocol() -> None:
@@ -53,6 +57,7 @@ def test_udacity_protocol() -> None:
         }
         t = body["training"]
         assert (t["batch_size"], t["epochs"], t["optimizer"]["name"]) == (128, 2, "adam")
+        assert t["drop_last"] is True  # "After 858 Batches (2 Epochs)"
         assert t["optimizer"]["learning_rate"] == 0.001 and t["optimizer"]["eps"] == 1e-8
         assert body["dataset"]["validation_size"] == 5000
         assert [resolve(s["initializer"]).name for s in body["schemes"]] == [
