@@ -214,7 +214,18 @@ def _draw(fig: Figure, job: Mapping[str, Any]) -> None:
     series = collect_series(job)
     n_batches = plot_n_batches(job)
     rows = _summary_rows(job, series)
-    grid = fig.add_gridspec(3, 1, height_ratios=[3.0, 2.0, 0.6 + 0.32 * len(rows)])
+    # A fixed layout (inches → figure fractions): constrained layout would draw everything twice.
+    height = fig.get_figheight()
+    grid = fig.add_gridspec(
+        3,
+        1,
+        height_ratios=[3.0, 2.0, 0.6 + 0.32 * len(rows)],
+        left=0.08,
+        right=0.97,
+        top=1.0 - 0.75 / height,
+        bottom=0.15 / height,
+        hspace=0.42,
+    )
 
     ax_loss = fig.add_subplot(grid[0])
     lo, hi = math.inf, -math.inf
@@ -266,7 +277,7 @@ def _draw(fig: Figure, job: Mapping[str, Any]) -> None:
     table = ax_table.table(
         cellText=rows,
         colLabels=["scheme", "final val accuracy", "final val loss", "last batch loss", "diverged"],
-        loc="center",
+        loc="upper center",
         cellLoc="center",
     )
     table.auto_set_font_size(False)
@@ -283,7 +294,7 @@ def render_report(job: Mapping[str, Any], fmt: ReportFormat = "png") -> bytes:
     n_rows = max(len(job.get("summary") or []), len(schemes))
     buf = io.BytesIO()
     with _RENDER_LOCK, matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(10.0, 9.0 + 0.3 * n_rows), dpi=100, layout="constrained")
+        fig = Figure(figsize=(10.0, 9.0 + 0.3 * n_rows), dpi=100)
         FigureCanvasAgg(fig)
         _draw(fig, job)
         metadata: dict[str, str | None] = (
