@@ -54,7 +54,7 @@ class Loss:
         Integer labels ``(n,)`` for softmax cross-entropy; float ``(n, units)`` otherwise.
         """
         if self.label_targets:
-            return np.ascontiguousarray(y, dtype=np.int64)
+            return np.ascontiguousarray(np.asarray(y).reshape(-1), dtype=np.int64)
         if self.task == "regression":
             t = np.asarray(y, dtype=dtype)
             return np.ascontiguousarray(t.reshape(len(t), self.units))
