@@ -13,7 +13,7 @@ TFJS_DIR := tests/conformance/tfjs
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint bench clean distclean venv
+.PHONY: help run test lint format bench clean distclean venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -63,10 +63,13 @@ test: $(VENV)/.installed-dev ## run the whole test suite (real Redis, uvicorn, C
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev ## ruff check, ruff format --check, mypy
+lint: $(VENV)/.installed-dev ## ruff check and mypy (what CI runs)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed-dev ## ruff format + ruff check --fix (rewrites files)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: $(VENV)/.installed-dev ## run every bench/bench_*.py (results go to docs/performance.md by hand)
 	@shopt -s nullglob; scripts=(bench/bench_*.py); \
