@@ -12,6 +12,8 @@ PIP := $(PY) -m pip
 TFJS_DIR := tests/conformance/tfjs
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+BENCH ?=
+BENCH_ARGS ?=
 
 .PHONY: help run test lint format bench clean distclean venv
 
@@ -71,10 +73,10 @@ format: $(VENV)/.installed-dev ## ruff format + ruff check --fix (rewrites files
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(VENV)/.installed-dev ## run every bench/bench_*.py (results go to docs/performance.md by hand)
-	@shopt -s nullglob; scripts=(bench/bench_*.py); \
+bench: $(VENV)/.installed-dev ## run bench/bench_*.py (BENCH=one script, BENCH_ARGS=--write etc.)
+	@shopt -s nullglob; scripts=($(or $(BENCH),bench/bench_*.py)); \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no bench/bench_*.py scripts"; exit 0; fi; \
-	for script in "$${scripts[@]}"; do echo "== $$script"; $(PY) "$$script"; done
+	for script in "$${scripts[@]}"; do echo "== $$script"; $(PY) "$$script" $(BENCH_ARGS); done
 
 clean: ## remove caches and build output (keeps .venv and .initlab data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
