@@ -181,33 +181,44 @@ def safetensors_header(arr: np.ndarray, dtype: str, metadata: dict[str, str]) ->
 
 
 class BufferResponse(Response):
-    """A response whose body is a sequence of buffers sent without joining them.
+    """A body made of a small ``head`` (format header; may be empty) and ``data`` (the
+    array's own buffer), sent as two body messages without joining them.
 
-    ``Content-Length`` is their total size; each chunk goes out as its own body message.
+    Sending ``head`` first is deliberate even when it is empty: Starlette's GZipMiddleware
+    compares the *first* body chunk with ``!=``, which for a memoryview is an element-wise
+    comparison (about 12 ms per 4 MB); later chunks pass through untouched. ``Content-Length``
+    is the total size. Bodies up to ``JOIN_BELOW`` bytes are joined into one message instead
+    (copying them costs less than streaming them, and keeps GZip's ``minimum_size`` working).
     """
+
+    JOIN_BELOW = 64 * 1024
 
     def __init__(
         self,
-        chunks: Sequence[bytes | memoryview],
+        head: bytes,
+        data: memoryview,
         *,
         media_type: str,
         headers: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> None:
-        self.chunks = [c for c in chunks if len(c)]
+        self.head: bytes = head
+        self.data: memoryview | None = data
+        if len(head) + len(data) <= self.JOIN_BELOW:
+            self.head, self.data = head + data.tobytes(), None
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
         self.body = b""
-        total = sum(len(c) for c in self.chunks)
-        self.init_headers({**(headers or {}), "content-length": str(total)})
+        length = str(len(head) + len(data))  # of the arguments: the same either way
+        self.init_headers({**(headers or {}), "content-length": length})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        if not self.chunks:
-            await send({"type": "http.response.body", "body": b""})
-        last = len(self.chunks) - 1
-        for i, chunk in enumerate(self.chunks):
-            await send({"type": "http.response.body", "body": chunk, "more_body": i < last})
+        if self.data is None:
+            await send({"type": "http.response.body", "body": self.head})
+            return
+        await send({"type": "http.response.body", "body": self.head, "more_body": True})
+        await send({"type": "http.response.body", "body": self.data, "more_body": False})

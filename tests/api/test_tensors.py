@@ -180,7 +180,7 @@ def test_explicit_fans_override_the_layout(client: TestClient) -> None:
 def test_binary_headers(client: TestClient) -> None:
     resp = client.get(
         "/v1/tensors?shape=3,3,16,32&initializer=glorot_uniform&seed=7",
-        headers={"Accept": "application/octet-stream"},
+        headers={"Accept": "application/octet-stream", "Accept-Encoding": "identity"},
     )
     assert resp.headers["x-tensor-shape"] == "3,3,16,32"
     assert resp.headers["x-tensor-dtype"] == "float32"
@@ -279,7 +279,7 @@ def test_cors_preflight_and_exposed_headers(client: TestClient) -> None:
 def test_gzip_when_the_client_asks(
     client: TestClient, decode: Decode, bitwise_equal: Equal
 ) -> None:
-    url = "/v1/tensors?shape=100,100&initializer=he_normal&seed=1"
+    url = "/v1/tensors?shape=200,200&initializer=he_normal&seed=1"  # > 64 KiB: streamed
     plain = client.get(url, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
     zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
@@ -297,7 +297,7 @@ def test_gzip_when_the_client_asks(
 
 
 def test_gzip_stream_is_valid_on_the_wire(client: TestClient) -> None:
-    url = "/v1/tensors?shape=64,64&initializer=he_normal&seed=2&format=npy"
+    url = "/v1/tensors?shape=200,200&initializer=he_normal&seed=2&format=npy"
     with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as resp:
         wire = b"".join(resp.iter_raw())
     plain = client.get(url, headers={"Accept-Encoding": "identity"}).content

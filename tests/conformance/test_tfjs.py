@@ -7,6 +7,7 @@ from ``package-lock.json`` first when ``node_modules`` is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,4 +52,6 @@ def test_tfjs_uses_served_tensors(api_server: str) -> None:
     )
     report = f"{done.stdout}\n{done.stderr}"
     assert done.returncode == 0, report
-    assert "# fail 0" in report or "fail 0" in report, report
+    counts = dict(re.findall(r"(tests|pass|fail) (\d+)", report))
+    assert counts.get("fail") == "0", report
+    assert counts.get("pass") == counts.get("tests") and int(counts["tests"]) >= 4, report

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
-import re
 
 import orjson
 from fastapi import APIRouter
@@ -26,31 +24,10 @@ def _catalog_json() -> bytes:
     return orjson.dumps({"initializers": engine.catalog()})
 
 
-@functools.cache
-def _spellings() -> dict[str, str]:
-    """Normalized alias → canonical name, for suggestions."""
-    names: dict[str, str] = {}
-    for entry in engine.catalog():
-        for alias in [entry["name"], *entry["aliases"]]:
-            names.setdefault(_normalize(alias), entry["name"])
-    return names
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[\s_\-.]", "", name).lower()
-
-
-def suggest(name: str, n: int = 3) -> list[str]:
-    """Canonical names that look like ``name``."""
-    spellings = _spellings()
-    close = difflib.get_close_matches(_normalize(name), list(spellings), n=n * 3, cutoff=0.6)
-    return list(dict.fromkeys(spellings[c] for c in close))[:n]
-
-
 def unknown_initializer(exc: engine.UnknownInitializerError, loc: list[str | int]) -> NotFoundError:
     """The 404 for a name no framework uses, with the closest known names."""
     name = str(exc.value)
-    hints = suggest(name)
+    hints = exc.suggestions
     did_you_mean = f" Did you mean {', '.join(hints)}?" if hints else ""
     return NotFoundError(
         f"Unknown initializer {name!r}.{did_you_mean} GET /v1/initializers lists every "

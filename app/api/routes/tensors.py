@@ -12,25 +12,25 @@ import math
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from app import initializers as engine
 from app.api import formats
-from app.api.deps import SettingsDep
 from app.api.routes.initializers import unknown_initializer
 from app.config import Settings
 from app.errors import InvalidInputError, TooLargeError
-from app.schemas.tensors import SEED_MAX, TensorFormat, TensorRead, TensorRequest
+from app.schemas.tensors import SEED_MAX, Dtype, Layout, TensorRead, TensorRequest
 
 router = APIRouter(prefix="/v1/tensors", tags=["tensors"])
 
@@ -256,9 +256,9 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             meta["stats"] = formats.tensor_stats(arr, expected)
         return Response(formats.encode_json(meta, arr), media_type=media, headers=headers)
     if media == formats.OCTET_STREAM:
-        return Response(formats.raw_view(arr), media_type=media, headers=headers)
+        return formats.BufferResponse(b"", formats.raw_view(arr), media_type=media, headers=headers)
     if media == formats.NPY:
-        header, suffix = formats.npy_header(arr), "npy"
+        head, suffix = formats.npy_header(arr), "npy"
     else:
         metadata = {
             "initializer": headers["X-Initializer"],
@@ -268,11 +268,9 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             "fan_in": headers["X-Fan-In"],
             "fan_out": headers["X-Fan-Out"],
         }
-        header, suffix = formats.safetensors_header(arr, req.dtype, metadata), "safetensors"
+        head, suffix = formats.safetensors_header(arr, req.dtype, metadata), "safetensors"
     headers["Content-Disposition"] = f'attachment; filename="{_file_stem(plan)}.{suffix}"'
-    return formats.BufferResponse(
-        [header, formats.raw_view(arr)], media_type=media, headers=headers
-    )
+    return formats.BufferResponse(head, formats.raw_view(arr), media_type=media, headers=headers)
 
 
 async def respond(plan: TensorPlan, settings: Settings, headers: dict[str, str]) -> Response:
@@ -282,10 +280,49 @@ async def respond(plan: TensorPlan, settings: Settings, headers: dict[str, str])
     return await anyio.to_thread.run_sync(render_tensor, plan, headers, limiter=_limiter())
 
 
-def _media_type(format: str | None, accept: str | None) -> str:
-    return formats.FORMATS[format] if format else formats.negotiate(accept)
+def _query_param(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict:
+    return {"name": name, "in": "query", "schema": schema, "description": description, **extra}
 
 
+_STR = {"type": "string"}
+_FORMAT_PARAM = _query_param(
+    "format",
+    {"type": "string", "enum": list(formats.FORMATS)},
+    "Overrides `Accept`: json, binary (application/octet-stream), npy, safetensors.",
+)
+_STATS_PARAM = _query_param(
+    "stats", {"type": "boolean", "default": False}, "Add `stats` (JSON only)."
+)
+_GET_PARAMS = [
+    _query_param("shape", _STR, "Comma-separated dimensions.", required=True, example="784,256"),
+    _query_param(
+        "initializer",
+        {"type": "string", "default": "glorot_uniform"},
+        "A name in any framework's spelling, or a JSON object reference "
+        '(e.g. `{"class_name":"VarianceScaling","config":{"scale":2}}`).',
+    ),
+    _query_param(
+        "seed",
+        {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
+        "With a seed (here or inside the initializer) the response is immutable and has an "
+        "ETag; without one the server draws a seed and returns it.",
+    ),
+    _query_param(
+        "dtype", {"type": "string", "enum": list(get_args(Dtype)), "default": "float32"}, "dtype"
+    ),
+    _query_param(
+        "layout",
+        {"type": "string", "enum": list(get_args(Layout)), "default": "keras"},
+        "Kernel layout that defines the fans: keras `(..., in, out)`, torch `(out, in, ...)`.",
+    ),
+    _query_param("fan_in", {"type": "integer", "minimum": 1}, "Explicit fan-in."),
+    _query_param("fan_out", {"type": "integer", "minimum": 1}, "Explicit fan-out."),
+    _query_param(
+        "compat", {"type": "string", "enum": ["keras"]}, "keras: bit-identical to Keras 3."
+    ),
+    _FORMAT_PARAM,
+    _STATS_PARAM,
+]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The tensor, in the format chosen by `Accept` or `?format=`.",
@@ -300,26 +337,57 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Over the element or cost limit (problem+json)."},
     422: {"description": "Invalid input (problem+json) naming the field and value."},
 }
-
-FormatQuery = Annotated[
-    TensorFormat | None,
-    Query(description="Overrides `Accept`: json, binary (octet-stream), npy, safetensors."),
-]
-StatsQuery = Annotated[bool, Query(description="Add `stats` (JSON only).")]
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-@router.post("", response_model=TensorRead, responses=_RESPONSES)
-async def create_tensor(
-    body: TensorRequest,
-    settings: SettingsDep,
-    format: FormatQuery = None,
-    stats: StatsQuery = False,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Response:
+def _output_options(query: QueryParams, accept: str | None) -> tuple[str, bool, bool]:
+    """``?format=`` / ``Accept`` and ``?stats=`` → (media type, stats, chosen by Accept)."""
+    fmt = query.get("format", "").strip()
+    if fmt and fmt not in formats.FORMATS:
+        raise InvalidInputError(
+            ["query", "format"], fmt, f"must be one of {', '.join(formats.FORMATS)}"
+        )
+    stats = query.get("stats", "").strip().lower()
+    if stats not in _TRUE and stats not in _FALSE:
+        raise InvalidInputError(["query", "stats"], stats, "must be true or false")
+    media = formats.FORMATS[fmt] if fmt else formats.negotiate(accept)
+    return media, stats in _TRUE, not fmt
+
+
+def _validation_error(exc: ValidationError, where: Where) -> RequestValidationError:
+    return RequestValidationError(
+        [{**e, "loc": (where, *e["loc"])} for e in exc.errors(include_url=False)]
+    )
+
+
+# The handlers read the request themselves rather than through FastAPI's parameter
+# machinery: for a 3×3 tensor that machinery cost more than generating the tensor.
+# The OpenAPI document still describes every parameter (openapi_extra).
+
+
+@router.post(
+    "",
+    response_model=TensorRead,
+    responses=_RESPONSES,
+    openapi_extra={
+        "parameters": [_FORMAT_PARAM, _STATS_PARAM],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": TensorRequest.model_json_schema()}},
+        },
+    },
+)
+async def create_tensor(request: Request) -> Response:
     """Generate an initialized tensor."""
-    plan = plan_tensor(body, media_type=_media_type(format, accept), stats=stats, settings=settings)
-    headers = {} if format else {"Vary": "Accept"}
-    return await respond(plan, settings, headers)
+    settings: Settings = request.app.state.settings
+    media, stats, by_accept = _output_options(request.query_params, request.headers.get("accept"))
+    try:
+        body = TensorRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _validation_error(exc, "body") from None
+    plan = plan_tensor(body, media_type=media, stats=stats, settings=settings)
+    return await respond(plan, settings, {"Vary": "Accept"} if by_accept else {})
 
 
 def _query_int(name: str, value: str | None) -> int | None:
@@ -361,75 +429,43 @@ def _query_initializer(value: str) -> str | dict[str, Any]:
     return parsed
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
-
 @router.get(
-    "", response_model=TensorRead, responses={**_RESPONSES, 304: {"description": "Not modified."}}
+    "",
+    response_model=TensorRead,
+    responses={**_RESPONSES, 304: {"description": "Not modified (If-None-Match)."}},
+    openapi_extra={"parameters": _GET_PARAMS},
 )
-async def read_tensor(
-    request: Request,
-    settings: SettingsDep,
-    shape: Annotated[str, Query(description="Comma-separated dimensions.", examples=["784,256"])],
-    initializer: Annotated[
-        str, Query(description="A name in any spelling, or a JSON object reference.")
-    ] = "glorot_uniform",
-    seed: Annotated[
-        str | None, Query(description="0..2**32-1; with it the response is immutable.")
-    ] = None,
-    dtype: Annotated[
-        str | None, Query(description="float32 (default), float64, float16, bfloat16, int32.")
-    ] = None,
-    layout: Annotated[str | None, Query(description="keras (default) or torch.")] = None,
-    fan_in: Annotated[str | None, Query(description="Explicit fan-in.")] = None,
-    fan_out: Annotated[str | None, Query(description="Explicit fan-out.")] = None,
-    compat: Annotated[str | None, Query(description="keras: bit-identical to Keras 3.")] = None,
-    format: Annotated[
-        str | None, Query(description="json, binary, npy or safetensors (overrides Accept).")
-    ] = None,
-    stats: Annotated[str | None, Query(description="true: add stats (JSON only).")] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Response:
+async def read_tensor(request: Request) -> Response:
     """The same as POST, for browsers and caches; with a seed the response is immutable."""
-    fmt = (format or "").strip() or None
-    if fmt is not None and fmt not in formats.FORMATS:
-        raise InvalidInputError(
-            ["query", "format"], format, f"must be one of {', '.join(formats.FORMATS)}"
-        )
-    stats_text = (stats or "").strip().lower()
-    if stats_text not in _TRUE | _FALSE:
-        raise InvalidInputError(["query", "stats"], stats, "must be true or false")
+    settings: Settings = request.app.state.settings
+    query = request.query_params
+    media, stats, by_accept = _output_options(query, request.headers.get("accept"))
+    shape = query.get("shape")
+    if shape is None:
+        raise InvalidInputError(["query", "shape"], None, "required, e.g. shape=784,256")
     fields: dict[str, Any] = {
         "shape": _query_shape(shape),
-        "initializer": _query_initializer(initializer),
-        "seed": _query_int("seed", seed),
-        "fan_in": _query_int("fan_in", fan_in),
-        "fan_out": _query_int("fan_out", fan_out),
+        "initializer": _query_initializer(query.get("initializer") or "glorot_uniform"),
+        "seed": _query_int("seed", query.get("seed")),
+        "fan_in": _query_int("fan_in", query.get("fan_in")),
+        "fan_out": _query_int("fan_out", query.get("fan_out")),
     }
-    for name, value in (("dtype", dtype), ("layout", layout), ("compat", compat)):
-        if value is not None and value.strip():
-            fields[name] = value.strip()
+    for name in ("dtype", "layout", "compat"):
+        value = query.get(name, "").strip()
+        if value:
+            fields[name] = value
     try:
         req = TensorRequest.model_validate(fields)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
-    plan = plan_tensor(
-        req,
-        media_type=_media_type(fmt, accept),
-        stats=stats_text in _TRUE,
-        settings=settings,
-        where="query",
-    )
-    headers: dict[str, str] = {} if fmt else {"Vary": "Accept"}
+        raise _validation_error(exc, "query") from None
+    plan = plan_tensor(req, media_type=media, stats=stats, settings=settings, where="query")
+    headers: dict[str, str] = {"Vary": "Accept"} if by_accept else {}
     if not plan.seeded:
         headers["Cache-Control"] = "no-store"
         return await respond(plan, settings, headers)
     headers["ETag"] = tensor_etag(plan, request.app.version)
     headers["Cache-Control"] = IMMUTABLE
+    if_none_match = request.headers.get("if-none-match")
     if if_none_match and _etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     return await respond(plan, settings, headers)
