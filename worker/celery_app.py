@@ -17,6 +17,8 @@ again; the original message, if Redis ever restores it, finds the run finished a
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from typing import Any
 
@@ -25,6 +27,20 @@ from celery.signals import worker_ready, worker_shutdown
 
 from app.config import get_settings
 from app.jobs.limits import get_job_settings
+
+
+def _limit_blas_threads() -> None:
+    """One BLAS thread per pool process by default: the pool already spreads runs over the
+    cores, and OpenBLAS threads competing for busy cores slow a run down many times over
+    (see bench/results/jobs.md). Only effective before NumPy is first imported."""
+    if "numpy" in sys.modules:
+        return
+    threads = str(get_job_settings().worker_blas_threads)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
+_limit_blas_threads()
 
 log = logging.getLogger("initlab.worker")
 

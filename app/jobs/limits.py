@@ -40,6 +40,9 @@ class JobSettings(BaseSettings):
     # A run reads the cancel flag every batch, but at most this often (a GET costs ~50 µs).
     cancel_check_seconds: float = Field(default=0.02, ge=0)
     events_maxlen: int = Field(default=10_000, ge=100)
+    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS unless already set).
+    # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
+    worker_blas_threads: int = Field(default=1, ge=1)
 
 
 @lru_cache(maxsize=1)

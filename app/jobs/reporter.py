@@ -74,8 +74,8 @@ class RedisRunReporter:
         self.stopped = False
         self.stale = False
         self._pending: list[tuple[int, float]] = []
-        self._last_write = time.monotonic()
-        self._last_check = 0.0
+        self._last_write = -math.inf  # the first batch is written at once
+        self._last_check = -math.inf
 
     # -- RunReporter protocol
 
