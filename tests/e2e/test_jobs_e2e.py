@@ -267,6 +267,27 @@ def test_bad_job_inputs_are_clear_4xx_and_nothing_breaks(
     assert worker.alive()
 
 
+def test_job_on_an_uploaded_dataset(client: httpx.Client, start_worker: Callable[..., Any]) -> None:
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) + 2 * (x[:, 2] > 0)
+    buf = io.BytesIO()
+    np.savez(buf, x_train=x[:150], y_train=y[:150], x_val=x[150:], y_val=y[150:])
+    res = client.post("/v1/datasets", files={"file": ("quad.npz", buf.getvalue())})
+    assert res.status_code == 201, res.text
+    ref = res.json()["ref"]
+    start_worker(concurrency=1, env=WORKER_ENV)
+    body = {**circles_job(repeats=1, epochs=3), "dataset": ref}
+    doc = wait_for(client, submit(client, body)["id"], finished, 60)
+    assert doc["status"] == "succeeded", doc["error"]
+    assert doc["spec"]["dataset_info"]["n_train"] == 150
+    assert all(len(r["epochs"]) == 3 for r in doc["runs"])
+
+
 def test_mnist_without_files_says_where_to_put_them(
     start_api: Callable[..., Any], tmp_path: Path
 ) -> None:
