@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHUNK = 1 << 18
+CHUNK = 1 << 16
 _TWO_PI = np.float32(2.0 * math.pi)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -84,17 +84,20 @@ def normal_acceptance(lo: float, hi: float) -> float:
     return 0.5 * (math.erf(hi / math.sqrt(2.0)) - math.erf(lo / math.sqrt(2.0)))
 
 
-def _standard_normal_into(gen: np.random.Generator, out: np.ndarray) -> None:
+def _normal_into(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
+    """out ← N(0, std²) (Box–Muller for float32, ziggurat for float64)."""
     m = out.size
     if out.dtype == np.float64:
         gen.standard_normal(m, dtype=np.float64, out=out)
+        if std != 1.0:
+            out *= std
         return
     h = (m + 1) // 2
     u = gen.random(2 * h, dtype=np.float32)
     radius, theta = u[:h], u[h:]
     np.subtract(np.float32(1.0), radius, out=radius)  # (0, 1]: log stays finite
     np.log(radius, out=radius)
-    radius *= np.float32(-2.0)
+    radius *= np.float32(-2.0 * std * std)  # std folded into the radius: no extra pass
     np.sqrt(radius, out=radius)
     theta *= _TWO_PI
     np.cos(theta, out=out[:h])
@@ -105,31 +108,29 @@ def _standard_normal_into(gen: np.random.Generator, out: np.ndarray) -> None:
         out[h:] *= radius[:rest]
 
 
-def _affine(out: np.ndarray, scale: float, shift: float) -> None:
-    if scale != 1.0:
-        out *= out.dtype.type(scale)
-    if shift != 0.0:
-        out += out.dtype.type(shift)
-
-
 def fill_normal(rng: np.random.Generator, out: np.ndarray, mean: float, std: float) -> None:
     """out ← N(mean, std²); ``out`` is a flat float32/float64 buffer."""
+    shift = out.dtype.type(mean)
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
-        _standard_normal_into(gen, view)
-        _affine(view, std, mean)
+        _normal_into(gen, view, std)
+        if mean != 0.0:
+            view += shift
 
     _run_chunked(rng, out.size, fill)
 
 
 def fill_uniform(rng: np.random.Generator, out: np.ndarray, low: float, high: float) -> None:
     """out ← U[low, high)."""
+    width, shift = out.dtype.type(high - low), out.dtype.type(low)
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
         gen.random(view.size, dtype=out.dtype, out=view)
-        _affine(view, high - low, low)
+        view *= width
+        if low != 0.0:
+            view += shift
 
     _run_chunked(rng, out.size, fill)
 
@@ -142,23 +143,30 @@ def fill_truncated_normal(
     lo: float,
     hi: float,
 ) -> None:
-    """out ← mean + std·Z with Z a standard normal restricted to [lo, hi] (σ units)."""
+    """out ← mean + std·Z with Z a standard normal restricted to [lo, hi] (σ units).
+
+    The chunk is drawn whole; the positions outside [lo·std, hi·std] are then redrawn, in
+    order, from further draws of the same generator until none is left.
+    """
     acceptance = max(normal_acceptance(lo, hi), 1e-12)
-    lo_t, hi_t = out.dtype.type(lo), out.dtype.type(hi)
+    low, high = out.dtype.type(lo * std), out.dtype.type(hi * std)
+    shift = out.dtype.type(mean)
+
+    def outside(values: np.ndarray) -> np.ndarray:
+        return np.asarray((values < low) | (values > high))
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
-        filled, m = 0, view.size
-        while filled < m:
-            need = m - filled
-            batch = min(int(need / acceptance * 1.03) + 64, 1 << 22)
-            buf = np.empty(batch, dtype=out.dtype)
-            _standard_normal_into(gen, buf)
-            kept = buf[(buf >= lo_t) & (buf <= hi_t)]
-            take = min(kept.size, need)
-            view[filled : filled + take] = kept[:take]
-            filled += take
-        _affine(view, std, mean)
+        _normal_into(gen, view, std)
+        todo = np.flatnonzero(outside(view))
+        while todo.size:
+            batch = np.empty(min(int(todo.size / acceptance * 1.1) + 32, 1 << 22), out.dtype)
+            _normal_into(gen, batch, std)
+            kept = batch[~outside(batch)][: todo.size]
+            view[todo[: kept.size]] = kept
+            todo = todo[kept.size :]
+        if mean != 0.0:
+            view += shift
 
     _run_chunked(rng, out.size, fill)
 

@@ -1,0 +1,174 @@
+"""In-process generation cost of every initializer against NumPy, PyTorch and SciPy.
+
+For each shape — (3,3), (784,256), (1000,1000), (4096,4096), (3,3,64,128) — and each scheme:
+the best wall time of ``app.initializers.generate`` (float32, canonical stream) next to
+
+- NumPy baselines on the same machine: ``default_rng().standard_normal(dtype=float32)``
+  (normal family), ``.random(dtype=float32)`` (uniform family);
+- ``torch.nn.init`` on a float32 tensor of the same shape (``torch.set_num_threads`` = the
+  machine's cores), with ``kaiming_normal_`` as the reference for every normal-family scheme;
+- ``scipy.stats.truncnorm.rvs`` for the truncated normals.
+
+Targets (issue 2 §5): normal-family schemes no slower than torch's ``kaiming_normal_``;
+truncated normal well under scipy's truncnorm. Writes ``bench/results/initializers.md``.
+
+    .venv/bin/python bench/bench_initializers.py [--quick] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import scipy.stats  # noqa: E402
+import torch  # noqa: E402
+
+from app.initializers import catalog, generate, resolve  # noqa: E402
+
+SHAPES: list[tuple[int, ...]] = [(3, 3), (784, 256), (1000, 1000), (4096, 4096), (3, 3, 64, 128)]
+NORMAL_FAMILY = ["random_normal", "variance_scaling", "glorot_normal", "he_normal",
+                 "lecun_normal", "xavier_normal", "kaiming_normal", "torch_normal",
+                 "small_random", "large_random", "jax_normal"]
+TRUNCATED = ["truncated_normal", "trunc_normal", "jax_truncated_normal", "he_normal",
+             "glorot_normal", "lecun_normal", "variance_scaling"]
+TORCH_EQUIVALENT: dict[str, Callable[[torch.Tensor], object]] = {
+    "zeros": torch.nn.init.zeros_,
+    "ones": torch.nn.init.ones_,
+    "random_uniform": lambda t: torch.nn.init.uniform_(t, -0.05, 0.05),
+    "random_normal": lambda t: torch.nn.init.normal_(t, 0.0, 0.05),
+    "xavier_uniform": torch.nn.init.xavier_uniform_,
+    "xavier_normal": torch.nn.init.xavier_normal_,
+    "kaiming_uniform": torch.nn.init.kaiming_uniform_,
+    "kaiming_normal": torch.nn.init.kaiming_normal_,
+    "trunc_normal": torch.nn.init.trunc_normal_,
+    "torch_orthogonal": torch.nn.init.orthogonal_,
+    "orthogonal": torch.nn.init.orthogonal_,
+    "torch_normal": torch.nn.init.normal_,
+    "torch_uniform": torch.nn.init.uniform_,
+    "eye": torch.nn.init.eye_,
+    "dirac": torch.nn.init.dirac_,
+    "sparse": lambda t: torch.nn.init.sparse_(t, 0.1),
+    "torch_default": lambda t: torch.nn.init.kaiming_uniform_(t, a=math.sqrt(5)),
+}
+
+
+def best_ms(fn: Callable[[], object], budget: float, max_runs: int = 7) -> float:
+    """Best of up to ``max_runs`` calls (after one warm-up), within about ``budget`` seconds."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    best = first
+    runs = 1
+    while runs < max_runs and (time.perf_counter() - start) + first < budget:
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return best * 1e3
+
+
+def fits(name: str, shape: tuple[int, ...]) -> bool:
+    entry = next(e for e in catalog() if e["name"] == name)
+    high = entry["rank"]["maximum"] if entry["rank"]["maximum"] is not None else 99
+    if not entry["rank"]["minimum"] <= len(shape) <= high:
+        return False
+    return not (name == "delta_orthogonal" and shape[-1] < shape[-2])
+
+
+def fmt(ms: float | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter budgets, fewer runs")
+    parser.add_argument("--write", action="store_true", help="write bench/results/initializers.md")
+    args = parser.parse_args()
+    budget = 0.5 if args.quick else 2.0
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    names = [e["name"] for e in catalog()]
+
+    rows: list[str] = []
+    verdicts: list[str] = []
+    for shape in SHAPES:
+        n = math.prod(shape)
+        base_normal = best_ms(lambda shape=shape: rng.standard_normal(shape, dtype=np.float32),
+                              budget)
+        base_uniform = best_ms(lambda shape=shape: rng.random(shape, dtype=np.float32), budget)
+        t = torch.empty(shape)
+        torch_kaiming = best_ms(lambda t=t: torch.nn.init.kaiming_normal_(t), budget)
+        scipy_trunc = best_ms(
+            lambda shape=shape: scipy.stats.truncnorm.rvs(-2, 2, size=shape, random_state=rng),
+            budget,
+            max_runs=3)
+        rows.append(f"| **{shape}** | *numpy standard_normal f32* | {fmt(base_normal)} | | |")
+        rows.append(f"| | *numpy random f32* | {fmt(base_uniform)} | | |")
+        rows.append(f"| | *torch kaiming_normal_* | {fmt(torch_kaiming)} | | |")
+        rows.append(f"| | *scipy truncnorm.rvs* | {fmt(scipy_trunc)} | | |")
+        for name in names:
+            if not fits(name, shape):
+                continue
+            init = resolve(name)
+            slow = init.work(shape) > 10 * n
+            ms = best_ms(lambda init=init, shape=shape: generate(init, shape, seed=1), budget,
+                         max_runs=2 if slow else 7)
+            torch_ms = None
+            fn = TORCH_EQUIVALENT.get(name)
+            if fn is not None and not (name == "sparse" and shape[1] > 1000):
+                try:
+                    torch_ms = best_ms(lambda fn=fn, t=t: fn(t), budget, max_runs=2 if slow else 7)
+                except ValueError:
+                    torch_ms = None
+            ref = None
+            if name in NORMAL_FAMILY:
+                ref = f"{ms / torch_kaiming:.2f}× torch kaiming_normal_"
+                if name not in TRUNCATED and ms > torch_kaiming and n >= 10**5:
+                    verdicts.append(f"{name} {shape}: {fmt(ms)} ms > torch {fmt(torch_kaiming)}")
+            if name in TRUNCATED:
+                ref = (ref + "; " if ref else "") + f"{ms / scipy_trunc:.3f}× scipy truncnorm"
+                if n >= 10**5 and ms > torch_kaiming:
+                    verdicts.append(f"{name} {shape}: {fmt(ms)} ms > torch kaiming "
+                                    f"{fmt(torch_kaiming)}")
+            rows.append(f"| | {name} | {fmt(ms)} | {fmt(torch_ms)} | {ref or ''} |")
+        print(f"done {shape}", file=sys.stderr)
+
+    header = [
+        "# Initializer generation benchmark",
+        "",
+        f"`bench/bench_initializers.py` — {platform.processor() or platform.machine()}, "
+        f"{threads} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"torch {torch.__version__} ({threads} threads), load average "
+        f"{os.getloadavg()[0]:.1f} at the end. Best wall time in ms (float32, seed 1).",
+        "",
+        "Targets: normal-family schemes no slower than torch `kaiming_normal_` (untruncated ones "
+        "checked for ≥ 10⁵ elements); truncated normals well under `scipy.stats.truncnorm`.",
+        "",
+        "Result: " + ("all targets met." if not verdicts else "targets missed: "
+                      + "; ".join(verdicts)),
+        "",
+        "| shape | scheme | initlab ms | torch.nn.init ms | relative |",
+        "|---|---|---:|---:|---|",
+    ]
+    text = "\n".join(header + rows) + "\n"
+    print(text)
+    if args.write:
+        (ROOT / "bench" / "results" / "initializers.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
