@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,6 +190,14 @@ def test_catalog_entries_have_the_api_shape() -> None:
             assert {"type", "default", "description"} <= set(param)
         init = resolve(entry["name"])
         assert init.params == {k: v["default"] for k, v in entry["params"].items()}
+
+
+def test_docs_schemes_lists_every_scheme_and_name() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "schemes.md").read_text()
+    for entry in ENTRIES:
+        assert f"### `{entry['name']}`" in text
+        for alias in entry["aliases"]:
+            assert f"`{alias}`" in text, alias
 
 
 def test_catalog_is_a_copy() -> None:
