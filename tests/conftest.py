@@ -10,9 +10,10 @@ Redis
     DB 15 (``SET __initlab_test_session__ <id> NX`` in each DB; the first free one wins; the
     claim expires after an hour if a session dies). The claimed DB is FLUSHDB'd at session
     start and end, so concurrent test sessions on one shared server never see each other's
-    keys, and DB 0 (what ``make run`` uses) is never touched. If every DB is claimed the
-    session starts an embedded server instead; ``INITLAB_TEST_EMBEDDED_REDIS=1`` forces that
-    (the fresh-machine path).
+    keys, and DB 0 (what ``make run`` uses) is never touched. Tests must not FLUSHDB/FLUSHALL
+    themselves (that would drop the claim): delete the keys you made, or use unique ids. If
+    every DB is claimed the session starts an embedded server instead;
+    ``INITLAB_TEST_EMBEDDED_REDIS=1`` forces that (the fresh-machine path).
 
     The choice is made in ``pytest_configure``, before collection: from then on
     ``INITLAB_REDIS_URL`` points at that DB (``REDIS_URL`` is removed), so everything that
