@@ -115,13 +115,16 @@ def _celery_has_beat_schedule() -> bool:
     return bool(celery_app.conf.beat_schedule)
 
 
-def _watch(children: list[Child]) -> int:
-    """Block until a child exits; return a non-zero code for it."""
+def _watch(children: list[Child], server: EmbeddedRedis | None) -> int:
+    """Block until a child (or the embedded Redis) exits; return a non-zero code for it."""
+    watched = [(child.name, child.poll) for child in children]
+    if server is not None and server.process is not None:
+        watched.append(("redis-server", server.process.poll))
     while True:
-        for child in children:
-            code = child.poll()
+        for name, poll in watched:
+            code = poll()
             if code is not None:
-                _say(f"{child.name} exited with code {code}; stopping the others")
+                _say(f"{name} exited with code {code}; stopping the others")
                 return code or 1
         time.sleep(0.2)
 
@@ -183,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 for child in children:
                     child.start(env)
                 _say(f"API on http://{args.host}:{args.port} (docs: /docs); Ctrl-C stops all")
-                exit_code = _watch(children)
+                exit_code = _watch(children, server)
         except _Stop as stop:
             _say(f"{stop} received, stopping")
         except EmbeddedRedisError as exc:

@@ -162,21 +162,27 @@ def test_initlab_run_serves_with_an_embedded_redis_and_sigint_stops_everything(
     assert not healthy(service.url)
 
 
-def test_initlab_run_stops_everything_when_a_child_dies(service: Service) -> None:
+@pytest.mark.parametrize(
+    ("marker", "name"),
+    [(b"uvicorn", "api"), (b"celery", "worker"), (b"redis-server", "redis-server")],
+)
+def test_initlab_run_stops_everything_when_a_child_dies(
+    service: Service, marker: bytes, name: str
+) -> None:
     children = descendants(service.process.pid)
-    uvicorn = [
+    direct = [
         pid
         for pid in children
-        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if marker in Path(f"/proc/{pid}/cmdline").read_bytes()
         and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         == service.process.pid
     ]
-    assert len(uvicorn) == 1, uvicorn
-    os.kill(uvicorn[0], signal.SIGKILL)
+    assert len(direct) == 1, direct
+    os.kill(direct[0], signal.SIGKILL)
     code = service.process.wait(60)
     assert code != 0
     wait_until(lambda: not any(running(pid) for pid in children), 15, "children to exit")
-    assert "api exited" in service.log.read_text()
+    assert f"{name} exited with code" in service.log.read_text()
 
 
 def test_initlab_redis_runs_in_the_foreground_until_sigterm(tmp_path: Path) -> None:
