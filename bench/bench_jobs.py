@@ -7,7 +7,9 @@ one ``uvicorn app.main:app``, and Celery worker processes (prefork, concurrency 
    ``--train-size`` examples, ``--epochs`` epochs; one scheme × 4 repeats), from the POST to
    ``succeeded``, with 1 worker and with 2 workers. BLAS threads per worker are set with
    ``--blas-threads`` (default 1, so 2 workers use the 2 cores without oversubscription);
-   a 1-worker run with 2 BLAS threads is measured too for comparison.
+   ``--compare-threads`` adds 1 worker with 2 BLAS threads (on a loaded machine OpenBLAS
+   threads competing for busy cores made a run ~17× slower: 8.3 s vs 0.48 s in a quick run,
+   which is why workers default to one BLAS thread per pool process).
 2. Time from ``POST /v1/jobs`` to the first ``progress`` event in the job's stream (the
    first batch-loss points a client sees over SSE), and to ``running``, over ``--probes``
    small jobs with one idle worker.
@@ -165,7 +167,9 @@ def timed_job(api: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
 
 def scaling(args: argparse.Namespace, base_env: dict[str, str], tmp: Path) -> list[dict]:
     rows = []
-    configs = [(1, args.blas_threads), (1, 2), (2, args.blas_threads)]
+    configs = [(1, args.blas_threads), (2, args.blas_threads)]
+    if args.compare_threads:
+        configs.insert(1, (1, 2))
     for n_workers, threads in configs:
         env = {
             **base_env,
@@ -178,11 +182,12 @@ def scaling(args: argparse.Namespace, base_env: dict[str, str], tmp: Path) -> li
             start_workers(stack, n_workers, env, tmp)
             # Warm-up: every worker process loads (and caches) the dataset once.
             timed_job(api, fashion_job(args.train_size, 1, n_workers, seed=99))
-            walls = []
+            walls: list[float] = []
+            run_secs: list[float] = []
             for rep in range(args.reps):
                 wall, doc = timed_job(api, fashion_job(args.train_size, args.epochs, 4, seed=rep))
                 walls.append(wall)
-                run_secs = [r["seconds"] for r in doc["runs"]]
+                run_secs += [r["seconds"] for r in doc["runs"]]
                 workers = {r["worker"] for r in doc["runs"]}
             rows.append(
                 {
@@ -247,6 +252,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument(
+        "--compare-threads",
+        action="store_true",
+        help="also 1 worker with 2 BLAS threads (very slow when other processes load the CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller figures, for a smoke run")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -275,8 +285,12 @@ def main() -> None:
 
 def write(args: argparse.Namespace, rows: list[dict], probe: dict) -> None:
     one = next(r for r in rows if r["workers"] == 1 and r["blas_threads"] == args.blas_threads)
+    load = os.getloadavg()[0]
     lines = [
         "# Jobs: 4 runs on 1 vs 2 workers, POST → first progress",
+        "",
+        f"Load average when written: {load:.1f} (other processes share the cores, so the figures "
+        "are upper bounds).",
         "",
         f"`bench/bench_jobs.py` on {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; embedded redis-server, one uvicorn, Celery prefork "

@@ -6,9 +6,11 @@ list, cancel, readiness. Routers call only this module; it raises domain errors
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 
 from app.config import Settings, get_settings
@@ -33,6 +35,15 @@ class JobSpecError(InitlabError):
     status = 422
     title = "Invalid input"
     slug = "invalid-input"
+
+
+@contextmanager
+def _redis_available() -> Iterator[None]:
+    """Redis down is the service's trouble, not the client's: 503, not 500."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise ServiceUnavailableError(f"the job store (Redis) is unavailable: {exc}") from None
 
 
 def _errors_from(exc: ValidationError) -> list[dict[str, Any]]:
@@ -160,7 +171,8 @@ def submit_job(
     settings = settings or get_settings()
     limits = limits or get_job_settings()
     job = validate_job(body)
-    info = check_job_dataset(job, uploads, settings)
+    with _redis_available():  # an upload's metadata is read from Redis
+        info = check_job_dataset(job, uploads, settings)
     check_limits(job, info, limits)
     if job.seed is None:
         job.seed = secrets.randbelow(MAX_SEED + 1)
@@ -184,12 +196,14 @@ def submit_job(
         for s_index, scheme in enumerate(job.schemes)
     ]
     # Request order within each repeat, so the first results cover every scheme.
-    doc = store.create_job(spec, runs)
+    with _redis_available():
+        doc = store.create_job(spec, runs)
     try:
         for index in range(len(runs)):
             enqueue_run(doc["id"], index)
     except Exception as exc:  # broker down: do not leave a job that will never run
-        store.cancel_job(doc["id"])
+        with _redis_available():
+            store.cancel_job(doc["id"])
         raise ServiceUnavailableError(f"the job queue is unreachable: {exc}") from None
     return doc
 
@@ -210,20 +224,23 @@ def enqueue_run(job_id: str, index: int) -> None:
 
 
 def read_job(store: JobStore, job_id: str) -> dict:
-    doc = store.get_job(job_id)
+    with _redis_available():
+        doc = store.get_job(job_id)
     if doc is None:
         raise NotFoundError(f"no job {job_id!r} (unknown, or expired after its TTL)")
     return doc
 
 
 def list_jobs(store: JobStore, limit: int, cursor: str | None) -> dict:
-    jobs, next_cursor = store.list_jobs(limit, cursor)
+    with _redis_available():
+        jobs, next_cursor = store.list_jobs(limit, cursor)
     return {"jobs": jobs, "next_cursor": next_cursor}
 
 
 def cancel_job(store: JobStore, job_id: str) -> dict:
     """Cancel a queued or running job (idempotent for a cancelled one); 409 once finished."""
-    before = store.cancel_job(job_id)
+    with _redis_available():
+        before = store.cancel_job(job_id)
     if before is None:
         raise NotFoundError(f"no job {job_id!r} (unknown, or expired after its TTL)")
     if before in ("succeeded", "failed"):
@@ -235,7 +252,8 @@ def readiness(store: JobStore) -> dict:
     """Redis reachable and at least one worker heartbeat; 503 with the reason otherwise."""
     if not store.ping():
         raise ServiceUnavailableError("Redis is unreachable")
-    workers = store.live_workers()
+    with _redis_available():
+        workers = store.live_workers()
     if not workers:
         raise ServiceUnavailableError("no Celery worker is running (no worker heartbeat)")
     return {"status": "ready", "redis": "ok", "workers": workers}
