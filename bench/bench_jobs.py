@@ -314,9 +314,8 @@ def write(args: argparse.Namespace, rows: list[dict], probe: dict) -> None:
         f"POST `/v1/jobs` → job `running`: {probe['running'] * 1000:.0f} ms; → first "
         f"`progress` event (first batch losses in the stream SSE reads): "
         f"{probe['progress'] * 1000:.0f} ms (median of {probe['n']} one-run jobs on an idle "
-        f"worker; max {probe['progress_max'] * 1000:.0f} ms). Progress writes are throttled "
-        "to one per 0.25 s per run, so the first one lands within about 0.25 s of the first "
-        "batch.",
+        f"worker; max {probe['progress_max'] * 1000:.0f} ms). A run writes its first batch at "
+        "once, then at most one progress write per 0.25 s.",
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
