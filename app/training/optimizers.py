@@ -18,12 +18,16 @@ Weight decay is applied to every parameter, biases included (torch's single para
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerSpec", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerSpec", "default_threads", "make_optimizer"]
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
 
@@ -63,10 +67,50 @@ class OptimizerSpec:
         return out
 
 
-class Optimizer:
-    """Base: holds the flat parameter and gradient vectors and a scratch vector."""
+def default_threads() -> int:
+    """Threads for the optimizer step: as many as BLAS uses (``OPENBLAS_NUM_THREADS`` /
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` if set, else the CPUs this process may use)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray) -> None:
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+MIN_PART = 65_536  # below this many parameters per thread, threading costs more than it saves
+MAX_THREADS = 8
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="initlab-opt")
+        return _POOL
+
+
+class Optimizer:
+    """Base: the flat parameter and gradient vectors, state vectors, a scratch vector.
+
+    ``step()`` computes the per-step scalars once, then runs the element-wise kernel on
+    contiguous parts of the vectors — one per thread (NumPy releases the GIL inside each
+    ufunc, so parts run in parallel); results do not depend on the split."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        spec: OptimizerSpec,
+        params: np.ndarray,
+        grads: np.ndarray,
+        *,
+        threads: int | None = None,
+    ) -> None:
         self.spec = spec
         self.params = params
         self.grads = grads
@@ -74,40 +118,70 @@ class Optimizer:
         self.wd = spec.weight_decay
         self.t = 0
         self._tmp = np.empty_like(params)
-
-    def _l2(self) -> None:
-        if self.wd:
-            # g += wd * p
-            np.multiply(self.params, self.wd, out=self._tmp)
-            self.grads += self._tmp
-
-    def step(self) -> None:
-        raise NotImplementedError
-
-
-class SGD(Optimizer):
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray) -> None:
-        super().__init__(spec, params, grads)
-        self.mu = spec.momentum
-        self.buf = np.zeros_like(params) if self.mu else None
+        self.state = {name: np.zeros_like(params) for name in self.state_names}
+        n = params.size
+        wanted = default_threads() if threads is None else threads
+        parts = max(1, min(wanted, MAX_THREADS, n // MIN_PART))
+        bounds = [n * i // parts for i in range(parts + 1)]
+        self._parts = [
+            {
+                "p": params[lo:hi],
+                "g": grads[lo:hi],
+                "tmp": self._tmp[lo:hi],
+                **{k: v[lo:hi] for k, v in self.state.items()},
+            }
+            for lo, hi in itertools.pairwise(bounds)
+        ]
 
     def step(self) -> None:
         self.t += 1
-        self._l2()
-        g, tmp = self.grads, self._tmp
-        if self.buf is not None:
+        c = self._coefficients()
+        if len(self._parts) == 1:
+            self._kernel(self._parts[0], c)
+            return
+        pool = _pool()
+        futures = [pool.submit(self._kernel, part, c) for part in self._parts[1:]]
+        self._kernel(self._parts[0], c)
+        for f in futures:
+            f.result()
+
+    def _coefficients(self) -> tuple[float, ...]:
+        return ()
+
+    def _kernel(self, v: dict[str, np.ndarray], c: tuple[float, ...]) -> None:
+        raise NotImplementedError
+
+    def _l2(self, v: dict[str, np.ndarray]) -> None:
+        if self.wd:
+            # g += wd * p
+            np.multiply(v["p"], self.wd, out=v["tmp"])
+            v["g"] += v["tmp"]
+
+
+class SGD(Optimizer):
+    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray,
+                 *, threads: int | None = None) -> None:
+        self.state_names = ("buf",) if spec.momentum else ()
+        super().__init__(spec, params, grads, threads=threads)
+        self.mu = spec.momentum
+
+    def _kernel(self, v: dict[str, np.ndarray], c: tuple[float, ...]) -> None:
+        self._l2(v)
+        g, tmp = v["g"], v["tmp"]
+        if self.mu:
+            buf = v["buf"]
             if self.t == 1:
-                np.copyto(self.buf, g)
+                np.copyto(buf, g)
             else:
-                self.buf *= self.mu
-                self.buf += g
+                buf *= self.mu
+                buf += g
             if self.spec.nesterov:
-                np.multiply(self.buf, self.mu, out=tmp)
+                np.multiply(buf, self.mu, out=tmp)
                 g += tmp
             else:
-                g = self.buf
+                g = buf
         np.multiply(g, self.lr, out=tmp)
-        self.params -= tmp
+        v["p"] -= tmp
 
 
 class Adam(Optimizer):
@@ -119,44 +193,39 @@ class Adam(Optimizer):
     instead of fifteen."""
 
     decoupled = False
-
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray) -> None:
-        super().__init__(spec, params, grads)
-        self.m = np.zeros_like(params)  # M = m / (1 - b1)
-        self.v = np.zeros_like(params)  # V = v / (1 - b2)
-        self.b1 = spec.beta1
-        self.b2 = spec.beta2
-        self.eps = spec.eps
+    state_names = ("m", "v")  # M and V above
 
     @property
     def exp_avg(self) -> np.ndarray:
         """torch's ``exp_avg`` (first moment)."""
-        return self.m * (1.0 - self.b1)
+        return self.state["m"] * (1.0 - self.spec.beta1)
 
     @property
     def exp_avg_sq(self) -> np.ndarray:
         """torch's ``exp_avg_sq`` (second moment)."""
-        return self.v * (1.0 - self.b2)
+        return self.state["v"] * (1.0 - self.spec.beta2)
 
-    def step(self) -> None:
-        self.t += 1
-        p, g, m, v, tmp = self.params, self.grads, self.m, self.v, self._tmp
+    def _coefficients(self) -> tuple[float, ...]:
+        b1, b2 = self.spec.beta1, self.spec.beta2
+        s = self.lr * (1.0 - b1) / (1.0 - b1**self.t)
+        c = math.sqrt(1.0 - b2) / math.sqrt(1.0 - b2**self.t)
+        return (c / s, self.spec.eps / s)
+
+    def _kernel(self, v: dict[str, np.ndarray], c: tuple[float, ...]) -> None:
+        p, g, m, sq, tmp = v["p"], v["g"], v["m"], v["v"], v["tmp"]
         if self.decoupled:
             if self.wd:
                 p *= 1.0 - self.lr * self.wd
         else:
-            self._l2()
-        b1, b2 = self.b1, self.b2
-        m *= b1
+            self._l2(v)
+        m *= self.spec.beta1
         m += g
-        v *= b2
+        sq *= self.spec.beta2
         np.square(g, out=tmp)
-        v += tmp
-        s = self.lr * (1.0 - b1) / (1.0 - b1**self.t)
-        c = math.sqrt(1.0 - b2) / math.sqrt(1.0 - b2**self.t)
-        np.sqrt(v, out=tmp)
-        tmp *= c / s
-        tmp += self.eps / s
+        sq += tmp
+        np.sqrt(sq, out=tmp)
+        tmp *= c[0]
+        tmp += c[1]
         np.divide(m, tmp, out=tmp)
         p -= tmp
 
@@ -166,43 +235,42 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray) -> None:
-        super().__init__(spec, params, grads)
-        self.sq = np.zeros_like(params)
-        self.avg = np.zeros_like(params) if spec.centered else None
-        self.mu = spec.momentum
-        self.buf = np.zeros_like(params) if self.mu else None
-        self.alpha = spec.alpha
-        self.eps = spec.eps
+    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray,
+                 *, threads: int | None = None) -> None:
+        self.state_names = ("sq",) + (("avg",) if spec.centered else ()) + (
+            ("buf",) if spec.momentum else ()
+        )
+        super().__init__(spec, params, grads, threads=threads)
 
-    def step(self) -> None:
-        self.t += 1
-        self._l2()
-        g, tmp, sq, a = self.grads, self._tmp, self.sq, self.alpha
+    def _kernel(self, v: dict[str, np.ndarray], c: tuple[float, ...]) -> None:
+        self._l2(v)
+        g, tmp, sq, a = v["g"], v["tmp"], v["sq"], self.spec.alpha
         # s = alpha s + (1 - alpha) g^2
         sq *= a
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - a
         sq += tmp
-        if self.avg is not None:
+        if self.spec.centered:
+            avg = v["avg"]
             # c += (1 - alpha) (g - c);  d = sqrt(s - c^2) + eps
-            np.subtract(g, self.avg, out=tmp)
+            np.subtract(g, avg, out=tmp)
             tmp *= 1.0 - a
-            self.avg += tmp
-            np.multiply(self.avg, self.avg, out=tmp)
+            avg += tmp
+            np.multiply(avg, avg, out=tmp)
             np.subtract(sq, tmp, out=tmp)
             np.sqrt(tmp, out=tmp)
         else:
             np.sqrt(sq, out=tmp)
-        tmp += self.eps
+        tmp += self.spec.eps
         np.divide(g, tmp, out=tmp)  # g / d
-        if self.buf is not None:
-            self.buf *= self.mu
-            self.buf += tmp
-            np.multiply(self.buf, self.lr, out=tmp)
+        if self.spec.momentum:
+            buf = v["buf"]
+            buf *= self.spec.momentum
+            buf += tmp
+            np.multiply(buf, self.lr, out=tmp)
         else:
             tmp *= self.lr
-        self.params -= tmp
+        v["p"] -= tmp
 
 
 _CLASSES: dict[str, type[Optimizer]] = {
@@ -213,6 +281,11 @@ _CLASSES: dict[str, type[Optimizer]] = {
 }
 
 
-def make_optimizer(spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray) -> Optimizer:
-    """The optimizer for ``spec`` over the flat ``params`` / ``grads`` vectors."""
-    return _CLASSES[spec.name](spec, params, grads)
+def make_optimizer(
+    spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray, *, threads: int | None = None
+) -> Optimizer:
+    """The optimizer for ``spec`` over the flat ``params`` / ``grads`` vectors.
+
+    ``threads``: parts the step is split into (default :func:`default_threads`; at most one
+    per 65,536 parameters)."""
+    return _CLASSES[spec.name](spec, params, grads, threads=threads)
