@@ -11,6 +11,7 @@ import pytest
 from app.initializers import generate, resolve
 from app.training import RunSpec, TrainingSpecError, build_network, train_run
 from app.training.datasets import Dataset
+from app.training.diagnostics import distinct_columns
 from app.training.trainer import _BIAS, _KERNEL, _seed
 
 
@@ -265,3 +266,16 @@ def test_cross_entropy_adapts_to_the_task_and_counts() -> None:
     assert spec.total_steps(1000) == 2 * 32
     result = train_run(spec, _blobs("binary"), Recorder())
     assert result.status == "succeeded" and result.final_val_accuracy is not None
+
+
+def test_distinct_units_groups_rounding_noise_but_not_real_differences() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 1))
+    kernel = np.repeat(base, 6, axis=1) + rng.normal(0, 1e-6, size=(50, 6))  # 6 copies + noise
+    kernel[:, 4:] += rng.normal(size=(50, 2))  # two of them really differ
+    assert distinct_columns(kernel.astype(np.float32), np.zeros(6, np.float32)) == 3
+    bias = np.array([0, 0, 0, 1, 0, 0], np.float32)  # a different bias is a different unit
+    assert distinct_columns(kernel.astype(np.float32), bias) == 4
+    assert distinct_columns(np.zeros((5, 4), np.float32), np.zeros(4, np.float32)) == 1
+    wide = rng.normal(size=(784, 256)).astype(np.float32)
+    assert distinct_columns(wide, np.zeros(256, np.float32)) == 256
