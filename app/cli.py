@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, own_session
+from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
 
 REDIS_DIR = Path(".initlab") / "redis"
 CELERY_APP = "worker.celery_app:celery_app"
@@ -41,7 +41,12 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            self.cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=own_session
+            self.cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            # Own session: Ctrl-C reaches only us, and we stop the children in order.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         _say(f"started {self.name} (pid {self.process.pid})")
 
@@ -106,15 +111,6 @@ def _configured_redis_url() -> str | None:
     return os.environ.get("INITLAB_REDIS_URL") or os.environ.get("REDIS_URL") or None
 
 
-def _celery_has_beat_schedule() -> bool:
-    """Whether the Celery app defines periodic tasks (then ``initlab run`` starts beat)."""
-    from importlib import import_module
-
-    module_name, _, attr = CELERY_APP.partition(":")
-    celery_app = getattr(import_module(module_name), attr)
-    return bool(celery_app.conf.beat_schedule)
-
-
 def _watch(children: list[Child], server: EmbeddedRedis | None) -> int:
     """Block until a child (or the embedded Redis) exits; return a non-zero code for it."""
     watched = [(child.name, child.poll) for child in children]
@@ -146,13 +142,8 @@ def _children(args: argparse.Namespace) -> list[Child]:
     worker_cmd += [f"--hostname=initlab-{os.getpid()}@%h", "--loglevel=INFO"]
     if args.concurrency:
         worker_cmd.append(f"--concurrency={args.concurrency}")
+    # No beat: the watchdog that re-enqueues orphaned runs lives in every worker.
     children = [Child("worker", worker_cmd, stop_timeout=args.worker_stop_timeout)]
-    if _celery_has_beat_schedule():
-        beat_file = Path(args.redis_dir).resolve().parent / "celerybeat-schedule"
-        beat_file.parent.mkdir(parents=True, exist_ok=True)
-        beat_cmd = [python, "-m", "celery", "-A", CELERY_APP, "beat", "--loglevel=INFO"]
-        beat_cmd.append(f"--schedule={beat_file}")
-        children.append(Child("beat", beat_cmd, stop_timeout=10))
     api_cmd = [python, "-m", "uvicorn", "app.main:app", "--host", args.host]
     api_cmd += ["--port", str(args.port), "--workers", str(args.workers)]
     children.append(Child("api", api_cmd, stop_timeout=15))
@@ -160,7 +151,7 @@ def _children(args: argparse.Namespace) -> list[Child]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``initlab run``: embedded Redis (if needed) + Celery worker (+ beat) + uvicorn."""
+    """``initlab run``: embedded Redis (if needed) + Celery worker + uvicorn."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     server: EmbeddedRedis | None = None
@@ -174,14 +165,16 @@ def run(args: argparse.Namespace) -> int:
                 if redis_url is None:
                     data_dir = Path(args.redis_dir).resolve()
                     stack.enter_context(_locked_redis_dir(data_dir))
-                    server = EmbeddedRedis(data_dir, port=args.redis_port or None, persistent=True)
+                    server = EmbeddedRedis(
+                        data_dir, port=args.redis_port or None, persistent=True, tie_to_parent=True
+                    )
                     server.start()
                     redis_url = server.url
                     _say(f"embedded redis-server at {redis_url} (data in {data_dir})")
                 else:
                     _say(f"using Redis at {redis_url}")
                 env.pop("REDIS_URL", None)
-                env["INITLAB_REDIS_URL"] = os.environ["INITLAB_REDIS_URL"] = redis_url
+                env["INITLAB_REDIS_URL"] = redis_url
                 children = _children(args)
                 for child in children:
                     child.start(env)
@@ -206,7 +199,12 @@ def redis(args: argparse.Namespace) -> int:
     data_dir = Path(args.redis_dir).resolve()
     with _locked_redis_dir(data_dir):
         server = EmbeddedRedis(
-            data_dir, host=args.host, port=args.port, persistent=True, log_to_stdout=True
+            data_dir,
+            host=args.host,
+            port=args.port,
+            persistent=True,
+            log_to_stdout=True,
+            tie_to_parent=True,
         )
         try:
             with _signals_raise_stop():

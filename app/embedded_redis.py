@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -23,13 +24,23 @@ from urllib.parse import urlsplit
 PR_SET_PDEATHSIG = 1
 
 
-def own_session() -> None:
-    """``preexec_fn`` for children: a new session (a terminal's Ctrl-C reaches only the
-    supervisor, which stops the children in order) and, on Linux, SIGTERM if the parent dies."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _resolve_prctl() -> Callable[[int, int], int] | None:
+    try:
+        prctl: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# Resolved once, here: after fork a child must not dlopen/dlsym.
+_PRCTL = _resolve_prctl()
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` (for a single-threaded supervisor such as ``initlab run``): on Linux the
+    child gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -121,7 +132,8 @@ class EmbeddedRedis:
     """A ``redis-server`` child process bound to ``host:port`` with its files in ``data_dir``.
 
     ``persistent=True`` turns on the append-only file (jobs survive a restart); otherwise
-    nothing is written to disk (``--save '' --appendonly no``).
+    nothing is written to disk (``--save '' --appendonly no``). ``tie_to_parent=True``: the
+    server gets SIGTERM if this process dies (Linux; only from single-threaded processes).
     """
 
     def __init__(
@@ -133,6 +145,7 @@ class EmbeddedRedis:
         persistent: bool = False,
         executable: str | None = None,
         log_to_stdout: bool = False,
+        tie_to_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -140,6 +153,7 @@ class EmbeddedRedis:
         self.persistent = persistent
         self.executable = executable or find_redis_server()
         self.log_to_stdout = log_to_stdout
+        self.tie_to_parent = tie_to_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -183,7 +197,10 @@ class EmbeddedRedis:
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
-            preexec_fn=own_session,
+            # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops
+            # the server last. preexec_fn only when asked (unsafe in threaded processes).
+            start_new_session=True,
+            preexec_fn=die_with_parent if self.tie_to_parent else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
