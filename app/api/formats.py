@@ -204,12 +204,12 @@ class BufferResponse(Response):
     ) -> None:
         self.head: bytes = head
         self.data: memoryview | None = data
+        self.body = b""
         if len(head) + len(data) <= self.JOIN_BELOW:
-            self.head, self.data = head + data.tobytes(), None
+            self.body, self.data = head + data.tobytes(), None
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
-        self.body = b""
         length = str(len(head) + len(data))  # of the arguments: the same either way
         self.init_headers({**(headers or {}), "content-length": length})
 
@@ -218,7 +218,7 @@ class BufferResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         if self.data is None:
-            await send({"type": "http.response.body", "body": self.head})
+            await send({"type": "http.response.body", "body": self.body})
             return
         await send({"type": "http.response.body", "body": self.head, "more_body": True})
         await send({"type": "http.response.body", "body": self.data, "more_body": False})

@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -55,6 +56,60 @@ def _limiter() -> anyio.CapacityLimiter:
         limiter = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
         _generation_limiter.set(limiter)
         return limiter
+
+
+class ResponseCache:
+    """Encoded small responses to seeded GETs, keyed by the raw query string and ``Accept``.
+
+    A seeded response is immutable (same request, same bytes), so a repeat can be answered
+    without planning or generating again. Only bodies up to ``max_body`` bytes are kept, and
+    at most ``max_bytes`` in all (least recently used evicted first).
+    """
+
+    ENTRY_OVERHEAD = 1024  # headers and bookkeeping, roughly
+
+    def __init__(self, max_bytes: int = 8 * 2**20, max_body: int = 64 * 2**10) -> None:
+        self.max_bytes, self.max_body = max_bytes, max_body
+        self.size = 0
+        # Values are tuples of bytes only, which the garbage collector stops tracking.
+        self._entries: OrderedDict[tuple[bytes, str | None], tuple[bytes, tuple, str]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[bytes, str | None]) -> tuple[bytes, tuple, str] | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: tuple[bytes, str | None], response: Response, etag: str) -> None:
+        body = response.body
+        streamed = getattr(response, "data", None) is not None  # a large BufferResponse
+        if streamed or not isinstance(body, bytes) or len(body) > self.max_body:
+            return
+        if key in self._entries:
+            return
+        self._entries[key] = (body, tuple(response.raw_headers), etag)
+        self.size += len(body) + len(key[0]) + self.ENTRY_OVERHEAD
+        while self.size > self.max_bytes and self._entries:
+            (query, _), (old, _, _) = self._entries.popitem(last=False)
+            self.size -= len(old) + len(query) + self.ENTRY_OVERHEAD
+
+
+def _cache_for(request: Request) -> ResponseCache:
+    """One cache per application (apps built with other settings must not share answers)."""
+    cache: ResponseCache | None = getattr(request.app.state, "tensor_response_cache", None)
+    if cache is None:
+        cache = ResponseCache()
+        request.app.state.tensor_response_cache = cache
+    return cache
+
+
+def _cached_response(body: bytes, raw_headers: tuple) -> Response:
+    response = Response.__new__(Response)
+    response.status_code, response.body, response.background = 200, body, None
+    response.raw_headers = list(raw_headers)
+    return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,17 +284,8 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
     req = plan.request
     arr = array_for(plan)
     keras_config = plan.init.keras_config(plan.seed)
-    headers = {
-        **headers,
-        "X-Tensor-Shape": ",".join(str(d) for d in plan.shape),
-        "X-Tensor-Dtype": req.dtype,
-        "X-Seed": str(plan.seed),
-        "X-Initializer": _ascii_json(keras_config),
-        "X-Fan-In": str(plan.fan_in),
-        "X-Fan-Out": str(plan.fan_out),
-    }
     media = plan.media_type
-    if media == formats.JSON:
+    if media == formats.JSON:  # the body carries everything the X-* headers would
         meta: dict[str, Any] = {
             "shape": plan.shape,
             "dtype": req.dtype,
@@ -255,6 +301,15 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             expected = plan.init.expected_std(plan.fan_in, plan.fan_out)
             meta["stats"] = formats.tensor_stats(arr, expected)
         return Response(formats.encode_json(meta, arr), media_type=media, headers=headers)
+    headers = {
+        **headers,
+        "X-Tensor-Shape": ",".join(str(d) for d in plan.shape),
+        "X-Tensor-Dtype": req.dtype,
+        "X-Seed": str(plan.seed),
+        "X-Initializer": _ascii_json(keras_config),
+        "X-Fan-In": str(plan.fan_in),
+        "X-Fan-Out": str(plan.fan_out),
+    }
     if media == formats.OCTET_STREAM:
         return formats.BufferResponse(b"", formats.raw_view(arr), media_type=media, headers=headers)
     if media == formats.NPY:
@@ -438,8 +493,23 @@ def _query_initializer(value: str) -> str | dict[str, Any]:
 async def read_tensor(request: Request) -> Response:
     """The same as POST, for browsers and caches; with a seed the response is immutable."""
     settings: Settings = request.app.state.settings
+    accept = request.headers.get("accept")
+    if_none_match = request.headers.get("if-none-match")
+    cache_key = (request.scope["query_string"], accept)
+    cache = _cache_for(request)
+    hit = cache.get(cache_key)
+    if hit is not None:
+        body, raw_headers, etag = hit
+        if if_none_match and _etag_matches(if_none_match, etag):
+            not_modified = _cached_response(b"", raw_headers)
+            not_modified.status_code = 304
+            not_modified.raw_headers = [
+                (k, v) for k, v in raw_headers if k not in (b"content-length", b"content-type")
+            ]
+            return not_modified
+        return _cached_response(body, raw_headers)
     query = request.query_params
-    media, stats, by_accept = _output_options(query, request.headers.get("accept"))
+    media, stats, by_accept = _output_options(query, accept)
     shape = query.get("shape")
     if shape is None:
         raise InvalidInputError(["query", "shape"], None, "required, e.g. shape=784,256")
@@ -463,9 +533,10 @@ async def read_tensor(request: Request) -> Response:
     if not plan.seeded:
         headers["Cache-Control"] = "no-store"
         return await respond(plan, settings, headers)
-    headers["ETag"] = tensor_etag(plan, request.app.version)
+    etag = headers["ETag"] = tensor_etag(plan, request.app.version)
     headers["Cache-Control"] = IMMUTABLE
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and _etag_matches(if_none_match, headers["ETag"]):
+    if if_none_match and _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    return await respond(plan, settings, headers)
+    response = await respond(plan, settings, headers)
+    cache.put(cache_key, response, etag)
+    return response
