@@ -403,3 +403,15 @@ def test_response_cache_is_bounded() -> None:
     assert cache.get((b"seed=0", None)) is None
     cache.put((b"big", None), Response(b"x" * 3_000), '"e"')
     assert cache.get((b"big", None)) is None
+
+
+def test_openapi_documents_the_tensor_parameters(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    get = doc["paths"]["/v1/tensors"]["get"]
+    names = {p["name"] for p in get["parameters"]}
+    assert {"shape", "initializer", "seed", "dtype", "layout", "format", "stats"} <= names
+    post = doc["paths"]["/v1/tensors"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    fields = set(schema["properties"])
+    assert {"shape", "initializer", "seed", "dtype", "layout", "compat"} <= fields
+    assert "application/x-npy" in get["responses"]["200"]["content"]
