@@ -6,15 +6,17 @@ index) and the same per-batch work: forward, softmax cross-entropy, backward, Ad
 torch uses ``Adam(fused=True)`` (supported on CPU since 2.4). Our figure is the epoch
 ``seconds`` ``train_run`` itself reports (training only: no validation split, diagnostics off).
 
-    .venv/bin/python bench/bench_trainer.py [--epochs 3] [--threads 2] [--write]
+    .venv/bin/python bench/bench_trainer.py [--epochs 2] [--rounds 3] [--threads 1,2] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -106,60 +108,84 @@ def bench_torch(epochs: int, threads: int) -> tuple[list[float], str]:
     return times, mode
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per round and side")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (noise control)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--write", action="store_true", help="write bench/results/trainer.md")
-    args = ap.parse_args()
-    # NumPy's OpenBLAS reads its thread count at import: set it before anything imports numpy.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+def _measure(epochs: int, rounds: int, threads: int) -> dict:
+    """One thread setting (runs in its own process: BLAS reads its thread count at import)."""
     ours: list[float] = []
     theirs: list[float] = []
     mode = ""
-    for _ in range(args.rounds):  # alternate so that background load hits both sides alike
-        ours += bench_numpy(args.epochs)
-        t, mode = bench_torch(args.epochs, args.threads)
+    for _ in range(rounds):  # alternate so that background load hits both sides alike
+        ours += bench_numpy(epochs)
+        t, mode = bench_torch(epochs, threads)
         theirs += t
     import numpy as np
     import torch
 
-    def cell(ts: list[float]) -> str:
-        return f"{min(ts):.3f} | {statistics.median(ts):.3f} | {max(ts):.3f}"
+    return {"threads": threads, "ours": ours, "torch": theirs, "mode": mode,
+            "numpy": np.__version__, "torch_version": torch.__version__}
 
-    best_ours, best_torch = min(ours), min(theirs)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per round and side")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (noise control)")
+    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}",
+                    help="comma-separated thread counts, each measured in a fresh process")
+    ap.add_argument("--write", action="store_true", help="write bench/results/trainer.md")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = Path(__file__).resolve().parents[1]
+    if args.child:
+        sys.path.insert(0, str(root))
+        print(json.dumps(_measure(args.epochs, args.rounds, args.child)))
+        return
+
+    results = []
+    for threads in sorted({int(t) for t in args.threads.split(",")}):
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(threads), "--epochs", str(args.epochs),
+             "--rounds", str(args.rounds)],
+            env=env, check=True, capture_output=True, text=True, cwd=root,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+
+    first = results[0]
     lines = [
         "# Trainer benchmark",
         "",
         f"784-256-128-10 ReLU, Adam lr 1e-3, batch 128, {N:,} synthetic float32 examples "
-        f"({-(-N // BATCH)} batches per epoch); {args.rounds} alternating rounds of "
-        f"{args.epochs} epochs per side; {args.threads} thread(s) on both sides "
-        f"(OpenBLAS / torch intra-op).",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared, so best-of is the "
-        f"figure; the median shows the noise); NumPy {np.__version__}, torch "
-        f"{torch.__version__} (Adam {mode}).",
+        f"({-(-N // BATCH)} batches per epoch, shuffled, gathered by index on both sides); "
+        f"{args.rounds} alternating rounds of {args.epochs} epochs per side and thread count; "
+        "the same thread count on both sides (OpenBLAS + our optimizer threads / torch "
+        "intra-op threads).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other work, so "
+        "the best epoch is the figure and the median shows the noise. "
+        f"NumPy {first['numpy']}, torch {first['torch_version']} (Adam {first['mode']}).",
         "",
-        "| trainer | best epoch s | median | worst |",
-        "|---|---|---|---|",
-        f"| initlab NumPy | {cell(ours)} |",
-        f"| torch CPU | {cell(theirs)} |",
-        "",
-        f"Best-of ratio initlab / torch: {best_ours / best_torch:.2f}; median ratio "
-        f"{statistics.median(ours) / statistics.median(theirs):.2f}.",
-        "",
-        f"Run: `.venv/bin/python bench/bench_trainer.py --threads {args.threads} --write`",
-        "",
+        "| threads | trainer | best epoch s | median | worst |",
+        "|---|---|---|---|---|",
     ]
+    for r in results:
+        for name, key in (("initlab NumPy", "ours"), ("torch CPU", "torch")):
+            ts = r[key]
+            lines.append(
+                f"| {r['threads']} | {name} | {min(ts):.3f} | {statistics.median(ts):.3f} "
+                f"| {max(ts):.3f} |"
+            )
+    lines.append("")
+    for r in results:
+        lines.append(
+            f"- {r['threads']} thread(s): best-of ratio initlab / torch "
+            f"{min(r['ours']) / min(r['torch']):.2f}, median ratio "
+            f"{statistics.median(r['ours']) / statistics.median(r['torch']):.2f}."
+        )
+    lines += ["", "Run: `.venv/bin/python bench/bench_trainer.py --write`", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        out = Path(__file__).resolve().parent / "results" / "trainer.md"
-        with out.open("a" if out.exists() and args.threads != (os.cpu_count() or 1) else "w") as f:
-            f.write(text + "\n")
+        (root / "bench" / "results" / "trainer.md").write_text(text)
 
 
 if __name__ == "__main__":
