@@ -63,6 +63,15 @@ TORCH_EQUIVALENT: dict[str, Callable[[torch.Tensor], object]] = {
 }
 
 
+NOTE = (
+    'Notes: figures are wall times on a shared 2-core machine; a load average above the core '
+    "count inflates every row and makes OpenBLAS's threaded QR (orthogonal schemes) pathologi"
+    'cally slow — measured at load ~4: orthogonal 256² 6.3 ms / 512² 63 ms / 1000² 164 ms wit'
+    'h `OPENBLAS_NUM_THREADS=1`, versus 970 / 162 / 624 ms with default threading. Run the se'
+    'rvice with `OPENBLAS_NUM_THREADS=1` (initlab parallelises its own draws).'
+)
+
+
 def best_ms(fn: Callable[[], object], budget: float, max_runs: int = 7) -> float:
     """Best of up to ``max_runs`` calls (after one warm-up), within about ``budget`` seconds."""
     start = time.perf_counter()
@@ -157,6 +166,8 @@ def main() -> None:
         "",
         "Targets: normal-family schemes no slower than torch `kaiming_normal_` (untruncated ones "
         "checked for ≥ 10⁵ elements); truncated normals well under `scipy.stats.truncnorm`.",
+        "",
+        NOTE,
         "",
         "Result: " + ("all targets met." if not verdicts else "targets missed: "
                       + "; ".join(verdicts)),
