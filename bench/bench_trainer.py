@@ -144,6 +144,10 @@ def main() -> None:
         env = dict(os.environ)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
+        # Idle OpenBLAS threads sleep after ~2^4 cycles instead of spinning (the default spin
+        # starves every other thread on a busy machine: epochs 5-10x slower). The workers
+        # should run with the same setting.
+        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(threads), "--epochs", str(args.epochs),
              "--rounds", str(args.rounds)],
@@ -159,7 +163,9 @@ def main() -> None:
         f"({-(-N // BATCH)} batches per epoch, shuffled, gathered by index on both sides); "
         f"{args.rounds} alternating rounds of {args.epochs} epochs per side and thread count; "
         "the same thread count on both sides (OpenBLAS + our optimizer threads / torch "
-        "intra-op threads).",
+        "intra-op threads); NumPy's OpenBLAS runs with `OPENBLAS_THREAD_TIMEOUT="
+        f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '4')}` (idle BLAS threads sleep instead of "
+        "spinning).",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other work, so "
         "the best epoch is the figure and the median shows the noise. "
         f"NumPy {first['numpy']}, torch {first['torch_version']} (Adam {first['mode']}).",
