@@ -473,7 +473,7 @@ class RunSpec:
 
     def batches_per_epoch(self, n_train: int) -> int:
         b = self.effective_batch_size(n_train)
-        return max(1, n_train // b) if self.drop_last else math.ceil(n_train / b)
+        return max(1, n_train // b if self.drop_last else math.ceil(n_train / b))
 
     def total_steps(self, n_train: int) -> int:
         """Optimizer steps the run will take on ``n_train`` examples (for limits, progress)."""
@@ -674,6 +674,8 @@ def train_run(
 
 def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype) -> RunResult:
     t_start = time.perf_counter()
+    if data.x_train.shape[0] == 0:
+        raise TrainingSpecError("dataset", data.name, "the training split is empty")
     loss_fn = spec.check(data.task, data.input_dim, data.n_outputs)
     net = build_network(spec, data.input_dim, loss_fn, dtype=dtype.type)
     opt = make_optimizer(spec.optimizer, net.params, net.grads)

@@ -279,3 +279,21 @@ def test_distinct_units_groups_rounding_noise_but_not_real_differences() -> None
     assert distinct_columns(np.zeros((5, 4), np.float32), np.zeros(4, np.float32)) == 1
     wide = rng.normal(size=(784, 256)).astype(np.float32)
     assert distinct_columns(wide, np.zeros(256, np.float32)) == 256
+
+
+def test_float64_mode_follows_the_float32_curve() -> None:
+    data = _blobs()
+    spec = _spec(training={"epochs": 1})
+    single = train_run(spec, data, Recorder())
+    double = train_run(spec, data, Recorder(), dtype=np.float64)
+    assert double.status == "succeeded"
+    np.testing.assert_allclose(double.batch_losses, single.batch_losses, rtol=1e-4, atol=1e-5)
+    assert double.batch_losses.tobytes() != single.batch_losses.tobytes()  # really float64
+
+
+def test_empty_training_split_is_a_spec_error() -> None:
+    full = _blobs()
+    empty = Dataset("empty", "multiclass", full.x_train[:0], full.y_train[:0], full.x_val,
+                    full.y_val, 3)
+    with pytest.raises(TrainingSpecError):
+        train_run(_spec(), empty, Recorder())
