@@ -36,11 +36,41 @@ class Settings(BaseSettings):
     threadpool_threshold_elements: int = Field(default=65_536, ge=0)
 
     # Jobs
-    job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    dataset_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    dataset_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "initlab" / "data")
     allow_downloads: bool = True
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    # Job limits and the job machinery (what one job may ask for; how runs report, lease
+    # and time out).
+    # Submission limits (checked before anything is stored or enqueued).
+    max_runs_per_job: int = Field(default=64, ge=1)
+    max_epochs: int = Field(default=100_000, ge=1)
+    max_steps: int = Field(default=1_000_000, ge=1)
+    max_params: int = Field(default=20_000_000, ge=1)
+    # Training examples × input features of the dataset a job trains on.
+    max_dataset_elements: int = Field(default=200_000_000, ge=1)
+    # parameters × examples seen (epochs × n_train, or steps × batch_size), per run and per job.
+    max_run_work: int = Field(default=5 * 10**12, ge=1)
+    max_total_work: int = Field(default=5 * 10**13, ge=1)
+    max_batch_points: int = Field(default=20_000, ge=10)
+
+    # Execution.
+    run_time_limit_seconds: int = Field(default=3_600, ge=5)
+    # A running run holds a lease renewed every lease_seconds / 3; when it lapses (worker
+    # killed) the watchdog on any live worker puts the run back on the queue.
+    lease_seconds: float = Field(default=30.0, ge=1.0)
+    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    worker_heartbeat_seconds: float = Field(default=15.0, ge=1.0)
+    progress_interval_seconds: float = Field(default=0.25, gt=0)
+    # A cancel reaches running runs by pub/sub at once; as a fallback (a missed message) each
+    # run also reads the cancel flag this often.
+    cancel_check_seconds: float = Field(default=1.0, gt=0)
+    events_maxlen: int = Field(default=10_000, ge=100)
+    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS unless already set).
+    # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
+    worker_blas_threads: int = Field(default=1, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -26,7 +26,6 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import get_settings
-from app.jobs.limits import get_job_settings
 
 
 def _limit_blas_threads() -> None:
@@ -35,7 +34,7 @@ def _limit_blas_threads() -> None:
     (see bench/results/jobs.md). Only effective before NumPy is first imported."""
     if "numpy" in sys.modules:
         return
-    threads = str(get_job_settings().worker_blas_threads)
+    threads = str(get_settings().worker_blas_threads)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, threads)
 
@@ -55,7 +54,7 @@ def _broker_url() -> str:
 
 
 def make_celery() -> Celery:
-    limits = get_job_settings()
+    limits = get_settings()
     soft = limits.run_time_limit_seconds
     hard = soft + HARD_LIMIT_MARGIN
     app = Celery("initlab", broker=_broker_url(), include=["worker.tasks"])
@@ -91,7 +90,7 @@ class Watchdog:
 
         self.hostname = hostname
         self.store = JobStore.from_settings()
-        self.settings = get_job_settings()
+        self.settings = get_settings()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="initlab-watchdog", daemon=True)
 

@@ -6,9 +6,10 @@
   ``stride``-th step so that a run stores at most ``max_batch_points`` points;
 - writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
   one per epoch; each write is one Lua call that also answers "was the job cancelled?";
-- ``should_stop`` is called by the trainer every batch and reads the cancel flag (one
-  ``EXISTS``, ~50 µs) when the last read is older than ``cancel_check_seconds`` (default
-  20 ms): a cancelled run stops within one batch, or within 20 ms when batches are shorter;
+- ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
+  :class:`CancelWatcher` thread sets that event when the cancel is published (Redis pub/sub,
+  sub-millisecond), so a cancelled run stops at its next batch; as a fallback for a missed
+  message the flag itself is read every ``cancel_check_seconds`` (default 1 s);
 - a lease thread renews the run's lease every ``lease_seconds / 3``; if the worker dies the
   lease lapses and the watchdog (``worker/celery_app.py``) re-enqueues the run.
 """
@@ -26,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from app.jobs.limits import JobSettings, get_job_settings
-from app.jobs.store import DatasetStore, JobStore
+from app.config import Settings, get_settings
+from app.jobs.store import DatasetStore, JobStore, cancel_channel
 
 log = logging.getLogger("initlab.jobs")
 
@@ -55,13 +56,15 @@ class RedisRunReporter:
         total_batches: int,
         plot_n_batches: int,
         max_batch_points: int,
-        settings: JobSettings | None = None,
+        settings: Settings | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
         self.store = store
+        self._cancelled = cancelled
         self.job_id = job_id
         self.index = index
         self.attempt = attempt
-        self.settings = settings or get_job_settings()
+        self.settings = settings or get_settings()
         self.plot_n = plot_n_batches
         self.stride = loss_stride(total_batches, plot_n_batches, max_batch_points)
         self.total_batches = total_batches
@@ -81,6 +84,9 @@ class RedisRunReporter:
 
     def should_stop(self) -> bool:
         if self.stopped:
+            return True
+        if self._cancelled is not None and self._cancelled.is_set():
+            self.stopped = True
             return True
         now = time.monotonic()
         if now - self._last_check >= self.settings.cancel_check_seconds:
@@ -170,6 +176,49 @@ class RedisRunReporter:
         )
 
 
+class CancelWatcher:
+    """Sets :attr:`event` as soon as the job's cancel is published (or, as a fallback for a
+    missed message, found by reading the flag every ``fallback_seconds``)."""
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, store: JobStore, job_id: str, fallback_seconds: float) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.fallback_seconds = fallback_seconds
+        self.event = threading.Event()
+        self._stop = threading.Event()
+        self._pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+        # Subscribe before the first flag read, so a cancel between the two is not missed.
+        self._pubsub.subscribe(cancel_channel(job_id))
+        if store.cancel_requested(job_id):
+            self.event.set()
+        self._thread = threading.Thread(target=self._run, name="initlab-cancel", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_read = time.monotonic() + self.fallback_seconds
+        try:
+            while not (self._stop.is_set() or self.event.is_set()):
+                try:
+                    # Short waits, so close() is prompt; the flag is read every fallback period.
+                    if self._pubsub.get_message(timeout=self.POLL_SECONDS) is not None:
+                        self.event.set()
+                    elif time.monotonic() >= next_read:
+                        next_read = time.monotonic() + self.fallback_seconds
+                        if self.store.cancel_requested(self.job_id):
+                            self.event.set()
+                except Exception:  # Redis blip: the lease and the writes notice real trouble
+                    log.warning("cancel watch failed for %s; retrying", self.job_id)
+                    self._stop.wait(self.POLL_SECONDS)
+        finally:
+            self._pubsub.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.POLL_SECONDS + 5)
+
+
 class LeaseKeeper:
     """Renews a run's lease from a daemon thread until :meth:`close` (NumPy releases the GIL
     in BLAS calls, so renewals happen even during long matmuls)."""
@@ -237,12 +286,13 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
     from app.jobs.service import build_run_spec
     from app.training import train_run
 
-    settings = get_job_settings()
+    settings = get_settings()
     claim = store.claim_run(job_id, index, worker, settings.lease_seconds)
     if not claim.ok:
         log.info("skip %s run %d: %s", job_id, index, claim.state)
         return claim.state
     lease = LeaseKeeper(store, job_id, index, claim.token, settings.lease_seconds)
+    watcher = CancelWatcher(store, job_id, settings.cancel_check_seconds)
     reporter: RedisRunReporter | None = None
     try:
         spec = store.get_spec(job_id)
@@ -261,6 +311,7 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
                 int(record.get("max_batch_points", 5000)), settings.max_batch_points
             ),
             settings=settings,
+            cancelled=watcher.event,
         )
         if claim.attempt > MAX_ATTEMPTS:
             return reporter.finish(
@@ -291,13 +342,14 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
             seconds=float(result.seconds),
         )
     finally:
+        watcher.close()
         lease.close()
 
 
 def _describe_failure(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "SoftTimeLimitExceeded":
-        limit = get_job_settings().run_time_limit_seconds
+        limit = get_settings().run_time_limit_seconds
         return f"the run exceeded the per-run time limit of {limit} s"
     last = traceback.format_exception_only(exc)[-1].strip()
     return last[:500]

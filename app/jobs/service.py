@@ -22,7 +22,6 @@ from app.errors import (
     ServiceUnavailableError,
     TooLargeError,
 )
-from app.jobs.limits import JobSettings, get_job_settings
 from app.jobs.store import DatasetStore, JobStore
 from app.schemas.jobs import MAX_SEED, JobCreate
 
@@ -82,7 +81,7 @@ def validate_job(body: Any) -> JobCreate:
     return job
 
 
-def check_limits(job: JobCreate, info: Mapping[str, Any], limits: JobSettings) -> None:
+def check_limits(job: JobCreate, info: Mapping[str, Any], limits: Settings) -> None:
     """Refuse jobs over the structural limits (413, saying the limit and how to get under it)."""
     runs = len(job.schemes) * job.repeats
     if runs > limits.max_runs_per_job:
@@ -107,7 +106,7 @@ def check_limits(job: JobCreate, info: Mapping[str, Any], limits: JobSettings) -
         )
 
 
-def check_work(plans: list[dict[str, Any]], repeats: int, limits: JobSettings) -> dict[str, Any]:
+def check_work(plans: list[dict[str, Any]], repeats: int, limits: Settings) -> dict[str, Any]:
     """Parameter count and work (parameters × examples seen) per run and per job (413)."""
     total = 0
     for i, plan in enumerate(plans):
@@ -165,11 +164,11 @@ def submit_job(
     uploads: DatasetStore,
     *,
     settings: Settings | None = None,
-    limits: JobSettings | None = None,
+    limits: Settings | None = None,
 ) -> dict:
     """Validate, check limits and the dataset, record the job and enqueue one task per run."""
     settings = settings or get_settings()
-    limits = limits or get_job_settings()
+    limits = limits or get_settings()
     job = validate_job(body)
     with _redis_available():  # an upload's metadata is read from Redis
         info = check_job_dataset(job, uploads, settings)

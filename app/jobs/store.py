@@ -75,6 +75,11 @@ def _cancel_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:cancel"
 
 
+def cancel_channel(job_id: str) -> str:
+    """The pub/sub channel a cancel is announced on (runs stop on it within one batch)."""
+    return f"{PREFIX}job:{job_id}:cancelled"
+
+
 def _worker_key(hostname: str) -> str:
     return f"{PREFIX}worker:{hostname}"
 
@@ -314,13 +319,12 @@ class JobStore:
     def from_settings(cls, settings: Any = None) -> JobStore:
         """A store on the configured Redis (``INITLAB_REDIS_URL``), with the configured TTL."""
         from app.config import get_settings
-        from app.jobs.limits import get_job_settings
 
         settings = settings or get_settings()
         return cls(
             redis_client(settings.redis_url),
             ttl_seconds=settings.job_ttl_seconds,
-            events_maxlen=get_job_settings().events_maxlen,
+            events_maxlen=get_settings().events_maxlen,
         )
 
     # ---------------------------------------------------------------- create / read / list
@@ -478,8 +482,9 @@ class JobStore:
     def cancel_job(self, job_id: str) -> str | None:
         """Cancel a queued or running job. Returns the status it had before (None: unknown).
 
-        Runs see the flag within one batch (:meth:`cancel_requested`), and their later writes
-        are ignored.
+        The cancel is published on :func:`cancel_channel`, so running runs stop within one
+        batch; the flag (:meth:`cancel_requested`) stays for runs that start later, and their
+        later writes are ignored.
         """
         n = self.redis.hget(_job_key(job_id), "runs_total")
         if n is None:
@@ -489,6 +494,7 @@ class JobStore:
         before = self._cancel(
             keys=keys, args=[repr(time.time()), self.ttl, self.events_maxlen, job_id]
         )
+        self.redis.publish(cancel_channel(job_id), b"1")
         return None if before is None else _s(before)
 
     def cancel_requested(self, job_id: str) -> bool:

@@ -301,14 +301,14 @@ def test_mnist_without_files_says_where_to_put_them(
 def test_jobs_expire_after_their_ttl(
     start_api: Callable[..., Any], start_worker: Callable[..., Any]
 ) -> None:
-    env = {**WORKER_ENV, "INITLAB_JOB_TTL_SECONDS": "60"}
+    env = {**WORKER_ENV, "INITLAB_JOB_TTL_SECONDS": "4"}
     api = start_api(env=env)
     start_worker(concurrency=1, env=env)
     with httpx.Client(base_url=api.url, timeout=30) as c:
         job = submit(c, circles_job(repeats=1, epochs=1))
         doc = wait_for(c, job["id"], finished, 60)
         assert doc["status"] == "succeeded"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 30
         while c.get(f"/v1/jobs/{job['id']}").status_code == 200:
             assert time.monotonic() < deadline, "the job outlived its TTL"
             time.sleep(1)

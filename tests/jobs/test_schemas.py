@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
 from app.errors import InitlabError
-from app.jobs.limits import JobSettings
 from app.jobs.service import (
     build_run_spec,
     check_limits,
@@ -148,7 +148,7 @@ def test_run_specs_carry_scheme_overrides_and_seeds() -> None:
 
 
 def test_limits_refuse_oversize_jobs_with_413() -> None:
-    limits = JobSettings(max_runs_per_job=3, max_epochs=5, max_params=100, max_total_work=10**6)
+    limits = Settings(max_runs_per_job=3, max_epochs=5, max_params=100, max_total_work=10**6)
     with pytest.raises(InitlabError) as info:
         check_limits(validate_job(body(repeats=2)), CIRCLES_INFO, limits)
     assert info.value.status == 413 and "4 runs" in info.value.detail
