@@ -5,11 +5,13 @@ Read them only through :func:`get_settings` so tests can override them by cleari
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -24,7 +26,8 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
-    api_keys: list[str] = Field(default_factory=list)
+    # INITLAB_API_KEYS: comma-separated (``k1,k2``) or a JSON list. Empty: no authentication.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Tensor limits, checked before any allocation.
     max_elements_binary: int = Field(default=16_777_216, ge=1)
@@ -71,6 +74,17 @@ class Settings(BaseSettings):
     # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS unless already set).
     # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
     worker_blas_threads: int = Field(default=1, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):  # blanks dropped; non-strings left for pydantic to refuse
+            stripped = [k.strip() if isinstance(k, str) else k for k in value]
+            return [k for k in stripped if k != ""]
+        return value
 
 
 @lru_cache(maxsize=1)
