@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.auth import get_caller
 from app.config import Settings
 from app.jobs.store import DatasetStore, JobStore
 
@@ -20,6 +21,8 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+# The caller id (app.api.auth): anonymous without INITLAB_API_KEYS, else 401/403 or the key's id.
+CallerDep = Annotated[str, Depends(get_caller)]
 
 
 # --- jobs (one Redis connection pool per application, created on first use)

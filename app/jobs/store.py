@@ -40,6 +40,9 @@ PREFIX = "initlab:"
 INDEX_KEY = PREFIX + "jobs"
 RUNNING_KEY = PREFIX + "running"
 DATASETS_KEY = PREFIX + "datasets"
+# The owner of jobs and uploads made without an API key (authentication off), and of records
+# written before owners were recorded.
+ANONYMOUS = "anonymous"
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
