@@ -22,7 +22,7 @@ from app.errors import (
     ServiceUnavailableError,
     TooLargeError,
 )
-from app.jobs.store import DatasetStore, JobStore
+from app.jobs.store import ANONYMOUS, DatasetStore, JobStore
 from app.schemas.jobs import MAX_SEED, JobCreate
 
 TASK_NAME = "initlab.train_run"
@@ -132,8 +132,12 @@ def check_work(plans: list[dict[str, Any]], repeats: int, limits: Settings) -> d
     return {"params": plans[0]["params"], "work": total}
 
 
-def check_job_dataset(job: JobCreate, uploads: DatasetStore, settings: Settings) -> dict:
-    """The dataset's summary (sizes, task); 422/404 naming ``dataset.<field>`` otherwise."""
+def check_job_dataset(
+    job: JobCreate, uploads: DatasetStore, settings: Settings, owner: str = ANONYMOUS
+) -> dict:
+    """The dataset's summary (sizes, task); 422/404 naming ``dataset.<field>`` otherwise.
+
+    An upload is found only among ``owner``'s own."""
     from app.training.datasets import DatasetError, DatasetUnavailableError, check_dataset
 
     ref = job.dataset.model_dump(exclude_none=True)
@@ -142,7 +146,7 @@ def check_job_dataset(job: JobCreate, uploads: DatasetStore, settings: Settings)
             ref,
             data_dir=settings.data_dir,
             allow_downloads=settings.allow_downloads,
-            uploaded_exists=uploads.meta,
+            uploaded_exists=lambda dataset_id: uploads.meta(dataset_id, owner=owner),
         )
     except DatasetUnavailableError as exc:
         raise InvalidInputError(list[str | int](exc.field.split(".")), exc.value, exc.msg) from None
@@ -163,15 +167,17 @@ def submit_job(
     store: JobStore,
     uploads: DatasetStore,
     *,
+    owner: str = ANONYMOUS,
     settings: Settings | None = None,
     limits: Settings | None = None,
 ) -> dict:
-    """Validate, check limits and the dataset, record the job and enqueue one task per run."""
+    """Validate, check limits and the dataset, record the job (owned by ``owner``) and
+    enqueue one task per run."""
     settings = settings or get_settings()
     limits = limits or get_settings()
     job = validate_job(body)
     with _redis_available():  # an upload's metadata is read from Redis
-        info = check_job_dataset(job, uploads, settings)
+        info = check_job_dataset(job, uploads, settings, owner)
     check_limits(job, info, limits)
     if job.seed is None:
         job.seed = secrets.randbelow(MAX_SEED + 1)
@@ -196,7 +202,7 @@ def submit_job(
     ]
     # Request order within each repeat, so the first results cover every scheme.
     with _redis_available():
-        doc = store.create_job(spec, runs)
+        doc = store.create_job(spec, runs, owner=owner)
     try:
         for index in range(len(runs)):
             enqueue_run(doc["id"], index)
@@ -222,29 +228,37 @@ def enqueue_run(job_id: str, index: int) -> None:
     celery_app.send_task(TASK_NAME, args=[job_id, index])
 
 
-def read_job(store: JobStore, job_id: str) -> dict:
+def _no_job(job_id: str) -> NotFoundError:
+    # Another caller's job reads exactly like an unknown one: ids do not leak.
+    return NotFoundError(f"no job {job_id!r} (unknown, or expired after its TTL)")
+
+
+def read_job(store: JobStore, job_id: str, owner: str = ANONYMOUS) -> dict:
+    """``owner``'s job document; 404 for an unknown, expired or another caller's job."""
     with _redis_available():
-        doc = store.get_job(job_id)
+        doc = store.get_job(job_id, owner=owner)
     if doc is None:
-        raise NotFoundError(f"no job {job_id!r} (unknown, or expired after its TTL)")
+        raise _no_job(job_id)
     return doc
 
 
-def list_jobs(store: JobStore, limit: int, cursor: str | None) -> dict:
+def list_jobs(store: JobStore, limit: int, cursor: str | None, owner: str = ANONYMOUS) -> dict:
+    """``owner``'s jobs, newest first."""
     with _redis_available():
-        jobs, next_cursor = store.list_jobs(limit, cursor)
+        jobs, next_cursor = store.list_jobs(limit, cursor, owner=owner)
     return {"jobs": jobs, "next_cursor": next_cursor}
 
 
-def cancel_job(store: JobStore, job_id: str) -> dict:
-    """Cancel a queued or running job (idempotent for a cancelled one); 409 once finished."""
+def cancel_job(store: JobStore, job_id: str, owner: str = ANONYMOUS) -> dict:
+    """Cancel ``owner``'s queued or running job (idempotent for a cancelled one); 409 once
+    finished, 404 for an unknown or another caller's job."""
     with _redis_available():
-        before = store.cancel_job(job_id)
+        before = store.cancel_job(job_id, owner=owner)
     if before is None:
-        raise NotFoundError(f"no job {job_id!r} (unknown, or expired after its TTL)")
+        raise _no_job(job_id)
     if before in ("succeeded", "failed"):
         raise ConflictError(f"job {job_id} already {before}; only queued or running jobs cancel")
-    return read_job(store, job_id)
+    return read_job(store, job_id, owner)
 
 
 def readiness(store: JobStore) -> dict:

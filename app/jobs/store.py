@@ -9,11 +9,16 @@ Keys (every one expires with the job's TTL, refreshed on each write):
 - ``initlab:job:{id}:events``          stream (MAXLEN-capped): progress events for SSE
 - ``initlab:job:{id}:cancel``          string: present once the job is cancelled
 - ``initlab:job:{id}:lease:{i}``       string with a short TTL: the worker running run ``i``
-- ``initlab:jobs``                     sorted set: every job id by creation time (the listing)
+- ``initlab:jobs``                     sorted set: every job id by creation time
+- ``initlab:owner:{owner}:jobs``       sorted set: one caller's job ids by creation time (listing)
 - ``initlab:running``                  set: ``{id}:{i}`` of runs that are running (watchdog)
 - ``initlab:worker:{hostname}``        string with a TTL: worker heartbeats (``/readyz``)
 - ``initlab:dataset:{id}``             hash: an uploaded ``.npz`` and its metadata
 - ``initlab:datasets``                 sorted set: upload ids by creation time
+- ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
+
+Jobs and uploads record their owner (the caller id, ``app.api.auth``; :data:`ANONYMOUS`
+without API keys). Reads given an ``owner`` treat another owner's record as unknown.
 
 Status transitions are Lua scripts, so they are atomic across API processes and workers:
 queued → running (first run claimed) → succeeded | failed (last run finished) and
@@ -89,6 +94,19 @@ def _worker_key(hostname: str) -> str:
 
 def _dataset_key(dataset_id: str) -> str:
     return f"{PREFIX}dataset:{dataset_id}"
+
+
+def _owner_jobs_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:jobs"
+
+
+def _owner_datasets_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:datasets"
+
+
+def _owned(stored: bytes | None, owner: str | None) -> bool:
+    """Whether a record whose owner field is ``stored`` is visible to ``owner`` (None: anyone)."""
+    return owner is None or (_s(stored) or ANONYMOUS) == owner
 
 
 def _member(job_id: str, index: int) -> str:
@@ -332,8 +350,15 @@ class JobStore:
 
     # ---------------------------------------------------------------- create / read / list
 
-    def create_job(self, spec: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> dict:
-        """Store a new job (status ``queued``) and its runs; returns the job document.
+    def create_job(
+        self,
+        spec: Mapping[str, Any],
+        runs: Sequence[Mapping[str, Any]],
+        *,
+        owner: str = ANONYMOUS,
+    ) -> dict:
+        """Store a new job (status ``queued``) of ``owner`` and its runs; returns the job
+        document.
 
         ``runs``: one mapping per (scheme, repeat) with ``scheme`` (index), ``label``,
         ``initializer``, ``repeat``, ``seed`` and ``total_batches``.
@@ -346,6 +371,7 @@ class JobStore:
             job_key,
             mapping={
                 "spec": _dumps(spec),
+                "owner": owner,
                 "status": "queued",
                 "created_at": repr(now),
                 "started_at": "",
@@ -393,6 +419,8 @@ class JobStore:
         pipe.expire(job_key, self.ttl)
         pipe.expire(events, self.ttl)
         pipe.zadd(INDEX_KEY, {job_id: now})
+        pipe.zadd(_owner_jobs_key(owner), {job_id: now})
+        pipe.expire(_owner_jobs_key(owner), self.ttl)
         pipe.execute()
         doc = self.get_job(job_id)
         assert doc is not None
@@ -417,10 +445,13 @@ class JobStore:
         raw, chunks = pipe.execute()
         return self._run_doc(index, raw, chunks) if raw else None
 
-    def get_job(self, job_id: str, *, include_runs: bool = True) -> dict | None:
-        """The api.md job document, or None for an unknown or expired id."""
+    def get_job(
+        self, job_id: str, *, include_runs: bool = True, owner: str | None = None
+    ) -> dict | None:
+        """The api.md job document, or None for an unknown or expired id (or, given
+        ``owner``, a job of another owner)."""
         raw = self.redis.hgetall(_job_key(job_id))
-        if not raw:
+        if not raw or not _owned(raw.get(b"owner"), owner):
             return None
         n = int(raw.get(b"runs_total", b"0"))
         pipe = self.redis.pipeline(transaction=False)
@@ -440,13 +471,15 @@ class JobStore:
         return self._job_doc(job_id, raw, runs, include_runs=include_runs)
 
     def list_jobs(
-        self, limit: int = 20, cursor: str | None = None
+        self, limit: int = 20, cursor: str | None = None, *, owner: str | None = None
     ) -> tuple[list[dict], str | None]:
-        """Jobs newest first: ``(brief documents, next cursor or None)``.
+        """Jobs newest first (``owner``'s only, if given): ``(brief documents, next cursor or
+        None)``.
 
         The cursor is opaque (the last item's creation time and id); expired ids are pruned
         from the index as they are met.
         """
+        index = INDEX_KEY if owner is None else _owner_jobs_key(owner)
         limit = max(1, min(int(limit), 100))
         max_score: float | str = "+inf"
         after: str | None = None
@@ -456,7 +489,7 @@ class JobStore:
         offset = 0
         while len(found) <= limit:
             page = self.redis.zrevrangebyscore(
-                INDEX_KEY, max_score, "-inf", start=offset, num=limit + 16, withscores=True
+                index, max_score, "-inf", start=offset, num=limit + 16, withscores=True
             )
             if not page:
                 break
@@ -468,7 +501,7 @@ class JobStore:
                     continue
                 doc = self.get_job(job_id, include_runs=False)
                 if doc is None:  # expired: prune the index
-                    self.redis.zrem(INDEX_KEY, job_id)
+                    self.redis.zrem(index, job_id)
                     offset -= 1
                     continue
                 found.append((score, doc))
@@ -482,15 +515,16 @@ class JobStore:
 
     # ---------------------------------------------------------------- cancel
 
-    def cancel_job(self, job_id: str) -> str | None:
-        """Cancel a queued or running job. Returns the status it had before (None: unknown).
+    def cancel_job(self, job_id: str, *, owner: str | None = None) -> str | None:
+        """Cancel a queued or running job. Returns the status it had before (None: unknown,
+        or given ``owner``, another owner's job).
 
         The cancel is published on :func:`cancel_channel`, so running runs stop within one
         batch; the flag (:meth:`cancel_requested`) stays for runs that start later, and their
         later writes are ignored.
         """
-        n = self.redis.hget(_job_key(job_id), "runs_total")
-        if n is None:
+        n, stored_owner = self.redis.hmget(_job_key(job_id), ["runs_total", "owner"])
+        if n is None or not _owned(stored_owner, owner):
             return None
         keys = [_job_key(job_id), _events_key(job_id), _cancel_key(job_id), RUNNING_KEY]
         keys += [_run_key(job_id, i) for i in range(int(n))]
@@ -885,8 +919,10 @@ class DatasetStore:
         settings = settings or get_settings()
         return cls(redis_client(settings.redis_url), ttl_seconds=settings.dataset_ttl_seconds)
 
-    def put(self, data: bytes, meta: Mapping[str, Any] | None = None) -> str:
-        """Store an upload; returns its id (``ds_<hex>``)."""
+    def put(
+        self, data: bytes, meta: Mapping[str, Any] | None = None, *, owner: str = ANONYMOUS
+    ) -> str:
+        """Store an upload of ``owner``; returns its id (``ds_<hex>``)."""
         dataset_id = "ds_" + secrets.token_hex(12)
         now = time.time()
         info = {
@@ -897,30 +933,50 @@ class DatasetStore:
             "expires_at": _iso(now + self.ttl),
         }
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(_dataset_key(dataset_id), mapping={"data": data, "meta": _dumps(info)})
+        pipe.hset(
+            _dataset_key(dataset_id), mapping={"data": data, "meta": _dumps(info), "owner": owner}
+        )
         pipe.expire(_dataset_key(dataset_id), self.ttl)
         pipe.zadd(DATASETS_KEY, {dataset_id: now})
+        pipe.zadd(_owner_datasets_key(owner), {dataset_id: now})
+        pipe.expire(_owner_datasets_key(owner), self.ttl)
         pipe.execute()
         return dataset_id
 
     def get(self, dataset_id: str) -> bytes | None:
         return self.redis.hget(_dataset_key(dataset_id), "data")
 
-    def meta(self, dataset_id: str) -> dict | None:
-        raw = self.redis.hget(_dataset_key(dataset_id), "meta")
-        return None if raw is None else orjson.loads(raw)
+    def meta(self, dataset_id: str, *, owner: str | None = None) -> dict | None:
+        """The upload's metadata; None if unknown, expired or (given ``owner``) another's."""
+        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
+        if raw is None or not _owned(stored_owner, owner):
+            return None
+        return orjson.loads(raw)
 
     def exists(self, dataset_id: str) -> bool:
         return bool(self.redis.exists(_dataset_key(dataset_id)))
 
-    def list(self) -> list[dict]:
-        """Every live upload's metadata, newest first (expired ids are pruned)."""
+    def delete(self, dataset_id: str, *, owner: str | None = None) -> bool:
+        """Remove an upload (given ``owner``, only its own); False if there was none."""
+        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
+        if raw is None or not _owned(stored_owner, owner):
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(_dataset_key(dataset_id))
+        pipe.zrem(DATASETS_KEY, dataset_id)
+        pipe.zrem(_owner_datasets_key(_s(stored_owner) or ANONYMOUS), dataset_id)
+        return bool(pipe.execute()[0])
+
+    def list(self, *, owner: str | None = None) -> list[dict]:
+        """Live uploads' metadata (``owner``'s only, if given), newest first (expired ids are
+        pruned)."""
+        index = DATASETS_KEY if owner is None else _owner_datasets_key(owner)
         out = []
-        for member in self.redis.zrevrange(DATASETS_KEY, 0, -1):
+        for member in self.redis.zrevrange(index, 0, -1):
             dataset_id = member.decode()
             info = self.meta(dataset_id)
             if info is None:
-                self.redis.zrem(DATASETS_KEY, dataset_id)
+                self.redis.zrem(index, dataset_id)
                 continue
             out.append(info)
         return out

@@ -1,7 +1,12 @@
-"""Datasets: the built-in ones and ``.npz`` uploads that jobs reference by id."""
+"""Datasets: the built-in ones and ``.npz`` uploads that jobs reference by id.
+
+Built-in datasets are visible to every caller; an upload belongs to its caller (``CallerDep``)
+and is a 404 for anyone else.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -10,11 +15,17 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from app.api.deps import DatasetStoreDep, SettingsDep
+from app.api.deps import CallerDep, DatasetStoreDep, SettingsDep
 from app.config import Settings
-from app.errors import InitlabError, InvalidInputError, NotFoundError, TooLargeError
+from app.errors import (
+    ConflictError,
+    InitlabError,
+    InvalidInputError,
+    NotFoundError,
+    TooLargeError,
+)
 from app.training.datasets import (
     UPLOAD,
     DatasetError,
@@ -225,6 +236,7 @@ def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
 )
 async def create_dataset(
     request: Request,
+    caller: CallerDep,
     settings: SettingsDep,
     store: DatasetStoreDep,
     name: Annotated[str | None, Query(description="Display name (default: file name).")] = None,
@@ -243,7 +255,9 @@ async def create_dataset(
     display = _display_name(name, filename)
     summary = await anyio.to_thread.run_sync(_describe, data, display, task, limit)
     meta = {**summary, "filename": filename}
-    dataset_id = await anyio.to_thread.run_sync(store.put, data, meta)
+    dataset_id = await anyio.to_thread.run_sync(
+        functools.partial(store.put, owner=caller), data, meta
+    )
     stored = await anyio.to_thread.run_sync(store.meta, dataset_id)
     entry = _upload_entry(stored or {**meta, "id": dataset_id})
     return JSONResponse(entry, status_code=201, headers={"Location": f"/v1/datasets/{dataset_id}"})
@@ -257,19 +271,45 @@ def _builtins(settings: Settings) -> list[dict[str, Any]]:
 
 
 @router.get("")
-def list_all_datasets(settings: SettingsDep, store: DatasetStoreDep) -> dict[str, Any]:
-    """Built-in datasets (sizes, availability, parameters) and live uploads, newest first."""
-    uploads = [_upload_entry(meta) for meta in store.list()]
+def list_all_datasets(
+    caller: CallerDep, settings: SettingsDep, store: DatasetStoreDep
+) -> dict[str, Any]:
+    """Built-in datasets (sizes, availability, parameters) and the caller's live uploads,
+    newest first."""
+    uploads = [_upload_entry(meta) for meta in store.list(owner=caller)]
     return {"datasets": [*_builtins(settings), *uploads]}
 
 
+def _no_dataset(dataset_id: str) -> NotFoundError:
+    # Another caller's upload reads exactly like an unknown one: ids do not leak.
+    return NotFoundError(f"No dataset {dataset_id!r} (not built in; unknown or expired upload).")
+
+
+def _builtin(settings: Settings, dataset_id: str) -> dict[str, Any] | None:
+    return next((e for e in _builtins(settings) if e["name"] == dataset_id.lower()), None)
+
+
 @router.get("/{dataset_id}")
-def read_dataset(dataset_id: str, settings: SettingsDep, store: DatasetStoreDep) -> dict[str, Any]:
-    """One dataset: a built-in one by name, or an upload by id."""
-    for entry in _builtins(settings):
-        if entry["name"] == dataset_id.lower():
-            return entry
-    meta = store.meta(dataset_id) if len(dataset_id) <= 128 else None
+def read_dataset(
+    dataset_id: str, caller: CallerDep, settings: SettingsDep, store: DatasetStoreDep
+) -> dict[str, Any]:
+    """One dataset: a built-in one by name, or one of the caller's uploads by id."""
+    entry = _builtin(settings, dataset_id)
+    if entry is not None:
+        return entry
+    meta = store.meta(dataset_id, owner=caller) if len(dataset_id) <= 128 else None
     if meta is None:
-        raise NotFoundError(f"No dataset {dataset_id!r} (not built in; unknown or expired upload).")
+        raise _no_dataset(dataset_id)
     return _upload_entry(meta)
+
+
+@router.delete("/{dataset_id}", status_code=204, response_class=Response)
+def delete_dataset(
+    dataset_id: str, caller: CallerDep, settings: SettingsDep, store: DatasetStoreDep
+) -> Response:
+    """Delete one of the caller's uploads (jobs already queued on it then fail to load it)."""
+    if _builtin(settings, dataset_id) is not None:
+        raise ConflictError(f"{dataset_id!r} is a built-in dataset; only uploads can be deleted.")
+    if len(dataset_id) > 128 or not store.delete(dataset_id, owner=caller):
+        raise _no_dataset(dataset_id)
+    return Response(status_code=204)

@@ -1,4 +1,7 @@
-"""A job's outputs: the comparison report (PNG/SVG), the results CSV and the SSE event stream."""
+"""A job's outputs: the comparison report (PNG/SVG), the results CSV and the SSE event stream.
+
+Only the job's owner (``CallerDep``) sees them; for anyone else the job is a 404.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from app.api.deps import JobStoreDep
+from app.api.deps import CallerDep, JobStoreDep
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.jobs.reports import REPORT_MEDIA_TYPES, has_data, render_report, results_csv
 from app.jobs.store import RUN_TERMINAL as _RUN_DONE
@@ -34,8 +37,8 @@ _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 _RUN_RANK = {"queued": 0, "running": 1}
 
 
-def _load_job(store: JobStore, job_id: str) -> dict[str, Any]:
-    job = store.get_job(job_id)
+def _load_job(store: JobStore, job_id: str, owner: str) -> dict[str, Any]:
+    job = store.get_job(job_id, owner=owner)
     if job is None:
         raise NotFoundError(f"No job {job_id!r} (unknown, or expired).")
     return job
@@ -46,8 +49,8 @@ def _cache_control(job: Mapping[str, Any]) -> str:
     return "private, max-age=3600" if is_terminal(str(job.get("status"))) else "no-store"
 
 
-def _report(store: JobStore, job_id: str, fmt: Literal["png", "svg"]) -> Response:
-    job = _load_job(store, job_id)
+def _report(store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"]) -> Response:
+    job = _load_job(store, job_id, owner)
     if not has_data(job):
         raise ConflictError(
             f"Job {job_id!r} has no recorded batches or epochs yet (status {job.get('status')!r}); "
@@ -72,10 +75,12 @@ def _report(store: JobStore, job_id: str, fmt: Literal["png", "svg"]) -> Respons
         409: {"description": "No run has reported yet."},
     },
 )
-def read_job_report(job_id: str, fmt: Literal["png", "svg"], store: JobStoreDep) -> Response:
+def read_job_report(
+    job_id: str, fmt: Literal["png", "svg"], caller: CallerDep, store: JobStoreDep
+) -> Response:
     """The comparison report (loss curves, validation accuracy, summary table): `report.png`
     or `report.svg`."""
-    return _report(store, job_id, fmt)
+    return _report(store, job_id, caller, fmt)
 
 
 @router.get(
@@ -85,6 +90,7 @@ def read_job_report(job_id: str, fmt: Literal["png", "svg"], store: JobStoreDep)
 )
 def read_job_results_csv(
     job_id: str,
+    caller: CallerDep,
     store: JobStoreDep,
     kind: Annotated[
         Literal["runs", "summary"],
@@ -92,7 +98,7 @@ def read_job_results_csv(
     ] = "runs",
 ) -> Response:
     """The job's results as CSV (per run × epoch, or the per-scheme summary)."""
-    job = _load_job(store, job_id)
+    job = _load_job(store, job_id, caller)
     suffix = "results" if kind == "runs" else "summary"
     return Response(
         results_csv(job, kind),
@@ -252,6 +258,7 @@ async def _event_stream(
 )
 async def stream_job_events(
     job_id: str,
+    caller: CallerDep,
     store: JobStoreDep,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
     after: Annotated[
@@ -269,7 +276,7 @@ async def stream_job_events(
             ["header", "last-event-id"] if last_event_id is not None else ["query", "after"]
         )
         raise InvalidInputError(loc, resume, "must be an event id such as '1718000000000-0'")
-    job = await anyio.to_thread.run_sync(_load_job, store, job_id)
+    job = await anyio.to_thread.run_sync(_load_job, store, job_id, caller)
     return EventSourceResponse(
         _event_stream(store, job_id, job, resume or "0-0"),
         ping=SSE_PING_SECONDS,

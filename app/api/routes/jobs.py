@@ -1,4 +1,7 @@
-"""Training-comparison jobs: submit, read, list, cancel (outputs live in ``job_outputs``)."""
+"""Training-comparison jobs: submit, read, list, cancel (outputs live in ``job_outputs``).
+
+Every job belongs to its caller (``CallerDep``): another caller's job is a 404.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from app.api.deps import DatasetStoreDep, JobStoreDep
+from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep
 from app.jobs import service
 from app.schemas.jobs import JobList, JobRead
 
@@ -43,6 +46,7 @@ _EXAMPLE = {
     response_model=JobRead,
 )
 def create_job(
+    caller: CallerDep,
     jobs: JobStoreDep,
     uploads: DatasetStoreDep,
     body: Annotated[
@@ -55,27 +59,28 @@ def create_job(
     ],
 ) -> Response:
     """Submit a comparison job: one run per (scheme, repeat) on the workers."""
-    doc = service.submit_job(body, jobs, uploads)
+    doc = service.submit_job(body, jobs, uploads, owner=caller)
     return json_response(doc, status_code=202, headers={"Location": doc["links"]["self"]})
 
 
 @router.get("", response_model=JobList)
 def list_jobs(
+    caller: CallerDep,
     jobs: JobStoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """Jobs, newest first (``next_cursor`` pages on)."""
-    return json_response(service.list_jobs(jobs, limit, cursor))
+    """The caller's jobs, newest first (``next_cursor`` pages on)."""
+    return json_response(service.list_jobs(jobs, limit, cursor, caller))
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def read_job(job_id: str, jobs: JobStoreDep) -> Response:
+def read_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
     """A job: status, progress, every run's curves and diagnostics, the summary."""
-    return json_response(service.read_job(jobs, job_id))
+    return json_response(service.read_job(jobs, job_id, caller))
 
 
 @router.delete("/{job_id}", response_model=JobRead)
-def delete_job(job_id: str, jobs: JobStoreDep) -> Response:
+def delete_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
     """Cancel a queued or running job; its runs stop within one batch."""
-    return json_response(service.cancel_job(jobs, job_id))
+    return json_response(service.cancel_job(jobs, job_id, caller))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app.api.auth import get_caller
 from app.errors import NotFoundError
 from app.jobs.presets import PRESETS, list_presets
 
-router = APIRouter(prefix="/v1/presets", tags=["presets"])
+# Behind the API keys like the jobs they are bodies for (app.api.auth).
+router = APIRouter(prefix="/v1/presets", tags=["presets"], dependencies=[Depends(get_caller)])
 
 
 def _entry(preset: dict[str, Any]) -> dict[str, Any]:
