@@ -847,7 +847,7 @@ def summarize(spec: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> lis
 def _summary_line(entry: Mapping[str, Any], finished: Sequence[Mapping[str, Any]]) -> str:
     """The Udacity helper's line: "After 858 Batches (2 Epochs): Validation Accuracy ..."."""
     batches = max((int(r.get("batch") or 0) for r in finished), default=0)
-    epochs = max((len(r.get("epochs") or []) for r in finished if "epochs" in r), default=0)
+    epochs = max((int(r["epochs"][-1]["epoch"]) for r in finished if r.get("epochs")), default=0)
     if not epochs:
         epochs = max((int(r.get("epoch") or 0) for r in finished), default=0)
     acc = entry["final_val_accuracy"]["mean"]
