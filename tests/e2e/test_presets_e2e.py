@@ -132,3 +132,6 @@ def test_dlai_circles_has_the_published_shape(
     assert 0.5 < final["large random"]["val_accuracy"] <= final["He"]["val_accuracy"]
     for run in doc["runs"]:
         assert run["batch"] == 15_000 and not run["diverged"], run["label"]
+    # Full batch: each of the 15,000 steps is an epoch (evaluated every 150, but 15,000 run).
+    for s in doc["summary"]:
+        assert s["text"].startswith(f"{s['label']}: After 15000 Batches (15000 Epochs): ")
