@@ -2,8 +2,11 @@
 # docker compose up --scale worker=N runs redis + api + N workers (see docker-compose.yml).
 FROM python:3.11-slim-bookworm
 
+# OPENBLAS_THREAD_TIMEOUT: idle OpenBLAS threads sleep soon instead of spinning on cores the
+# other processes need (API and worker; BLAS threads per worker pool process: worker/celery_app.py).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    OPENBLAS_THREAD_TIMEOUT=4 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -28,6 +28,12 @@ from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_paren
 
 REDIS_DIR = Path(".initlab") / "redis"
 CELERY_APP = "worker.celery_app:celery_app"
+# Environment every child (API and worker) gets unless the user already set it. Idle OpenBLAS
+# threads otherwise spin for a long while after each BLAS call and steal the cores other
+# processes need (on 2 cores: training epochs 5–50× slower, orthogonal 1000² 624 ms instead
+# of 164 ms). BLAS threads per worker pool process are set by worker/celery_app.py
+# (INITLAB_WORKER_BLAS_THREADS, default 1); the API keeps OpenBLAS's default thread count.
+CHILD_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4", "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass
@@ -150,10 +156,14 @@ def _children(args: argparse.Namespace) -> list[Child]:
     return children
 
 
+def child_env(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` plus :data:`CHILD_ENV_DEFAULTS` where ``base`` does not set them."""
+    return {**CHILD_ENV_DEFAULTS, **base}
+
+
 def run(args: argparse.Namespace) -> int:
     """``initlab run``: embedded Redis (if needed) + Celery worker + uvicorn."""
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    env = child_env(os.environ)
     server: EmbeddedRedis | None = None
     children: list[Child] = []
     exit_code = 0

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 
+from app.cli import child_env
 from app.embedded_redis import EmbeddedRedis, find_redis_server, free_port, ping
 
 pytestmark = pytest.mark.integration
@@ -127,6 +128,32 @@ class Service:
         self._log_file.close()
 
 
+def direct_children(service: Service, marker: bytes) -> list[int]:
+    """Children of ``initlab run`` itself whose command line contains ``marker``."""
+    return [
+        pid
+        for pid in descendants(service.process.pid)
+        if marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        == service.process.pid
+    ]
+
+
+def process_env(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
+
+
+@pytest.mark.parametrize("given", [None, "0"])
+def test_child_env_sets_the_openblas_thread_timeout_unless_the_user_did(given: str | None) -> None:
+    base = {"PATH": "/bin"} if given is None else {"PATH": "/bin", "OPENBLAS_THREAD_TIMEOUT": given}
+    env = child_env(base)
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == (given or "4")
+    assert env["PATH"] == "/bin"
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path)
@@ -154,6 +181,10 @@ def test_initlab_run_serves_with_an_embedded_redis_and_sigint_stops_everything(
     children = descendants(service.process.pid)
     # redis-server, celery worker + 1 pool process, uvicorn (at least).
     assert len(children) >= 4, children
+    # The API and the worker start with idle OpenBLAS threads told to sleep (not spin).
+    for marker in (b"uvicorn", b"celery"):
+        (pid,) = direct_children(service, marker)
+        assert process_env(pid).get("OPENBLAS_THREAD_TIMEOUT") == "4", marker
 
     service.process.send_signal(signal.SIGINT)
     assert service.process.wait(60) == 0, service.log.read_text()[-4000:]
@@ -170,13 +201,7 @@ def test_initlab_run_stops_everything_when_a_child_dies(
     service: Service, marker: bytes, name: str
 ) -> None:
     children = descendants(service.process.pid)
-    direct = [
-        pid
-        for pid in children
-        if marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-        and int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        == service.process.pid
-    ]
+    direct = direct_children(service, marker)
     assert len(direct) == 1, direct
     os.kill(direct[0], signal.SIGKILL)
     code = service.process.wait(60)

@@ -90,6 +90,28 @@ def test_compose_worker_runs_celery_and_is_scalable(compose: dict[str, Any]) -> 
     assert (ROOT / "worker" / "celery_app.py").is_file()
 
 
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_compose_app_services_stop_idle_openblas_threads_spinning(
+    compose: dict[str, Any], name: str
+) -> None:
+    assert str(compose["services"][name]["environment"]["OPENBLAS_THREAD_TIMEOUT"]) == "4"
+
+
+def test_compose_worker_runs_one_blas_thread_per_pool_process(compose: dict[str, Any]) -> None:
+    from app.config import Settings
+
+    env = compose["services"]["worker"]["environment"]
+    assert str(env["INITLAB_WORKER_BLAS_THREADS"]) == "1"
+    assert Settings(worker_blas_threads=env["INITLAB_WORKER_BLAS_THREADS"]).worker_blas_threads == 1
+    # The worker module turns that setting into OPENBLAS/OMP/MKL_NUM_THREADS (not compose).
+    assert "OPENBLAS_NUM_THREADS" not in env
+
+
+def test_dockerfile_sets_the_openblas_thread_timeout(dockerfile: list[str]) -> None:
+    env = [line for line in dockerfile if line.startswith("ENV ")]
+    assert any(re.search(r"\bOPENBLAS_THREAD_TIMEOUT=4\b", line) for line in env), env
+
+
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     binary = str(hadolint) if hadolint.exists() else shutil.which("hadolint")
