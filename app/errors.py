@@ -16,10 +16,17 @@ class InitlabError(Exception):
     title: str = "Bad request"
     slug: str = "bad-request"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class InvalidInputError(InitlabError):
@@ -49,11 +56,26 @@ class NotAcceptableError(InitlabError):
 
 
 class TooLargeError(InitlabError):
-    """A tensor, body or job over the configured limits (413)."""
+    """A tensor, body or job over the configured limits (413).
+
+    Given ``loc`` (the field's path) and ``value``, ``errors`` names them like
+    :class:`InvalidInputError` does (``msg`` is then the detail)."""
 
     status = 413
     title = "Over the configured limit"
     slug = "too-large"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        loc: list[str | int] | None = None,
+        value: Any = None,
+    ) -> None:
+        if errors is None and loc is not None:
+            errors = [{"loc": loc, "msg": detail, "input": value}]
+        super().__init__(detail, errors=errors)
 
 
 class ConflictError(InitlabError):
@@ -66,6 +88,14 @@ class UnauthorizedError(InitlabError):
     status = 401
     title = "Unauthorized"
     slug = "unauthorized"
+
+
+class ForbiddenError(InitlabError):
+    """Credentials that are not valid for this service (403)."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
 
 
 class ServiceUnavailableError(InitlabError):

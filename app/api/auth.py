@@ -20,9 +20,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException
 
-from app.errors import InitlabError
+from app.errors import ForbiddenError, UnauthorizedError
 from app.jobs.store import ANONYMOUS
 
 # 16 hex digits (64 bits) of SHA-256(key): distinct per key in practice, useless to recover it.
@@ -39,14 +38,6 @@ api_key_scheme = APIKeyHeader(
     scheme_name="api_key",
     description="`X-API-Key: <key>`, one of `INITLAB_API_KEYS` (when configured).",
 )
-
-
-class ForbiddenError(InitlabError):
-    """An API key that is not one of the configured keys (403)."""
-
-    status = 403
-    title = "Forbidden"
-    slug = "forbidden"
 
 
 def _digest(key: str) -> bytes:
@@ -69,8 +60,7 @@ def authenticate(presented: str | None, keys: Sequence[str]) -> str:
     if not keys:
         return ANONYMOUS
     if not presented:
-        raise HTTPException(
-            401,
+        raise UnauthorizedError(
             "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )

@@ -72,7 +72,9 @@ def _describe(errors: list[dict[str, Any]]) -> str:
 
 async def _initlab_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, InitlabError)
-    return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors)
+    return problem_response(
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+    )
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
@@ -88,7 +90,14 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Not found", 405: "Method not allowed", 413: "Over the configured limit"}
+    titles = {
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Over the configured limit",
+        415: "Unsupported media type",
+    }
     return problem_response(
         exc.status_code,
         titles.get(exc.status_code, "HTTP error"),
