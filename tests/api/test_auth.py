@@ -131,6 +131,7 @@ def test_protected_endpoints_need_a_key(keyed: TestClient, method: str, path: st
     res = keyed.request(method, path)
     body = problem(res, 401)
     assert res.headers["www-authenticate"] == "Bearer"
+    assert body["title"] == "Unauthorized" and body["type"].endswith("/unauthorized")
     assert "X-API-Key" in body["detail"] and "Bearer" in body["detail"]
 
 
