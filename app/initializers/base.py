@@ -13,13 +13,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import ml_dtypes
 import numpy as np
 
 from app.initializers.errors import InitializerError
-from app.initializers.fans import check_fan, check_layout, compute_fans
+from app.initializers.fans import check_fan, check_layout, compute_fans, layout_fans
 
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16", "int32")
 FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
@@ -65,6 +65,52 @@ def check_shape(shape: object) -> tuple[int, ...]:
             raise InitializerError(f"shape.{i}", dim, "must be ≥ 0")
         dims.append(int(dim))
     return tuple(dims)
+
+
+class Plan(NamedTuple):
+    """A validated request: dims, the fans the scheme uses, the NumPy dtype, element count."""
+
+    dims: tuple[int, ...]
+    fans: tuple[int, int]
+    dtype: np.dtype
+    size: int
+
+
+_PLANS: dict[tuple[Any, ...], Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _plan_key(
+    init: Initializer,
+    shape: object,
+    dtype: object,
+    layout: object,
+    fan_in: object,
+    fan_out: object,
+    compat: object,
+) -> tuple[Any, ...] | None:
+    """Memo key for ``Initializer.plan``, or None when an argument is not of an exact type."""
+    if type(shape) is not tuple and type(shape) is not list:
+        return None
+    for dim in shape:
+        if type(dim) is not int:
+            return None
+    if type(dtype) is not str or type(layout) is not str:
+        return None
+    if (fan_in is not None and type(fan_in) is not int) or (
+        fan_out is not None and type(fan_out) is not int
+    ):
+        return None
+    if compat is not None and type(compat) is not str:
+        return None
+    params = tuple(init.params.values())
+    for value in params:
+        if type(value) not in _KEY_TYPES:
+            return None
+    return (type(init), params, tuple(shape), dtype, layout, fan_in, fan_out, compat)
+
+
+_KEY_TYPES = frozenset({int, float, str, type(None)})
 
 
 def snake(name: str) -> str:
@@ -275,6 +321,44 @@ class Initializer:
         compat: str | None = None,
     ) -> None:
         """Validate shape / dtype / layout / fans / compat without allocating."""
+        self.plan(shape, dtype, layout, fan_in, fan_out, compat)
+
+    def plan(
+        self,
+        shape: Sequence[int],
+        dtype: str,
+        layout: str,
+        fan_in: int | None,
+        fan_out: int | None,
+        compat: str | None,
+    ) -> Plan:
+        """Validate (as ``check``) and return what ``generate`` needs: dims, fans, dtype, size.
+
+        Successful validations are memoised on (class, params, arguments) when every argument
+        has its exact builtin type (so ``True`` is never taken for ``1``); validation is a pure
+        function of those, so a hit skips it and an invalid request is never memoised.
+        """
+        key = _plan_key(self, shape, dtype, layout, fan_in, fan_out, compat)
+        if key is not None:
+            found = _PLANS.get(key)
+            if found is not None:
+                return found
+        plan = self._validate_request(shape, dtype, layout, fan_in, fan_out, compat)
+        if key is not None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
+        return plan
+
+    def _validate_request(
+        self,
+        shape: Sequence[int],
+        dtype: str,
+        layout: str,
+        fan_in: int | None,
+        fan_out: int | None,
+        compat: str | None,
+    ) -> Plan:
         dims = check_shape(shape)
         dtype = check_dtype(dtype)
         check_layout(layout)
@@ -307,9 +391,15 @@ class Initializer:
             )
         self._check_shape(dims, dtype)
         if self.uses_fans:
-            self.fans_for(dims, layout, fan_in, fan_out)
+            fans = self.fans_for(dims, layout, fan_in, fan_out)
+        else:
+            try:
+                fans = self.fans_for(dims, layout, fan_in, fan_out)
+            except InitializerError:  # the scheme ignores fans; layout 'torch' at rank < 2
+                fans = layout_fans(dims, "keras")
         if compat == "keras":
             self._check_compat(dtype)
+        return Plan(dims, fans, numpy_dtype(dtype), math.prod(dims))
 
     def keras_config(self, seed: int | None) -> dict[str, Any]:
         """Canonical Keras form ``{"class_name", "config"}`` (seed included when random)."""

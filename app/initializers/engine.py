@@ -1,15 +1,13 @@
-"""``generate``: validate, compute fans, draw from an explicit generator, cast."""
+"""``generate``: validate (memoised), compute fans, draw from an explicit generator, cast."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from app.initializers.base import Initializer, check_seed, check_shape, numpy_dtype
-from app.initializers.errors import InitializerError
-from app.initializers.fans import layout_fans
+from app.initializers import sampling
+from app.initializers.base import SEED_MAX, Initializer, check_seed
 
 
 def generate(
@@ -26,26 +24,20 @@ def generate(
     """Draw a C-contiguous tensor of ``shape`` from ``init``.
 
     The same (init, shape, seed, dtype, layout, fans, compat) always gives the same bytes.
-    Canonical stream: ``np.random.default_rng(seed)``; ``compat="keras"``: Keras 3's NumPy
-    backend for that seed, bit for bit.
+    Canonical stream: ``sampling.seeded(seed)`` (PCG64DXSM seeded by SplitMix64, see
+    ``app.initializers.sampling``); ``compat="keras"``: Keras 3's NumPy backend for that seed,
+    bit for bit.
     """
-    init.check(shape, dtype=dtype, layout=layout, fan_in=fan_in, fan_out=fan_out, compat=compat)
-    seed = check_seed(seed)
-    dims = check_shape(shape)
-    if init.uses_fans:
-        fans = init.fans_for(dims, layout, fan_in, fan_out)
-    else:
-        try:
-            fans = init.fans_for(dims, layout, fan_in, fan_out)
-        except InitializerError:
-            fans = layout_fans(dims, "keras")
-    target = numpy_dtype(dtype)
-    if math.prod(dims) == 0:
+    plan = init.plan(shape, dtype, layout, fan_in, fan_out, compat)
+    if type(seed) is not int or not 0 <= seed <= SEED_MAX:
+        seed = check_seed(seed)
+    dims, fans, target = plan.dims, plan.fans, plan.dtype
+    if plan.size == 0:
         return np.zeros(dims, dtype=target)
     if compat == "keras":
         values = init.sample_keras(seed, dims, fans, target)
     else:
-        values = init.sample(np.random.default_rng(seed), dims, fans, target)
+        values = init.sample(sampling.seeded(seed), dims, fans, target)
     if values.dtype != target:
         values = values.astype(target)
     if values.shape != dims:

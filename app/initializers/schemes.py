@@ -69,9 +69,7 @@ def _finish(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _normal(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, mean: float, std: float
 ) -> np.ndarray:
-    out = _empty(shape, dtype)
-    sampling.fill_normal(rng, out.reshape(-1), mean, std)
-    return _finish(out, dtype)
+    return _finish(sampling.normal(rng, shape, sampling.draw_dtype(dtype), mean, std), dtype)
 
 
 def _uniform(
@@ -1219,14 +1217,13 @@ class KaimingUniform(_FanScaled):
     uses_fans: bool = True
 
     def _validate(self) -> None:
-        calculate_gain(
+        self._gain = calculate_gain(
             self.params["nonlinearity"], self.params["a"], field=f"{self._field}.nonlinearity"
         )
 
     def _std(self, fans: tuple[int, int]) -> float:
         fan = fans[0] if self.params["mode"] == "fan_in" else fans[1]
-        gain = calculate_gain(self.params["nonlinearity"], self.params["a"])
-        return gain / math.sqrt(max(1, fan))
+        return self._gain / math.sqrt(max(1, fan))
 
 
 class KaimingNormal(KaimingUniform):
