@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 
+from app.api.compression import CompressionMiddleware
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(CompressionMiddleware)  # gzip policy: app/api/compression.py
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -44,15 +44,12 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def _parse_accept(accept: str) -> list[tuple[str, str, float]]:
-    """``Accept`` → ``[(type, subtype, q)]``; malformed ranges are skipped."""
-    ranges = []
-    for item in accept.split(","):
+def weighted_items(header: str) -> list[tuple[str, float]]:
+    """A comma-separated header with q-values (``Accept``, ``Accept-Encoding``) →
+    ``[(item lowercased, q)]``; a malformed or out-of-range q counts as 0."""
+    items = []
+    for item in header.split(","):
         parts = item.split(";")
-        media = parts[0].strip().lower()
-        main, slash, sub = media.partition("/")
-        if not slash or not main or not sub:
-            continue
         q = 1.0
         for param in parts[1:]:
             key, _, value = param.partition("=")
@@ -63,7 +60,17 @@ def _parse_accept(accept: str) -> list[tuple[str, str, float]]:
                     q = 0.0
                 if not math.isfinite(q) or not 0.0 <= q <= 1.0:
                     q = 0.0
-        ranges.append((main, sub, q))
+        items.append((parts[0].strip().lower(), q))
+    return items
+
+
+def _parse_accept(accept: str) -> list[tuple[str, str, float]]:
+    """``Accept`` → ``[(type, subtype, q)]``; malformed ranges are skipped."""
+    ranges = []
+    for media, q in weighted_items(accept):
+        main, slash, sub = media.partition("/")
+        if slash and main and sub:
+            ranges.append((main, sub, q))
     return ranges
 
 

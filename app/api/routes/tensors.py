@@ -27,7 +27,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from app import initializers as engine
-from app.api import formats
+from app.api import compression, formats
 from app.api.routes.initializers import unknown_initializer
 from app.config import Settings
 from app.errors import InvalidInputError, TooLargeError
@@ -348,6 +348,13 @@ _FORMAT_PARAM = _query_param(
 _STATS_PARAM = _query_param(
     "stats", {"type": "boolean", "default": False}, "Add `stats` (JSON only)."
 )
+_COMPRESS_PARAM = _query_param(
+    compression.COMPRESS_PARAM,
+    {"type": "string", "enum": list(compression.COMPRESS_VALUES), "default": "auto"},
+    "auto: JSON is gzipped (level 1) when `Accept-Encoding` allows gzip; binary formats are "
+    "not (random floats barely compress). gzip: binary formats too, when `Accept-Encoding` "
+    "allows it.",
+)
 _GET_PARAMS = [
     _query_param("shape", _STR, "Comma-separated dimensions.", required=True, example="784,256"),
     _query_param(
@@ -377,6 +384,7 @@ _GET_PARAMS = [
     ),
     _FORMAT_PARAM,
     _STATS_PARAM,
+    _COMPRESS_PARAM,
 ]
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -406,6 +414,13 @@ def _output_options(query: QueryParams, accept: str | None) -> tuple[str, bool, 
     stats = query.get("stats", "").strip().lower()
     if stats not in _TRUE and stats not in _FALSE:
         raise InvalidInputError(["query", "stats"], stats, "must be true or false")
+    compress = query.get(compression.COMPRESS_PARAM, "").strip().lower()
+    if compress and compress not in compression.COMPRESS_VALUES:
+        raise InvalidInputError(
+            ["query", compression.COMPRESS_PARAM],
+            compress,
+            f"must be one of {', '.join(compression.COMPRESS_VALUES)}",
+        )
     media = formats.FORMATS[fmt] if fmt else formats.negotiate(accept)
     return media, stats in _TRUE, not fmt
 
@@ -426,7 +441,7 @@ def _validation_error(exc: ValidationError, where: Where) -> RequestValidationEr
     response_model=TensorRead,
     responses=_RESPONSES,
     openapi_extra={
-        "parameters": [_FORMAT_PARAM, _STATS_PARAM],
+        "parameters": [_FORMAT_PARAM, _STATS_PARAM, _COMPRESS_PARAM],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": TensorRequest.model_json_schema()}},
