@@ -7,13 +7,16 @@ or in a worker thread (bounded to the CPU count) when it is not, so the event lo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
+from urllib.parse import parse_qsl
 
 import anyio
 import anyio.lowlevel
@@ -22,8 +25,8 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from app import initializers as engine
@@ -33,13 +36,27 @@ from app.config import Settings
 from app.errors import InvalidInputError, TooLargeError
 from app.schemas.tensors import SEED_MAX, Dtype, Layout, TensorRead, TensorRequest
 
-router = APIRouter(prefix="/v1/tensors", tags=["tensors"])
+
+class RawRoute(APIRoute):
+    """A route whose endpoint takes the ``Request`` and returns a ``Response`` itself.
+
+    FastAPI still documents it (``openapi_extra``) and its exception handlers still render
+    errors, but the endpoint is called directly: no dependency solving, body reading or
+    response validation per request (for a 3×3 tensor those cost more than the tensor).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return endpoint
+
+
+router = APIRouter(prefix="/v1/tensors", tags=["tensors"], route_class=RawRoute)
 
 Where = Literal["body", "query"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Bump when the bytes for the same request may change (engine or encoding changes).
-ETAG_VERSION = "tensors-1"
+ETAG_VERSION = "tensors-2"
 # Engine error fields that are request fields rather than initializer parameters.
 _REQUEST_FIELDS = frozenset({"shape", "dtype", "layout", "fan_in", "fan_out", "compat", "seed"})
 
@@ -113,11 +130,63 @@ def _cached_response(body: bytes, raw_headers: tuple) -> Response:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolved:
+    """An initializer reference resolved once: the ``Initializer`` (immutable once built) and
+    its Keras and TF.js configs with the seed still to fill in. Shared: never mutate."""
+
+    init: engine.Initializer
+    keras: dict[str, Any]
+    tfjs: dict[str, Any]
+
+    @classmethod
+    def of(cls, ref: str | Mapping[str, Any]) -> Resolved:
+        init = engine.resolve(ref)
+        return cls(init, init.keras_config(0), init.tfjs_config(0))
+
+    def keras_config(self, seed: int) -> dict[str, Any]:
+        """``init.keras_config(seed)`` without rebuilding it."""
+        return _with_seed(self.keras, seed)
+
+    def tfjs_config(self, seed: int) -> dict[str, Any]:
+        """``init.tfjs_config(seed)`` without rebuilding it."""
+        return _with_seed(self.tfjs, seed)
+
+
+def _with_seed(template: dict[str, Any], seed: int) -> dict[str, Any]:
+    config = template["config"]
+    if "seed" not in config:  # a deterministic scheme: the template is the config
+        return template
+    return {**template, "config": {**config, "seed": seed}}  # same key order as the engine's
+
+
+_RESOLVED: OrderedDict[tuple[bool, str], Resolved] = OrderedDict()
+RESOLVED_MAX = 1024
+
+
+def resolve_ref(ref: str | Mapping[str, Any]) -> Resolved:
+    """Resolve an initializer reference through a bounded LRU cache keyed on its exact text
+    (a name, or the ``repr`` of the parsed object: lossless for JSON values, NaN included).
+    Errors are raised each time, never cached."""
+    key = (True, ref) if isinstance(ref, str) else (False, repr(ref))
+    resolved = _RESOLVED.get(key)
+    if resolved is None:
+        resolved = _RESOLVED[key] = Resolved.of(ref)
+        while len(_RESOLVED) > RESOLVED_MAX:
+            _RESOLVED.popitem(last=False)
+    else:
+        with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
+            _RESOLVED.move_to_end(key)
+    return resolved
+
+
+@dataclass(frozen=True, slots=True)
 class TensorPlan:
     """A validated request: everything that fixes the bytes, nothing allocated yet."""
 
     request: TensorRequest
     init: engine.Initializer
+    resolved: Resolved
+    keras_config: dict[str, Any]  # seed included
     shape: tuple[int, ...]
     work: int
     seed: int
@@ -180,9 +249,10 @@ def plan_tensor(
             f"{elements:,} elements is over the limit of {limit:,}",
         )
     try:
-        init = engine.resolve(req.initializer)
+        resolved = resolve_ref(req.initializer)
     except engine.InitializerError as exc:
         raise _engine_error(exc, where) from None
+    init = resolved.init
     seeded = req.seed is not None or init.seed is not None
     seed = req.seed if req.seed is not None else init.seed
     if seed is None:
@@ -212,6 +282,8 @@ def plan_tensor(
     return TensorPlan(
         request=req,
         init=init,
+        resolved=resolved,
+        keras_config=resolved.keras_config(seed),
         shape=tuple(shape),
         work=work,
         seed=seed,
@@ -229,7 +301,7 @@ def tensor_etag(plan: TensorPlan, version: str) -> str:
     canonical = {
         "v": [ETAG_VERSION, version],
         "shape": plan.shape,
-        "initializer": plan.init.keras_config(plan.seed),
+        "initializer": plan.keras_config,
         "dtype": req.dtype,
         "layout": req.layout,
         "fan_in": req.fan_in,
@@ -283,7 +355,7 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
     """Generate and encode the tensor (blocking: call inline only when cheap)."""
     req = plan.request
     arr = array_for(plan)
-    keras_config = plan.init.keras_config(plan.seed)
+    keras_config = plan.keras_config
     media = plan.media_type
     if media == formats.JSON:  # the body carries everything the X-* headers would
         meta: dict[str, Any] = {
@@ -291,7 +363,7 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             "dtype": req.dtype,
             "seed": plan.seed,
             "initializer": keras_config,
-            "tfjs": plan.init.tfjs_config(plan.seed),
+            "tfjs": plan.resolved.tfjs_config(plan.seed),
             "layout": req.layout,
             "compat": req.compat,
             "fan_in": plan.fan_in,
@@ -300,7 +372,7 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
         if plan.stats:
             expected = plan.init.expected_std(plan.fan_in, plan.fan_out)
             meta["stats"] = formats.tensor_stats(arr, expected)
-        return Response(formats.encode_json(meta, arr), media_type=media, headers=headers)
+        return _json_response(formats.encode_json(meta, arr), headers)
     headers = {
         **headers,
         "X-Tensor-Shape": ",".join(str(d) for d in plan.shape),
@@ -401,10 +473,44 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input (problem+json) naming the field and value."},
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
+_JSON_TYPE = formats.JSON.encode()
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-def _output_options(query: QueryParams, accept: str | None) -> tuple[str, bool, bool]:
+def _query(query_string: bytes) -> dict[str, str]:
+    """The query string as a dict, the last value of a repeated name winning (as Starlette's
+    ``request.query_params.get``); percent-escapes and ``+`` decoded as ``parse_qsl`` does."""
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    out = {}
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            out[name] = value
+    return out
+
+
+def _headers(scope: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(``Accept``, ``If-None-Match``) from the raw headers, in one pass."""
+    accept = if_none_match = None
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            accept = value.decode("latin-1")
+        elif key == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+    return accept, if_none_match
+
+
+def _json_response(body: bytes, headers: dict[str, str]) -> Response:
+    """A JSON response with its raw headers built directly (what ``Response()`` would send)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    raw.append((b"content-type", _JSON_TYPE))
+    return _cached_response(body, tuple(raw))
+
+
+def _output_options(query: Mapping[str, str], accept: str | None) -> tuple[str, bool, bool]:
     """``?format=`` / ``Accept`` and ``?stats=`` → (media type, stats, chosen by Accept)."""
     fmt = query.get("format", "").strip()
     if fmt and fmt not in formats.FORMATS:
@@ -451,7 +557,8 @@ def _validation_error(exc: ValidationError, where: Where) -> RequestValidationEr
 async def create_tensor(request: Request) -> Response:
     """Generate an initialized tensor."""
     settings: Settings = request.app.state.settings
-    media, stats, by_accept = _output_options(request.query_params, request.headers.get("accept"))
+    accept, _ = _headers(request.scope)
+    media, stats, by_accept = _output_options(_query(request.scope["query_string"]), accept)
     try:
         body = TensorRequest.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -508,8 +615,7 @@ def _query_initializer(value: str) -> str | dict[str, Any]:
 async def read_tensor(request: Request) -> Response:
     """The same as POST, for browsers and caches; with a seed the response is immutable."""
     settings: Settings = request.app.state.settings
-    accept = request.headers.get("accept")
-    if_none_match = request.headers.get("if-none-match")
+    accept, if_none_match = _headers(request.scope)
     cache_key = (request.scope["query_string"], accept)
     cache = _cache_for(request)
     hit = cache.get(cache_key)
@@ -523,7 +629,7 @@ async def read_tensor(request: Request) -> Response:
             ]
             return not_modified
         return _cached_response(body, raw_headers)
-    query = request.query_params
+    query = _query(request.scope["query_string"])
     media, stats, by_accept = _output_options(query, accept)
     shape = query.get("shape")
     if shape is None:
