@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_run_work: int = Field(default=5 * 10**12, ge=1)
     max_total_work: int = Field(default=5 * 10**13, ge=1)
     max_batch_points: int = Field(default=20_000, ge=10)
+    # Epoch records (and diagnostics snapshots) one run keeps: a run with more epochs is
+    # evaluated every k-th epoch (record.eval_every set automatically, or refused if smaller).
+    max_epoch_records: int = Field(default=1_000, ge=10)
+    # Estimated memory of one run (activation buffers, parameters and optimizer state, the
+    # dataset's arrays), checked at submission.
+    max_run_memory_bytes: int = Field(default=2 * 1024**3, ge=1024**2)
 
     # Execution.
     run_time_limit_seconds: int = Field(default=3_600, ge=5)
@@ -65,6 +71,10 @@ class Settings(BaseSettings):
     # killed) the watchdog on any live worker puts the run back on the queue.
     lease_seconds: float = Field(default=30.0, ge=1.0)
     watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    # A run still queued this long after it was sent (API died mid-submission, broker error,
+    # message lost with a killed worker) is sent again by the watchdog; the wait doubles with
+    # each resend (up to 64×). Duplicates are harmless: a claimed or finished run is skipped.
+    queued_resend_seconds: float = Field(default=60.0, gt=0)
     worker_heartbeat_seconds: float = Field(default=15.0, ge=1.0)
     progress_interval_seconds: float = Field(default=0.25, gt=0)
     # A cancel reaches running runs by pub/sub at once; as a fallback (a missed message) each

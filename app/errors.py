@@ -72,10 +72,11 @@ class TooLargeError(InitlabError):
         errors: list[dict[str, Any]] | None = None,
         loc: list[str | int] | None = None,
         value: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if errors is None and loc is not None:
             errors = [{"loc": loc, "msg": detail, "input": value}]
-        super().__init__(detail, errors=errors)
+        super().__init__(detail, errors=errors, headers=headers)
 
 
 class ConflictError(InitlabError):

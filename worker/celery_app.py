@@ -1,17 +1,19 @@
 """The Celery instance ``celery_app`` and the watchdog every worker runs.
 
-Celery only executes: results live in the job record (``app.jobs.store``), so the result
-backend is off. Long runs: tasks are acknowledged late and rejected when their worker is lost,
-prefetch is one task per pool process, and the broker's visibility timeout sits above the hard
-time limit, so Redis never redelivers a run that is still going.
+The app is built by ``app.jobs.queue.make_celery`` (the configuration the API's sending
+client shares; see there for acks, limits and the visibility timeout); this module adds the
+tasks (``worker.tasks``) and the watchdog. Dependencies point one way: worker → app.
 
 A worker killed with ``kill -9`` leaves its runs' messages unacknowledged until that (long)
 visibility timeout. The watchdog does better: every worker's main process starts a thread on
 ``worker_ready`` that, every ``INITLAB_WATCHDOG_INTERVAL_SECONDS``, writes the worker's
-heartbeat (``/readyz``) and re-enqueues every running run whose lease lapsed
-(``INITLAB_LEASE_SECONDS``, renewed by the run's worker). The re-enqueue is an atomic Lua
-transition (running → queued), so when several watchdogs see the same orphan only one sends it
-again; the original message, if Redis ever restores it, finds the run finished and is skipped.
+heartbeat (``/readyz``), re-enqueues every running run whose lease lapsed
+(``INITLAB_LEASE_SECONDS``, renewed by the run's worker) and sends again every run still
+queued ``INITLAB_QUEUED_RESEND_SECONDS`` after it was sent (an API that died between recording
+a job and sending its runs, a broker error on a send, a message lost with a killed worker
+before the run started; the wait doubles with each resend). Both are atomic Lua transitions,
+so when several watchdogs see the same run only one sends it; a duplicate message finds the
+run claimed or finished and is skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import get_settings
+from app.jobs.queue import make_celery, send_run
 
 
 def _limit_blas_threads() -> None:
@@ -43,54 +46,19 @@ _limit_blas_threads()
 
 log = logging.getLogger("initlab.worker")
 
-QUEUE = "initlab"
-# Seconds between the soft time limit (the run records "failed: over the time limit") and the
-# hard one (the pool process is killed).
-HARD_LIMIT_MARGIN = 30
-
-
-def _broker_url() -> str:
-    return get_settings().redis_url or "redis://127.0.0.1:6379/0"
-
-
-def make_celery() -> Celery:
-    limits = get_settings()
-    soft = limits.run_time_limit_seconds
-    hard = soft + HARD_LIMIT_MARGIN
-    app = Celery("initlab", broker=_broker_url(), include=["worker.tasks"])
-    app.conf.update(
-        task_default_queue=QUEUE,
-        task_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_soft_time_limit=soft,
-        task_time_limit=hard,
-        # Above the hard limit: a message is redelivered only if its worker vanished and the
-        # watchdog did not already re-enqueue the run.
-        broker_transport_options={"visibility_timeout": hard + 300},
-        task_ignore_result=True,
-        result_backend=None,
-        broker_connection_retry_on_startup=True,
-        worker_send_task_events=False,
-        worker_hijack_root_logger=False,
-    )
-    return app
-
-
-celery_app = make_celery()
+celery_app: Celery = make_celery(get_settings(), include=["worker.tasks"])
 
 
 class Watchdog:
-    """Heartbeat + orphaned-run re-enqueueing, on a daemon thread of the worker's main process."""
+    """Heartbeat, orphaned-run re-enqueueing and resending of runs stuck in ``queued``, on a
+    daemon thread of the worker's main process."""
 
     def __init__(self, hostname: str) -> None:
         from app.jobs.store import JobStore
 
         self.hostname = hostname
-        self.store = JobStore.from_settings()
         self.settings = get_settings()
+        self.store = JobStore.from_settings(self.settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="initlab-watchdog", daemon=True)
 
@@ -115,7 +83,9 @@ class Watchdog:
                 return
 
     def tick(self) -> int:
-        """One pass: heartbeat, then re-enqueue orphaned runs. Returns how many were sent."""
+        """One pass: heartbeat, re-enqueue orphaned runs, resend runs queued for too long.
+        Returns how many were sent. A failed send is logged: the run stays in the queued index
+        and is sent again by a later pass."""
         ttl = max(
             self.settings.worker_heartbeat_seconds, 2 * self.settings.watchdog_interval_seconds
         )
@@ -123,10 +93,20 @@ class Watchdog:
         sent = 0
         for job_id, index in self.store.running_runs():
             if self.store.requeue_if_orphaned(job_id, index):
-                celery_app.send_task("initlab.train_run", args=[job_id, index])
-                log.warning("re-enqueued run %d of %s (its worker's lease lapsed)", index, job_id)
-                sent += 1
+                sent += self._send(job_id, index, "re-enqueued", "its worker's lease lapsed")
+        for job_id, index in self.store.queued_due():
+            if self.store.resend_if_queued(job_id, index):
+                sent += self._send(job_id, index, "re-sent", "still queued")
         return sent
+
+    def _send(self, job_id: str, index: int, what: str, why: str) -> int:
+        try:
+            send_run(job_id, index, self.settings, celery_app)
+        except Exception:
+            log.exception("could not send run %d of %s; the watchdog retries", index, job_id)
+            return 0
+        log.warning("%s run %d of %s (%s)", what, index, job_id, why)
+        return 1
 
 
 _watchdog: Watchdog | None = None

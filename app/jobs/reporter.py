@@ -5,7 +5,10 @@
 - batch losses are kept for the first ``plot_n_batches`` steps exactly, then every
   ``stride``-th step so that a run stores at most ``max_batch_points`` points;
 - writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
-  one per epoch; each write is one Lua call that also answers "was the job cancelled?";
+  one per epoch record and one per diagnostics snapshot; each write is one Lua call that also
+  answers "was the job cancelled?", and its size does not grow with the run: epoch records
+  and diagnostics snapshots are appended (the store assembles them on read). How many a run
+  makes is capped at submission (``max_epoch_records``: ``record.eval_every``);
 - ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
   :class:`CancelWatcher` thread sets that event when the cancel is published (Redis pub/sub,
   sub-millisecond), so a cancelled run stops at its next batch; as a fallback for a missed
@@ -72,8 +75,6 @@ class RedisRunReporter:
         self.epoch = 0
         self.batch = 0
         self.last_loss: float | None = None
-        self.epochs: list[dict] = []
-        self.diagnostics: dict[str, Any] = {}
         self.stopped = False
         self.stale = False
         self._pending: list[tuple[int, float]] = []
@@ -107,27 +108,28 @@ class RedisRunReporter:
 
     def on_epoch(self, record: Mapping[str, Any]) -> None:
         rec = dict(record)
-        self.epochs.append(rec)
-        self.flush(
-            fields={"epochs": self.epochs},
-            event={"type": "epoch", "run": self.index, "record": rec},
-        )
+        self.flush(epochs=[rec], event={"type": "epoch", "run": self.index, "record": rec})
 
     def on_diagnostics(self, when: str, layers: list[dict]) -> None:
-        self.diagnostics[when] = layers
-        self.flush(fields={"diagnostics": self.diagnostics})
+        self.flush(diagnostics=[(when, layers)], progress=bool(self._pending))
 
     # -- writes
 
     def flush(
-        self, *, fields: Mapping[str, Any] | None = None, event: Mapping[str, Any] | None = None
+        self,
+        *,
+        event: Mapping[str, Any] | None = None,
+        epochs: list[dict[str, Any]] | None = None,
+        diagnostics: list[tuple[str, list[dict]]] | None = None,
+        progress: bool = True,
     ) -> None:
-        """Write pending points (and ``fields``) now; notices cancellation and staleness."""
+        """Write pending points (plus new epoch records / diagnostics snapshots, appended)
+        now, with ``event`` or else a progress event (``progress=False``: none); notices
+        cancellation and staleness."""
         if self.stale:
             return
         points, self._pending = self._pending, []
-        all_fields = {"epoch": self.epoch, "batch": self.step, **(fields or {})}
-        progress = {
+        progress_event = {
             "type": "progress",
             "run": self.index,
             "epoch": self.epoch,
@@ -138,12 +140,14 @@ class RedisRunReporter:
             self.job_id,
             self.index,
             self.attempt,
-            fields=all_fields,
+            fields={"epoch": self.epoch, "batch": self.step},
             points=points,
-            event=event or progress,
+            event=event or (progress_event if progress else None),
+            epochs=epochs or (),
+            diagnostics=diagnostics or (),
         )
         if event is not None and points:  # an epoch event replaced the progress one
-            self.store.append_event(self.job_id, progress)
+            self.store.append_event(self.job_id, progress_event)
         self._last_write = time.monotonic()
         if out == -1:
             self.stale = self.stopped = True
@@ -163,8 +167,6 @@ class RedisRunReporter:
         fields: dict[str, Any] = {
             "epoch": self.epoch,
             "batch": self.step,
-            "epochs": self.epochs,
-            "diagnostics": self.diagnostics,
             "final": dict(final) if final is not None else None,
         }
         if seconds is not None:

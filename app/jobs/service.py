@@ -1,10 +1,12 @@
 """Jobs as the API sees them: submit (preset → validate → limits → record → enqueue), read,
-list, cancel, readiness. Routers call only this module; it raises domain errors
-(``app.errors``) that render as problem+json.
+list, cancel, readiness. Routers call only this module, passing the application's
+``Settings``; it raises domain errors (``app.errors``) that render as problem+json. Tasks are
+sent through ``app.jobs.queue`` (the API never imports ``worker``).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,10 +24,12 @@ from app.errors import (
     ServiceUnavailableError,
     TooLargeError,
 )
+from app.jobs.queue import send_run
 from app.jobs.store import ANONYMOUS, DatasetStore, JobStore
 from app.schemas.jobs import MAX_SEED, JobCreate
 
-TASK_NAME = "initlab.train_run"
+# Bytes per value: runs train in float32.
+ITEMSIZE = 4
 
 
 class JobSpecError(InitlabError):
@@ -81,55 +85,135 @@ def validate_job(body: Any) -> JobCreate:
     return job
 
 
-def check_limits(job: JobCreate, info: Mapping[str, Any], limits: Settings) -> None:
-    """Refuse jobs over the structural limits (413, saying the limit and how to get under it)."""
+def check_limits(job: JobCreate, info: Mapping[str, Any], settings: Settings) -> None:
+    """Refuse jobs over the structural limits (413 naming the field and its value, saying the
+    limit and how to get under it)."""
     runs = len(job.schemes) * job.repeats
-    if runs > limits.max_runs_per_job:
+    if runs > settings.max_runs_per_job:
         raise TooLargeError(
             f"the job has {len(job.schemes)} schemes × {job.repeats} repeats = {runs} runs; "
-            f"the limit is {limits.max_runs_per_job} runs per job (fewer repeats or schemes)"
+            f"the limit is {settings.max_runs_per_job} runs per job (fewer repeats or schemes)",
+            loc=["repeats"],
+            value=job.repeats,
         )
     t = job.training
-    if t.epochs is not None and t.epochs > limits.max_epochs:
+    if t.epochs is not None and t.epochs > settings.max_epochs:
         raise TooLargeError(
-            f"training.epochs is {t.epochs}; the limit is {limits.max_epochs} epochs"
+            f"training.epochs is {t.epochs}; the limit is {settings.max_epochs} epochs",
+            loc=["training", "epochs"],
+            value=t.epochs,
         )
-    if t.steps is not None and t.steps > limits.max_steps:
-        raise TooLargeError(f"training.steps is {t.steps}; the limit is {limits.max_steps} steps")
+    if t.steps is not None and t.steps > settings.max_steps:
+        raise TooLargeError(
+            f"training.steps is {t.steps}; the limit is {settings.max_steps} steps",
+            loc=["training", "steps"],
+            value=t.steps,
+        )
     n_train = int(info.get("n_train") or 0)
     input_dim = int(info.get("input_dim") or 0)
-    if n_train * input_dim > limits.max_dataset_elements:
+    if n_train * input_dim > settings.max_dataset_elements:
         raise TooLargeError(
             f"the dataset has {n_train} training examples × {input_dim} features = "
-            f"{n_train * input_dim} values; the limit is {limits.max_dataset_elements} "
-            "(use dataset.train_size to train on fewer examples)"
+            f"{n_train * input_dim} values; the limit is {settings.max_dataset_elements} "
+            "(use dataset.train_size to train on fewer examples)",
+            loc=["dataset", "train_size"],
+            value=n_train,
         )
 
 
-def check_work(plans: list[dict[str, Any]], repeats: int, limits: Settings) -> dict[str, Any]:
-    """Parameter count and work (parameters × examples seen) per run and per job (413)."""
+def check_work(plans: list[dict[str, Any]], repeats: int, settings: Settings) -> dict[str, Any]:
+    """Parameter count, memory and work (parameters × examples seen) per run, work per job
+    (413 naming the field and its value)."""
     total = 0
     for i, plan in enumerate(plans):
         params, examples = plan["params"], plan["examples"]
-        if params > limits.max_params:
+        if params > settings.max_params:
             raise TooLargeError(
                 f"schemes.{i}: the network has {params} parameters; the limit is "
-                f"{limits.max_params} (smaller model.hidden_layers)"
+                f"{settings.max_params} (smaller model.hidden_layers)",
+                loc=["model", "hidden_layers"],
+                value=plan["hidden_layers"],
             )
+        check_memory(plan, settings, i)
         work = params * examples
-        if work > limits.max_run_work:
+        if work > settings.max_run_work:
+            length = "steps" if plan["training_steps"] is not None else "epochs"
             raise TooLargeError(
                 f"schemes.{i}: one run costs {params} parameters × {examples} examples = "
-                f"{work:.3g}; the per-run limit is {limits.max_run_work:.3g} (fewer epochs or "
-                "steps, or a smaller model)"
+                f"{work:.3g}; the per-run limit is {settings.max_run_work:.3g} (fewer epochs or "
+                "steps, or a smaller model)",
+                loc=["training", length],
+                value=plan[f"training_{length}"],
             )
         total += work * repeats
-    if total > limits.max_total_work:
+    if total > settings.max_total_work:
         raise TooLargeError(
             f"the job costs {total:.3g} (parameters × examples over all runs); the limit is "
-            f"{limits.max_total_work:.3g} (fewer repeats, schemes or epochs, or a smaller model)"
+            f"{settings.max_total_work:.3g} (fewer repeats, schemes or epochs, or a smaller "
+            "model)",
+            loc=["repeats"],
+            value=repeats,
         )
-    return {"params": plans[0]["params"], "work": total}
+    return {
+        "params": plans[0]["params"],
+        "work": total,
+        "memory_bytes": max(sum(p["memory"].values()) for p in plans),
+    }
+
+
+def check_memory(plan: Mapping[str, Any], settings: Settings, scheme: int = 0) -> None:
+    """Refuse a run whose estimated memory (``plan["memory"]``, see :func:`plan_runs`) is over
+    ``max_run_memory_bytes``: 413 naming the field behind the largest part."""
+    memory = plan["memory"]
+    total = sum(memory.values())
+    limit = settings.max_run_memory_bytes
+    if total <= limit:
+        return
+    part = max(memory, key=memory.get)
+    loc: list[str | int]
+    if part == "activations":
+        loc, value = ["training", "batch_size"], plan["batch_size"]
+        how = "a smaller training.batch_size (or narrower model.hidden_layers)"
+    elif part == "parameters":
+        loc, value = ["model", "hidden_layers"], plan["hidden_layers"]
+        how = "narrower or fewer model.hidden_layers"
+    else:
+        loc, value = ["dataset", "train_size"], plan["n_train"]
+        how = "fewer examples (dataset.train_size)"
+    mib = 1024**2
+    raise TooLargeError(
+        f"schemes.{scheme}: one run needs about {total / mib:,.0f} MiB (activations "
+        f"{memory['activations'] / mib:,.0f} MiB for batches of {plan['batch']} rows, "
+        f"parameters and optimizer state {memory['parameters'] / mib:,.0f} MiB, dataset "
+        f"{memory['dataset'] / mib:,.0f} MiB); the per-run limit is {limit / mib:,.0f} MiB "
+        f"(max_run_memory_bytes): use {how}",
+        loc=loc,
+        value=value,
+    )
+
+
+def cap_records(spec: dict[str, Any], plans: list[dict[str, Any]], settings: Settings) -> None:
+    """Keep each run's epoch records (and diagnostics snapshots) under ``max_epoch_records``:
+    without ``record.eval_every`` set one that evaluates every k-th epoch; with one that is
+    too small, 413 naming it."""
+    cap = settings.max_epoch_records
+    epochs = max(p["epochs"] for p in plans)
+    records = max(math.ceil(p["epochs"] / p["record_every"]) for p in plans)
+    if records <= cap:
+        return
+    need = math.ceil(epochs / cap)
+    record = spec.setdefault("record", {})
+    if record.get("eval_every") is not None:
+        raise TooLargeError(
+            f"record.eval_every {record['eval_every']} over {epochs} epochs makes {records} "
+            f"epoch records per run; the limit is {cap} (max_epoch_records): use "
+            f"record.eval_every >= {need}, or leave it out to get that automatically",
+            loc=["record", "eval_every"],
+            value=record["eval_every"],
+        )
+    record["eval_every"] = need
+    for plan in plans:
+        plan["record_every"] = need
 
 
 def check_job_dataset(
@@ -162,28 +246,21 @@ def run_seed(seed: int, repeat: int) -> int:
     return (seed + repeat) % (MAX_SEED + 1)
 
 
-def submit_job(
-    body: Any,
-    store: JobStore,
-    uploads: DatasetStore,
-    *,
-    owner: str = ANONYMOUS,
-    settings: Settings | None = None,
-    limits: Settings | None = None,
-) -> dict:
-    """Validate, check limits and the dataset, record the job (owned by ``owner``) and
-    enqueue one task per run."""
-    settings = settings or get_settings()
-    limits = limits or get_settings()
+def prepare_job(
+    body: Any, uploads: DatasetStore, settings: Settings, owner: str = ANONYMOUS
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate, check limits and the dataset: the job's stored spec and its runs (one per
+    (scheme, repeat)), ready for ``JobStore.create_job``."""
     job = validate_job(body)
     with _redis_available():  # an upload's metadata is read from Redis
         info = check_job_dataset(job, uploads, settings, owner)
-    check_limits(job, info, limits)
+    check_limits(job, info, settings)
     if job.seed is None:
         job.seed = secrets.randbelow(MAX_SEED + 1)
     spec = job.model_dump(mode="json")
     plans = plan_runs(spec, info)
-    cost = check_work(plans, job.repeats, limits)
+    cap_records(spec, plans, settings)
+    cost = check_work(plans, job.repeats, settings)
     spec["dataset_info"] = {
         k: info.get(k) for k in ("name", "task", "n_train", "n_val", "input_dim", "n_outputs")
     }
@@ -201,11 +278,29 @@ def submit_job(
         for s_index, scheme in enumerate(job.schemes)
     ]
     # Request order within each repeat, so the first results cover every scheme.
+    return spec, runs
+
+
+def submit_job(
+    body: Any,
+    store: JobStore,
+    uploads: DatasetStore,
+    *,
+    owner: str = ANONYMOUS,
+    settings: Settings | None = None,
+) -> dict:
+    """Validate and check the job against ``settings`` (the application's; default
+    :func:`get_settings`), record it (owned by ``owner``) and send one task per run.
+
+    Runs are recorded as queued before they are sent: if this process dies in between, the
+    workers' watchdog sends them (``queued_resend_seconds``)."""
+    settings = settings or get_settings()
+    spec, runs = prepare_job(body, uploads, settings, owner)
     with _redis_available():
         doc = store.create_job(spec, runs, owner=owner)
     try:
         for index in range(len(runs)):
-            enqueue_run(doc["id"], index)
+            send_run(doc["id"], index, settings)
     except Exception as exc:  # broker down: do not leave a job that will never run
         with _redis_available():
             store.cancel_job(doc["id"])
@@ -219,13 +314,6 @@ def _initializer_name(ref: Any) -> str | None:
     from app.initializers import resolve
 
     return resolve(ref).name
-
-
-def enqueue_run(job_id: str, index: int) -> None:
-    """Send one ``initlab.train_run`` task (by name: the API never imports the trainer)."""
-    from worker.celery_app import celery_app
-
-    celery_app.send_task(TASK_NAME, args=[job_id, index])
 
 
 def _no_job(job_id: str) -> NotFoundError:
@@ -323,13 +411,15 @@ def build_run_spec(spec: Mapping[str, Any], scheme_index: int, seed: int) -> Any
 
 def plan_runs(spec: Mapping[str, Any], info: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Check every scheme against the dataset (loss/task, output units, initializer shapes)
-    and return per scheme ``{params, total_steps}``; 422 naming the field otherwise."""
+    and return per scheme ``{params, total_steps, examples, epochs, record_every, memory,
+    ...}``; 422 naming the field otherwise."""
     from app.training.trainer import TrainingSpecError
 
     task = str(info.get("task") or "multiclass")
     input_dim = int(info.get("input_dim") or 1)
     n_outputs = int(info.get("n_outputs") or info.get("n_classes") or 1)
     n_train = max(1, int(info.get("n_train") or 1))
+    n_val = int(info.get("n_val") or 0)
     plans = []
     for i in range(len(spec["schemes"])):
         try:
@@ -341,11 +431,61 @@ def plan_runs(spec: Mapping[str, Any], info: Mapping[str, Any]) -> list[dict[str
                 field = f"schemes.{i}.{field}"
             loc: list[str | int] = [p for p in field.replace("[", ".").replace("]", "").split(".")]
             raise InvalidInputError(loc, exc.value, exc.msg) from None
+        training = spec["training"]
         plans.append(
             {
                 "params": rs.parameter_count(input_dim, loss.units),
                 "total_steps": rs.total_steps(n_train),
                 "examples": rs.total_steps(n_train) * rs.effective_batch_size(n_train),
+                "epochs": rs.total_epochs(n_train),
+                "record_every": rs.record_every(n_train),
+                "memory": run_memory(rs, input_dim, loss.units, n_train, n_val),
+                "batch": rs.effective_batch_size(n_train),
+                "batch_size": training.get("batch_size"),
+                "hidden_layers": list(rs.hidden_layers),
+                "n_train": n_train,
+                "training_epochs": training.get("epochs"),
+                "training_steps": training.get("steps"),
             }
         )
     return plans
+
+
+def run_memory(rs: Any, input_dim: int, units: int, n_train: int, n_val: int) -> dict[str, int]:
+    """Estimated bytes one run holds (float32), by part:
+
+    - ``activations``: the network's work arrays for every batch size the run uses (training
+      batches and the last partial one, evaluation chunks, the diagnostics batch);
+    - ``parameters``: parameters, gradients, the optimizer's scratch vector and its state
+      slots (SGD momentum 1, Adam/AdamW 2, RMSprop 1 + centered + momentum);
+    - ``dataset``: both splits (features, targets, labels), the batch gather buffers and the
+      loss history.
+    """
+    from app.training.network import buffer_bytes
+    from app.training.trainer import EVAL_CHUNK
+
+    sizes = rs.layer_sizes(input_dim, units)
+    bs = rs.effective_batch_size(n_train)
+    rows = {bs, min(n_val, EVAL_CHUNK), n_val % EVAL_CHUNK}
+    if not rs.drop_last:
+        rows.add(n_train % bs)
+    if rs.diagnostics:
+        rows.add(min(n_train, rs.diagnostics_batch_size))
+    activations = sum(
+        buffer_bytes(sizes, r, dropout=rs.dropout, itemsize=ITEMSIZE) for r in rows if r > 0
+    )
+    opt = rs.optimizer
+    slots = {
+        "sgd": int(bool(opt.momentum)),
+        "adam": 2,
+        "adamw": 2,
+        "rmsprop": 1 + int(bool(opt.centered)) + int(bool(opt.momentum)),
+    }.get(opt.name, 3)
+    params = rs.parameter_count(input_dim, units)
+    per_example = (input_dim + units) * ITEMSIZE + 8  # features, targets, an int64 label
+    dataset = (n_train + n_val + bs) * per_example + rs.total_steps(n_train) * ITEMSIZE
+    return {
+        "activations": activations,
+        "parameters": params * ITEMSIZE * (3 + slots),
+        "dataset": dataset,
+    }

@@ -4,15 +4,20 @@ Keys (every one expires with the job's TTL, refreshed on each write):
 
 - ``initlab:job:{id}``                 hash: spec, status, timestamps, run counters, error
 - ``initlab:job:{id}:run:{i}``         hash: one (scheme, repeat) run: status, attempt, epoch,
-  batch, epochs / diagnostics / final (JSON), seconds, worker, error
+  batch, final (JSON), seconds, worker, error, enqueued_at, resends
 - ``initlab:job:{id}:run:{i}:loss``    list: JSON chunks ``[[step, loss], ...]`` of batch losses
+- ``initlab:job:{id}:run:{i}:epochs``  list: one JSON epoch record per item (append-only)
+- ``initlab:job:{id}:run:{i}:diag``    list: JSON ``[when, layers]`` diagnostics snapshots
 - ``initlab:job:{id}:events``          stream (MAXLEN-capped): progress events for SSE
 - ``initlab:job:{id}:cancel``          string: present once the job is cancelled
 - ``initlab:job:{id}:lease:{i}``       string with a short TTL: the worker running run ``i``
 - ``initlab:jobs``                     sorted set: every job id by creation time
 - ``initlab:owner:{owner}:jobs``       sorted set: one caller's job ids by creation time (listing)
 - ``initlab:running``                  set: ``{id}:{i}`` of runs that are running (watchdog)
-- ``initlab:worker:{hostname}``        string with a TTL: worker heartbeats (``/readyz``)
+- ``initlab:queued``                   sorted set: ``{id}:{i}`` of queued runs, score = when
+  the watchdog sends it again if still queued (``queued_resend_seconds`` after each send)
+- ``initlab:workers``                  sorted set: worker hostnames, score = heartbeat expiry
+  (Redis server time; ``/readyz``)
 - ``initlab:dataset:{id}``             hash: an uploaded ``.npz`` and its metadata
 - ``initlab:datasets``                 sorted set: upload ids by creation time
 - ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
@@ -25,6 +30,9 @@ queued → running (first run claimed) → succeeded | failed (last run finished
 queued/running → cancelled. A run is claimed with an attempt counter; every write of a run
 carries that attempt and is dropped when it is stale, so a redelivered or re-enqueued run
 overwrites its record (the claim resets its curves) and never duplicates points.
+
+Writes are O(1) per report: batch losses, epoch records and diagnostics are appended (RPUSH)
+and assembled on read, never rewritten.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ import redis
 PREFIX = "initlab:"
 INDEX_KEY = PREFIX + "jobs"
 RUNNING_KEY = PREFIX + "running"
+QUEUED_KEY = PREFIX + "queued"
+WORKERS_KEY = PREFIX + "workers"
 DATASETS_KEY = PREFIX + "datasets"
 # The owner of jobs and uploads made without an API key (authentication off), and of records
 # written before owners were recorded.
@@ -71,6 +81,14 @@ def _loss_key(job_id: str, index: int) -> str:
     return f"{PREFIX}job:{job_id}:run:{index}:loss"
 
 
+def _epochs_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}:epochs"
+
+
+def _diag_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}:diag"
+
+
 def _lease_key(job_id: str, index: int) -> str:
     return f"{PREFIX}job:{job_id}:lease:{index}"
 
@@ -86,10 +104,6 @@ def _cancel_key(job_id: str) -> str:
 def cancel_channel(job_id: str) -> str:
     """The pub/sub channel a cancel is announced on (runs stop on it within one batch)."""
     return f"{PREFIX}job:{job_id}:cancelled"
-
-
-def _worker_key(hostname: str) -> str:
-    return f"{PREFIX}worker:{hostname}"
 
 
 def _dataset_key(dataset_id: str) -> str:
@@ -158,9 +172,23 @@ end
 local function push_chunks(key, argv, first)
   for i = first, #argv do redis.call('RPUSH', key, argv[i]) end
 end
+-- Whether the job exists and is not final, and the run has status want.
+local function run_is(job, run, want)
+  local jstatus = redis.call('HGET', job, 'status')
+  if (not jstatus) or jstatus == 'cancelled' or jstatus == 'succeeded' or jstatus == 'failed' then
+    return false
+  end
+  return redis.call('HGET', run, 'status') == want
+end
+-- ARGV[at] = n, then n items appended to key; returns the index after them.
+local function push_counted(key, argv, at)
+  local n = tonumber(argv[at])
+  for i = at + 1, at + n do redis.call('RPUSH', key, argv[i]) end
+  return at + n + 1
+end
 """
 
-# KEYS: job, run, loss, lease, events, running
+# KEYS: job, run, loss, lease, events, running, epochs, diag, queued
 # ARGV: worker, lease_ms, now, ttl, member, maxlen, run_index
 _CLAIM = (
     _EXPIRE_ALL
@@ -175,11 +203,13 @@ if rstatus ~= 'queued' and rstatus ~= 'running' then return {'done', 0} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy', 0} end
 local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'status', 'running', 'started_at', ARGV[3], 'worker', ARGV[1],
-  'epoch', 0, 'batch', 0, 'epochs', '[]', 'diagnostics', '{}', 'final', 'null',
+  'epoch', 0, 'batch', 0, 'final', 'null',
   'error', '', 'seconds', '', 'last_batch_loss', '', 'finished_at', '')
-redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[2], 'epochs', 'diagnostics')
+redis.call('DEL', KEYS[3], KEYS[7], KEYS[8])
 redis.call('SET', KEYS[4], ARGV[1] .. '#' .. attempt, 'PX', ARGV[2])
 redis.call('SADD', KEYS[6], ARGV[5])
+redis.call('ZREM', KEYS[9], ARGV[5])
 if jstatus == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[3])
   event(KEYS[5], ARGV[6], '{"type":"status","status":"running"}')
@@ -191,8 +221,9 @@ return {'ok', attempt}
 """
 )
 
-# KEYS: job, run, loss, events, cancel
-# ARGV: attempt, ttl, maxlen, event ('' for none), n_fields, field, value, ..., chunks...
+# KEYS: job, run, loss, events, cancel, epochs, diag
+# ARGV: attempt, ttl, maxlen, event ('' for none), n_fields, field, value, ...,
+#       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
 _UPDATE = (
     _EXPIRE_ALL
     + """
@@ -202,14 +233,16 @@ if rstatus == 'cancelled' then return 1 end
 if rstatus ~= 'running' then return -1 end
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
-push_chunks(KEYS[3], ARGV, 6 + 2 * n)
+local at = push_counted(KEYS[6], ARGV, 6 + 2 * n)
+at = push_counted(KEYS[7], ARGV, at)
+push_chunks(KEYS[3], ARGV, at)
 if ARGV[4] ~= '' then event(KEYS[4], ARGV[3], ARGV[4]) end
-expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ARGV[2])
+expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7]}, ARGV[2])
 return redis.call('EXISTS', KEYS[5])
 """
 )
 
-# KEYS: job, run, loss, events, running, lease
+# KEYS: job, run, loss, events, running, lease, epochs, diag, queued
 # ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ..., chunks
 _FINISH = (
     _EXPIRE_ALL
@@ -221,8 +254,9 @@ local n = tonumber(ARGV[9])
 for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
 push_chunks(KEYS[3], ARGV, 10 + 2 * n)
 redis.call('SREM', KEYS[5], ARGV[5])
+redis.call('ZREM', KEYS[9], ARGV[5])
 redis.call('DEL', KEYS[6])
-expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ARGV[2])
+expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], KEYS[8]}, ARGV[2])
 if rstatus == 'cancelled' then return 'cancelled' end
 local status = ARGV[6]
 redis.call('HSET', KEYS[2], 'status', status, 'finished_at', ARGV[4], 'error', ARGV[7])
@@ -247,7 +281,7 @@ return status
 """
 )
 
-# KEYS: job, events, cancel, running, run_0 .. run_{n-1}
+# KEYS: job, events, cancel, running, queued, run_0 .. run_{n-1}
 # ARGV: now, ttl, maxlen, job_id
 _CANCEL = (
     _EXPIRE_ALL
@@ -258,13 +292,14 @@ if jstatus == 'cancelled' or jstatus == 'succeeded' or jstatus == 'failed' then 
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
 local keys = {KEYS[1], KEYS[2]}
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   local rs = redis.call('HGET', KEYS[i], 'status')
   if rs == 'queued' or rs == 'running' then
     redis.call('HSET', KEYS[i], 'status', 'cancelled', 'finished_at', ARGV[1])
     redis.call('HINCRBY', KEYS[1], 'runs_done', 1)
   end
-  redis.call('SREM', KEYS[4], ARGV[4] .. ':' .. (i - 5))
+  redis.call('SREM', KEYS[4], ARGV[4] .. ':' .. (i - 6))
+  redis.call('ZREM', KEYS[5], ARGV[4] .. ':' .. (i - 6))
   table.insert(keys, KEYS[i])
 end
 event(KEYS[2], ARGV[3], '{"type":"status","status":"cancelled"}')
@@ -274,26 +309,59 @@ return jstatus
 """
 )
 
-# KEYS: job, run, lease, running, events
-# ARGV: member, maxlen, run_index
+# KEYS: job, run, lease, running, events, queued
+# ARGV: member, maxlen, run_index, now, resend_at
 _REQUEUE = (
     _EXPIRE_ALL
     + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local jstatus = redis.call('HGET', KEYS[1], 'status')
-local rstatus = redis.call('HGET', KEYS[2], 'status')
-if (not jstatus) or jstatus == 'cancelled' or jstatus == 'succeeded' or jstatus == 'failed'
-   or rstatus ~= 'running' then
+if not run_is(KEYS[1], KEYS[2], 'running') then
   redis.call('SREM', KEYS[4], ARGV[1])
   return 0
 end
-redis.call('HSET', KEYS[2], 'status', 'queued')
+redis.call('HSET', KEYS[2], 'status', 'queued', 'enqueued_at', ARGV[4], 'resends', 0)
 redis.call('HINCRBY', KEYS[2], 'requeues', 1)
 redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
 event(KEYS[5], ARGV[2], '{"type":"run","run":' .. ARGV[3] .. ',"status":"queued"}')
 return 1
 """
 )
+
+# A queued run whose resend time passed: send it again (1), pushing the next resend out by
+# resend_seconds × 2^resends (at most 64×); a run no longer queued leaves the index (0).
+# KEYS: job, run, queued ; ARGV: member, now, resend_seconds
+_RESEND = (
+    _EXPIRE_ALL
+    + """
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if (not due) or tonumber(due) > tonumber(ARGV[2]) then return 0 end
+if not run_is(KEYS[1], KEYS[2], 'queued') then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+local n = redis.call('HINCRBY', KEYS[2], 'resends', 1)
+local wait = tonumber(ARGV[3]) * math.pow(2, math.min(n, 6))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[2]) + wait, ARGV[1])
+redis.call('HSET', KEYS[2], 'enqueued_at', ARGV[2])
+return 1
+"""
+)
+
+# Worker heartbeats on the Redis server's clock. KEYS: workers ; ARGV: hostname, seconds
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: workers
+_LIVE_WORKERS = """
+local t = redis.call('TIME')
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (tonumber(t[1]) + tonumber(t[2]) / 1e6), '+inf')
+"""
 
 # KEYS: lease ; ARGV: token, lease_ms
 _RENEW = """
@@ -324,28 +392,41 @@ class RunClaim:
 class JobStore:
     """Create, update and read job records. Thread-safe (a ``redis.Redis`` pool)."""
 
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int, events_maxlen: int = 10_000):
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int,
+        events_maxlen: int = 10_000,
+        queued_resend_seconds: float = 60.0,
+    ):
         # redis-py's response types are unions over sync/async clients: keep them as Any here.
         self.redis: Any = client
         self.ttl = int(ttl_seconds)
         self.events_maxlen = int(events_maxlen)
+        self.queued_resend_seconds = float(queued_resend_seconds)
         self._claim = client.register_script(_CLAIM)
         self._update = client.register_script(_UPDATE)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._requeue = client.register_script(_REQUEUE)
         self._renew = client.register_script(_RENEW)
+        self._resend = client.register_script(_RESEND)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._live_workers = client.register_script(_LIVE_WORKERS)
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> JobStore:
-        """A store on the configured Redis (``INITLAB_REDIS_URL``), with the configured TTL."""
+        """A store on ``settings``' Redis (default: :func:`app.config.get_settings`), with
+        its TTL, stream length and resend time."""
         from app.config import get_settings
 
         settings = settings or get_settings()
         return cls(
             redis_client(settings.redis_url),
             ttl_seconds=settings.job_ttl_seconds,
-            events_maxlen=get_settings().events_maxlen,
+            events_maxlen=settings.events_maxlen,
+            queued_resend_seconds=settings.queued_resend_seconds,
         )
 
     # ---------------------------------------------------------------- create / read / list
@@ -397,8 +478,6 @@ class JobStore:
                     "requeues": 0,
                     "epoch": 0,
                     "batch": 0,
-                    "epochs": "[]",
-                    "diagnostics": "{}",
                     "final": "null",
                     "seconds": "",
                     "last_batch_loss": "",
@@ -406,9 +485,15 @@ class JobStore:
                     "worker": "",
                     "started_at": "",
                     "finished_at": "",
+                    "enqueued_at": repr(now),
+                    "resends": 0,
                 },
             )
             pipe.expire(_run_key(job_id, i), self.ttl)
+        # Sent right after this by the caller; if that never happens (the API died, the
+        # broker failed), the watchdog sends them once this time has passed.
+        resend_at = now + self.queued_resend_seconds
+        pipe.zadd(QUEUED_KEY, {_member(job_id, i): resend_at for i in range(len(runs))})
         events = _events_key(job_id)
         pipe.xadd(
             events,
@@ -441,9 +526,16 @@ class JobStore:
         """One run's document (as in :meth:`get_job`), or None."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(_run_key(job_id, index))
+        self._queue_curves(pipe, job_id, index)
+        raw, *curves = pipe.execute()
+        return self._run_doc(index, raw, *curves) if raw else None
+
+    @staticmethod
+    def _queue_curves(pipe: Any, job_id: str, index: int) -> None:
+        """Queue the reads of a run's append-only lists (loss chunks, epochs, diagnostics)."""
         pipe.lrange(_loss_key(job_id, index), 0, -1)
-        raw, chunks = pipe.execute()
-        return self._run_doc(index, raw, chunks) if raw else None
+        pipe.lrange(_epochs_key(job_id, index), 0, -1)
+        pipe.lrange(_diag_key(job_id, index), 0, -1)
 
     def get_job(
         self, job_id: str, *, include_runs: bool = True, owner: str | None = None
@@ -458,16 +550,14 @@ class JobStore:
         for i in range(n):
             pipe.hgetall(_run_key(job_id, i))
             if include_runs:
-                pipe.lrange(_loss_key(job_id, i), 0, -1)
+                self._queue_curves(pipe, job_id, i)
         out = pipe.execute()
+        per_run = 4 if include_runs else 1
         runs: list[dict] = []
         for i in range(n):
-            if include_runs:
-                rraw, chunks = out[2 * i], out[2 * i + 1]
-            else:
-                rraw, chunks = out[i], []
+            rraw, *curves = out[per_run * i : per_run * (i + 1)]
             if rraw:
-                runs.append(self._run_doc(i, rraw, chunks, with_curves=include_runs))
+                runs.append(self._run_doc(i, rraw, *curves, with_curves=include_runs))
         return self._job_doc(job_id, raw, runs, include_runs=include_runs)
 
     def list_jobs(
@@ -526,7 +616,9 @@ class JobStore:
         n, stored_owner = self.redis.hmget(_job_key(job_id), ["runs_total", "owner"])
         if n is None or not _owned(stored_owner, owner):
             return None
-        keys = [_job_key(job_id), _events_key(job_id), _cancel_key(job_id), RUNNING_KEY]
+        keys = [
+            _job_key(job_id), _events_key(job_id), _cancel_key(job_id), RUNNING_KEY, QUEUED_KEY
+        ]
         keys += [_run_key(job_id, i) for i in range(int(n))]
         before = self._cancel(
             keys=keys, args=[repr(time.time()), self.ttl, self.events_maxlen, job_id]
@@ -551,6 +643,9 @@ class JobStore:
                 _lease_key(job_id, index),
                 _events_key(job_id),
                 RUNNING_KEY,
+                _epochs_key(job_id, index),
+                _diag_key(job_id, index),
+                QUEUED_KEY,
             ],
             args=[
                 worker,
@@ -580,9 +675,12 @@ class JobStore:
         fields: Mapping[str, Any] | None = None,
         points: Sequence[tuple[int, float]] = (),
         event: Mapping[str, Any] | None = None,
+        epochs: Sequence[Mapping[str, Any]] = (),
+        diagnostics: Sequence[tuple[str, Any]] = (),
     ) -> int:
         """Write progress of a running run: hash ``fields`` (JSON-encoded when not scalar),
-        new batch-loss ``points`` and an ``event``. Returns 1 if the job was cancelled, 0 to
+        new batch-loss ``points``, new epoch records, new ``(when, layers)`` diagnostics
+        snapshots (all appended) and an ``event``. Returns 1 if the job was cancelled, 0 to
         carry on, -1 if this attempt is stale (another attempt owns the run, or it ended)."""
         flat = _flatten(fields or {})
         args: list[Any] = [
@@ -592,6 +690,10 @@ class JobStore:
             _dumps(event) if event else "",
             len(flat) // 2,
             *flat,
+            len(epochs),
+            *(_dumps(record) for record in epochs),
+            len(diagnostics),
+            *(_dumps([when, layers]) for when, layers in diagnostics),
         ]
         if points:
             args.append(_dumps(points))
@@ -603,6 +705,8 @@ class JobStore:
                     _loss_key(job_id, index),
                     _events_key(job_id),
                     _cancel_key(job_id),
+                    _epochs_key(job_id, index),
+                    _diag_key(job_id, index),
                 ],
                 args=args,
             )
@@ -647,6 +751,9 @@ class JobStore:
                 _events_key(job_id),
                 RUNNING_KEY,
                 _lease_key(job_id, index),
+                _epochs_key(job_id, index),
+                _diag_key(job_id, index),
+                QUEUED_KEY,
             ],
             args=args,
         )
@@ -686,7 +793,9 @@ class JobStore:
 
     def requeue_if_orphaned(self, job_id: str, index: int) -> bool:
         """If the run is running but its lease lapsed, mark it queued (True: enqueue it again).
-        Atomic, so concurrent watchdogs re-enqueue a run once."""
+        Atomic, so concurrent watchdogs re-enqueue a run once. The run joins the queued index,
+        so it is sent again even if the caller's send fails."""
+        now = time.time()
         return bool(
             self._requeue(
                 keys=[
@@ -695,24 +804,48 @@ class JobStore:
                     _lease_key(job_id, index),
                     RUNNING_KEY,
                     _events_key(job_id),
+                    QUEUED_KEY,
                 ],
-                args=[_member(job_id, index), self.events_maxlen, index],
+                args=[
+                    _member(job_id, index),
+                    self.events_maxlen,
+                    index,
+                    repr(now),
+                    repr(now + self.queued_resend_seconds),
+                ],
             )
         )
 
-    def acquire_lock(self, name: str, token: str, seconds: float) -> bool:
-        return bool(self.redis.set(PREFIX + "lock:" + name, token, nx=True, px=int(seconds * 1000)))
+    def queued_due(self, limit: int = 100) -> list[tuple[str, int]]:
+        """``(job_id, run_index)`` of up to ``limit`` queued runs whose resend time passed (a
+        range read of the queued index, oldest first)."""
+        out = []
+        for member in self.redis.zrangebyscore(QUEUED_KEY, "-inf", time.time(), 0, limit):
+            job_id, _, index = member.decode().rpartition(":")
+            out.append((job_id, int(index)))
+        return out
+
+    def resend_if_queued(self, job_id: str, index: int) -> bool:
+        """If the run is still queued and due, push its next resend time out (doubling the
+        wait each time) and return True: the caller sends it again. Atomic, so concurrent
+        watchdogs send a run once; runs no longer queued leave the index."""
+        return bool(
+            self._resend(
+                keys=[_job_key(job_id), _run_key(job_id, index), QUEUED_KEY],
+                args=[_member(job_id, index), repr(time.time()), self.queued_resend_seconds],
+            )
+        )
 
     def worker_heartbeat(self, hostname: str, seconds: float) -> None:
-        self.redis.set(_worker_key(hostname), repr(time.time()), px=int(seconds * 1000))
+        """Mark ``hostname`` alive for ``seconds`` (expired heartbeats are pruned)."""
+        self._heartbeat(keys=[WORKERS_KEY], args=[hostname, float(seconds)])
 
     def worker_gone(self, hostname: str) -> None:
-        self.redis.delete(_worker_key(hostname))
+        self.redis.zrem(WORKERS_KEY, hostname)
 
     def live_workers(self) -> list[str]:
-        """Hostnames of workers whose heartbeat has not expired."""
-        prefix = len(_worker_key(""))
-        return sorted(k.decode()[prefix:] for k in self.redis.scan_iter(_worker_key("*"), 500))
+        """Hostnames of workers whose heartbeat has not expired (one range read)."""
+        return sorted(m.decode() for m in self._live_workers(keys=[WORKERS_KEY]))
 
     def ping(self) -> bool:
         try:
@@ -726,7 +859,9 @@ class JobStore:
         self,
         index: int,
         raw: Mapping[bytes, bytes],
-        chunks: Iterable[bytes],
+        chunks: Iterable[bytes] = (),
+        epochs: Iterable[bytes] = (),
+        diagnostics: Iterable[bytes] = (),
         *,
         with_curves: bool = True,
     ) -> dict:
@@ -763,8 +898,13 @@ class JobStore:
         if with_curves:
             doc["batch_losses"] = losses
             doc["batch_steps"] = steps
-            doc["epochs"] = orjson.loads(g.get("epochs") or "[]")
-            doc["diagnostics"] = orjson.loads(g.get("diagnostics") or "{}")
+            doc["epochs"] = [orjson.loads(e) for e in epochs]
+            doc["diagnostics"] = dict(orjson.loads(d) for d in diagnostics)
+            # Runs recorded before the append-only lists kept them in the hash.
+            if not doc["epochs"] and g.get("epochs"):
+                doc["epochs"] = orjson.loads(g["epochs"])
+            if not doc["diagnostics"] and g.get("diagnostics"):
+                doc["diagnostics"] = orjson.loads(g["diagnostics"])
         return doc
 
     def _job_doc(

@@ -23,7 +23,19 @@ import numpy as np
 from app.training.activations import Activation
 from app.training.losses import Loss
 
-__all__ = ["Buffers", "Network"]
+__all__ = ["Buffers", "Network", "buffer_bytes"]
+
+
+def buffer_bytes(
+    sizes: Sequence[int], batch: int, *, dropout: float = 0.0, itemsize: int = 4
+) -> int:
+    """Bytes :meth:`Network.buffers` allocates for ``batch`` rows of a network of layer
+    ``sizes`` (for submission limits: computed without allocating anything)."""
+    outs = [int(s) for s in sizes[1:]]
+    hidden = sum(outs[:-1])
+    # z and dz per layer; h per hidden layer (plus hd, mask and u with dropout); relu_mask (bool)
+    floats = 2 * sum(outs) + (4 if dropout > 0 else 1) * hidden
+    return int(batch) * (floats * int(itemsize) + hidden)
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""The worker-side reporter on a real Redis: a cancel reaches a running run within one batch."""
+"""The worker-side reporter on a real Redis: a cancel reaches a running run within one batch;
+writes stay the same size however long the run (append-only records, capped at submission)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 import redis
@@ -23,17 +25,26 @@ def store(redis_url: str) -> Iterator[JobStore]:
     client.close()
 
 
-def _reporter(store: JobStore, job_id: str, cancelled: threading.Event) -> RedisRunReporter:
+def _reporter(
+    store: JobStore,
+    job_id: str,
+    cancelled: threading.Event | None = None,
+    *,
+    total_batches: int = 1000,
+    **settings_update: Any,
+) -> RedisRunReporter:
     claim = store.claim_run(job_id, 0, "w", 30)
     assert claim.ok
     # The fallback flag read is pushed out of reach: only the published cancel can stop it.
-    settings = get_settings().model_copy(update={"cancel_check_seconds": 3600.0})
+    settings = get_settings().model_copy(
+        update={"cancel_check_seconds": 3600.0, **settings_update}
+    )
     reporter = RedisRunReporter(
         store,
         job_id,
         0,
         claim.attempt,
-        total_batches=1000,
+        total_batches=total_batches,
         plot_n_batches=10,
         max_batch_points=100,
         settings=settings,
@@ -76,3 +87,108 @@ def test_the_watcher_of_another_job_is_not_woken(store: JobStore) -> None:
         assert not watcher.event.wait(timeout=0.5)
     finally:
         watcher.close()
+
+
+class _CountingConnection(redis.Connection):
+    """A real Redis connection that also records the size of every command it sends."""
+
+    sizes: ClassVar[list[int]] = []
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = command if isinstance(command, bytes | str) else b"".join(command)
+        type(self).sizes.append(len(data))
+        super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def counting_store(redis_url: str) -> Iterator[tuple[JobStore, list[int]]]:
+    sizes: list[int] = []
+    conn = type("Counting", (_CountingConnection,), {"sizes": sizes})
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=conn)
+    client = redis.Redis(connection_pool=pool)
+    yield JobStore(client, ttl_seconds=600), sizes
+    client.close()
+    pool.disconnect()
+
+
+LAYERS = [
+    {
+        "layer": i,
+        "activation_mean": 0.123456789,
+        "activation_std": 0.987654321,
+        "dead_fraction": 0.1,
+        "saturated_fraction": None,
+        "gradient_norm": 0.0123456789,
+        "bias_gradient_norm": 0.00123456789,
+        "weight_norm": 3.14159265,
+        "distinct_units": 10,
+    }
+    for i in range(3)
+]
+
+
+def test_epoch_writes_do_not_grow_with_the_run(
+    counting_store: tuple[JobStore, list[int]],
+) -> None:
+    """2,000 epochs (one batch each, like full-batch circles): every epoch costs the same few
+    writes of the same size; the document still has every record."""
+    store, sizes = counting_store
+    runs = [{**RUNS[0], "total_batches": 2000}]
+    job_id = store.create_job(SPEC, runs)["id"]
+    reporter = _reporter(store, job_id, total_batches=2000, progress_interval_seconds=3600.0)
+    reporter.on_diagnostics("init", LAYERS)
+    per_epoch: list[tuple[int, int]] = []  # (commands, bytes) sent for each epoch
+    for epoch in range(1, 2001):
+        before = (len(sizes), sum(sizes))
+        reporter.on_batch(epoch, epoch, 1.0 / epoch)
+        record = {"epoch": epoch, "step": epoch, "train_loss": 1.0 / epoch, "val_loss": 0.5,
+                  "train_accuracy": 0.75, "val_accuracy": 0.7, "seconds": 0.001}
+        reporter.on_epoch(record)
+        reporter.on_diagnostics(f"epoch_{epoch}", LAYERS)
+        per_epoch.append((len(sizes) - before[0], sum(sizes) - before[1]))
+    assert reporter.finish("succeeded", final={"val_accuracy": 0.7}) == "succeeded"
+    early = per_epoch[20:120]
+    late = per_epoch[-100:]
+    assert max(c for c, _ in late) <= max(c for c, _ in early) <= 3
+    # Same size at epoch 2,000 as at epoch 20 (the old full rewrite grew ~800 B per epoch).
+    assert sum(b for _, b in late) <= 1.05 * sum(b for _, b in early)
+    assert max(sizes) < 8_000
+    doc = store.get_job(job_id)
+    assert doc is not None and doc["status"] == "succeeded"
+    run = doc["runs"][0]
+    assert [e["epoch"] for e in run["epochs"]] == list(range(1, 2001))
+    assert list(run["diagnostics"])[:3] == ["init", "epoch_1", "epoch_2"]
+    assert len(run["diagnostics"]) == 2001 and run["diagnostics"]["epoch_2000"] == LAYERS
+    assert run["final"] == {"val_accuracy": 0.7}
+
+
+def test_a_2000_epoch_full_batch_run_keeps_at_most_max_epoch_records(
+    counting_store: tuple[JobStore, list[int]],
+) -> None:
+    """Through the service and the real trainer: record.eval_every is set so the run makes
+    max_epoch_records records and as many diagnostics snapshots (+ init), each write small."""
+    from app.jobs.reporter import execute_run
+    from app.jobs.service import prepare_job
+    from app.jobs.store import DatasetStore
+
+    store, sizes = counting_store
+    settings = get_settings().model_copy(update={"max_epoch_records": 50})
+    body = {
+        "dataset": {"name": "circles", "train_size": 300, "validation_size": 100},
+        "model": {"hidden_layers": [10, 5]},
+        "training": {"batch_size": "full", "epochs": 2000, "optimizer": {"name": "adam"}},
+        "schemes": [{"initializer": "he_normal"}],
+        "seed": 3,
+    }
+    spec, runs = prepare_job(body, DatasetStore(store.redis, ttl_seconds=60), settings)
+    assert spec["record"]["eval_every"] == 40
+    job_id = store.create_job(spec, runs)["id"]
+    sizes.clear()
+    assert execute_run(store, job_id, 0, "in-process") == "succeeded"
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["batch"] == 2000
+    assert [e["epoch"] for e in run["epochs"]] == list(range(40, 2001, 40))
+    assert len(run["diagnostics"]) == 51 and "epoch_2000" in run["diagnostics"]
+    # Linear: 50 records, 51 snapshots, a few throttled progress writes; none large.
+    assert max(sizes) < 8_000
+    assert sum(sizes) < 200 * 8_000

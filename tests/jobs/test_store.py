@@ -232,9 +232,15 @@ def test_jobs_expire_after_their_ttl(redis_url: str) -> None:
 
 def test_worker_heartbeats_expire(store: JobStore) -> None:
     store.worker_heartbeat("hb-test@host", 0.3)
-    assert "hb-test@host" in store.live_workers()
+    store.worker_heartbeat("hb-other@host", 30)
+    assert {"hb-test@host", "hb-other@host"} <= set(store.live_workers())
     time.sleep(0.5)
     assert "hb-test@host" not in store.live_workers()
+    # One sorted set, pruned by the next heartbeat: no per-worker keys to SCAN for.
+    store.worker_heartbeat("hb-other@host", 30)
+    assert store.redis.zscore("initlab:workers", "hb-test@host") is None
+    store.worker_gone("hb-other@host")
+    assert "hb-other@host" not in store.live_workers()
     assert store.ping()
 
 
@@ -250,4 +256,92 @@ def test_dataset_store_round_trip_and_listing(redis_url: str) -> None:
     assert uploads.get("ds_nope") is None
     assert ds_id in [m["id"] for m in uploads.list()]
     assert 0 < client.ttl(f"initlab:dataset:{ds_id}") <= 60
+    # Removed again: the datasets API lists every live upload of the test DB.
+    assert uploads.delete(ds_id) and not uploads.exists(ds_id)
+    assert ds_id not in [m["id"] for m in uploads.list()]
+    client.close()
+
+
+def test_epochs_and_diagnostics_are_appended_and_read_back_in_order(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    layers = [{"layer": 0, "weight_norm": 1.5}]
+    store.update_run(job_id, 0, claim.attempt, diagnostics=[("init", layers)])
+    for epoch in (1, 2):
+        store.update_run(
+            job_id,
+            0,
+            claim.attempt,
+            fields={"epoch": epoch},
+            epochs=[{"epoch": epoch, "val_loss": 1.0 / epoch}],
+            diagnostics=[(f"epoch_{epoch}", layers)],
+            points=[(epoch, 0.5)],
+        )
+    run = store.get_run(job_id, 0)
+    assert run is not None
+    assert run["epochs"] == [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.5}]
+    assert list(run["diagnostics"]) == ["init", "epoch_1", "epoch_2"]
+    assert run["diagnostics"]["epoch_2"] == layers
+    assert run["batch_steps"] == [1, 2] and run["epoch"] == 2
+    # Each record is one list item: nothing rewrites the ones before.
+    assert store.redis.llen(f"initlab:job:{job_id}:run:0:epochs") == 2
+    assert 0 < store.redis.ttl(f"initlab:job:{job_id}:run:0:diag") <= 3600
+    # A new attempt starts from empty curves; the job document has the same shape.
+    store.redis.delete(f"initlab:job:{job_id}:lease:0")  # the first worker "died"
+    again = store.claim_run(job_id, 0, "w2", 30)
+    assert again.ok and again.attempt == 2
+    doc = store.get_job(job_id)
+    assert doc is not None
+    assert doc["runs"][0]["epochs"] == [] and doc["runs"][0]["diagnostics"] == {}
+
+
+def test_queued_runs_are_resent_once_when_due_and_leave_the_index_when_claimed(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, ttl_seconds=600, queued_resend_seconds=0.3)
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]  # recorded; "sent" by nobody
+    assert not [m for m in store.queued_due() if m[0] == job_id]  # not due yet
+    time.sleep(0.4)
+    assert sorted(m for m in store.queued_due() if m[0] == job_id) == [(job_id, 0), (job_id, 1)]
+    assert store.resend_if_queued(job_id, 0) is True
+    assert store.resend_if_queued(job_id, 0) is False  # a second watchdog: not due any more
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["status"] == "queued"
+    assert client.hget(f"initlab:job:{job_id}:run:0", "resends") == b"1"
+    # The next resend waits twice as long (0.6 s after this one).
+    score = client.zscore("initlab:queued", f"{job_id}:0")
+    assert score is not None and score - time.time() > 0.45
+    # Claimed: out of the index; run 1 is claimed by its message meanwhile, so no resend.
+    assert store.claim_run(job_id, 1, "w", 30).ok
+    assert client.zscore("initlab:queued", f"{job_id}:1") is None
+    assert store.resend_if_queued(job_id, 1) is False
+    store.cancel_job(job_id)
+    assert client.zscore("initlab:queued", f"{job_id}:0") is None
+    client.close()
+
+
+def test_a_requeued_orphan_is_resent_even_if_the_watchdogs_send_failed(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, ttl_seconds=600, queued_resend_seconds=0.3)
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    store.claim_run(job_id, 0, "w1", 0.1)
+    time.sleep(0.2)
+    assert store.requeue_if_orphaned(job_id, 0) is True
+    # The watchdog's send_task raised (broker blip): the run is in the queued index anyway.
+    time.sleep(0.4)
+    assert (job_id, 0) in store.queued_due()
+    assert store.resend_if_queued(job_id, 0) is True
+    store.cancel_job(job_id)
+    client.close()
+
+
+def test_runs_of_a_finished_or_expired_job_leave_the_queued_index(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, ttl_seconds=1, queued_resend_seconds=0.1)
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    time.sleep(1.3)  # expired with its TTL
+    assert (job_id, 0) in store.queued_due()
+    assert store.resend_if_queued(job_id, 0) is False
+    assert client.zscore("initlab:queued", f"{job_id}:0") is None
     client.close()

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep
+from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep, SettingsDep
 from app.jobs import service
 from app.schemas.jobs import JobList, JobRead
 
@@ -47,6 +47,7 @@ _EXAMPLE = {
 )
 def create_job(
     caller: CallerDep,
+    settings: SettingsDep,
     jobs: JobStoreDep,
     uploads: DatasetStoreDep,
     body: Annotated[
@@ -59,7 +60,7 @@ def create_job(
     ],
 ) -> Response:
     """Submit a comparison job: one run per (scheme, repeat) on the workers."""
-    doc = service.submit_job(body, jobs, uploads, owner=caller)
+    doc = service.submit_job(body, jobs, uploads, owner=caller, settings=settings)
     return json_response(doc, status_code=202, headers={"Location": doc["links"]["self"]})
 
 
