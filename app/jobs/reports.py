@@ -23,7 +23,9 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 ReportFormat = Literal["png", "svg"]
 REPORT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
@@ -68,12 +70,81 @@ _COLORS = (
     "#bcbd22",
     "#17becf",
 )
+# Titles get an explicit y (set_title(..., y=1.0)): matplotlib then skips its title-placement
+# pass over every tick label, which was a third of the render time.
 _RC: dict[Any, Any] = {
     "svg.hashsalt": "initlab-report",
     "svg.id": "initlab-report",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
 }
+
+_ACTIVATIONS = {
+    "relu": "ReLU",
+    "leaky_relu": "leaky ReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "gelu": "GELU",
+}
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+# One (line style, marker) per scheme on top of its colour, so curves that lie on top of each
+# other (all zeros and all ones at chance; the best schemes within a point) stay apart.
+_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 1)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_LABEL_CHARS = 36  # legend and table cells cut longer labels with "…"
+
+# Layout, in inches (the figure is 10 in wide at 100 dpi: 1000 px).
+_WIDTH = 10.0
+_DPI = 100
+_MARGIN_L, _MARGIN_R = 0.8, 0.25
+_HEADER = 0.95
+_LEGEND_ROW = 0.24
+_LOSS_H = 3.5
+_ACC_H = 2.3
+_GAP = 0.68  # x tick labels + x label + the next panel's title
+_TABLE_ROW = 0.24
+_BOTTOM = 0.15
+
+
+@dataclass(frozen=True)
+class _Style:
+    color: str
+    linestyle: Any
+    marker: str
+    linewidth: float
+    zorder: float
+
+    def line(self, markersize: float, markevery: tuple[int, int] | None) -> dict[str, Any]:
+        """``Axes.plot`` keywords: hollow markers and a little transparency, so a curve
+        under another one still shows."""
+        return {
+            "color": self.color,
+            "linestyle": self.linestyle,
+            "linewidth": self.linewidth,
+            "marker": self.marker,
+            "markersize": markersize,
+            "markevery": markevery,
+            "markerfacecolor": "none",
+            "alpha": 0.9,
+            "zorder": self.zorder,
+        }
+
+
+def _style(i: int, n: int) -> _Style:
+    """Colour, dash and marker of scheme ``i`` of ``n``; later schemes are drawn thinner and on
+    top, so a thick earlier curve still shows around a thin later one lying on it."""
+    width = 2.6 - 1.4 * (i / (n - 1)) if n > 1 else 1.6
+    return _Style(
+        color=_COLORS[i % len(_COLORS)],
+        linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+        marker=_MARKERS[i % len(_MARKERS)],
+        linewidth=round(width, 2),
+        zorder=2.0 + i * 0.01,
+    )
+
+
+def _short(label: str, limit: int = _LABEL_CHARS) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 @dataclass
@@ -167,18 +238,79 @@ def _nanstats(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.nanmean(finite, 0), np.nanmin(finite, 0), np.nanmax(finite, 0)
 
 
-def _fmt_stat(stats: Any, digits: int = 4) -> str:
+def _decimals(value: float, significant: int, most: int = 4) -> int:
+    """Decimals that show ``value`` with about ``significant`` significant digits (0 to
+    ``most``)."""
+    magnitude = abs(value)
+    if not math.isfinite(magnitude) or magnitude == 0:
+        return most
+    return min(most, max(0, significant - 1 - math.floor(math.log10(magnitude))))
+
+
+def _fmt_num(value: float, digits: int = 4, decimals: int | None = None) -> str:
+    """A loss with about ``digits`` significant digits (fixed point), or an accuracy
+    (``digits=-3``: exactly 3 decimals)."""
+    if not math.isfinite(value):
+        return "–" if math.isnan(value) else ("∞" if value > 0 else "-∞")
+    if digits < 0:
+        return f"{value:.{-digits}f}"
+    if abs(value) >= 1e6:
+        return f"{value:.3g}"
+    return f"{value:.{_decimals(value, digits) if decimals is None else decimals}f}"
+
+
+def _fmt_stat(stats: Any, digits: int = 4, *, single: bool = False) -> str:
+    """``mean ± std`` of a summary statistics object (the value alone for a ``single`` run),
+    both with the decimals the more precise of the two needs; "–" when missing."""
     if not isinstance(stats, Mapping):
         return "–"
     mean, std = _num(stats.get("mean")), _num(stats.get("std"))
     if math.isnan(mean):
         return "–"
-    if math.isnan(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if math.isnan(std) or single:
+        return _fmt_num(mean, digits)
+    if digits < 0:
+        return f"{_fmt_num(mean, digits)} ± {_fmt_num(std, digits)}"
+    # The std to 2 significant digits, the mean to ``digits``; both with the same decimals.
+    decimals = max(_decimals(mean, digits), _decimals(std, 2) if std > 0 else 0)
+    return f"{_fmt_num(mean, digits, decimals)} ± {_fmt_num(std, digits, decimals)}"
 
 
-def _summary_rows(job: Mapping[str, Any], series: list[SchemeSeries]) -> list[list[str]]:
+def _fmt_range(stats: Any, digits: int = 4, *, single: bool = False) -> str:
+    """``min–max`` of a summary statistics object; "–" when missing or for a ``single`` run."""
+    if single or not isinstance(stats, Mapping):
+        return "–"
+    low, high = _num(stats.get("min")), _num(stats.get("max"))
+    if math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"{_fmt_num(low, digits)}–{_fmt_num(high, digits)}"
+
+
+def _uses_accuracy(job: Mapping[str, Any], series: list[SchemeSeries]) -> bool:
+    """Accuracy is the headline metric when any run or summary has one (classification)."""
+    for item in job.get("summary") or []:
+        if isinstance(item.get("final_val_accuracy"), Mapping) and math.isfinite(
+            _num(item["final_val_accuracy"].get("mean"))
+        ):
+            return True
+    return any(math.isfinite(v) for s in series for vals in s.val_accuracy.values() for v in vals)
+
+
+def _summary_rows(
+    job: Mapping[str, Any], series: list[SchemeSeries], accuracy: bool
+) -> tuple[list[str], list[list[str]]]:
+    """Column labels and one row of text per scheme (request order)."""
+    metric = "val accuracy" if accuracy else "val loss"
+    columns = [
+        "scheme",
+        f"final {metric} (mean ± std)",
+        "min–max",
+        "final val loss" if accuracy else "last batch loss",
+        "last batch loss" if accuracy else "diverged",
+        "diverged" if accuracy else "s / run",
+    ]
+    if accuracy:
+        columns.append("s / run")
     repeats = (job.get("spec") or {}).get("repeats")
     rows = []
     for item in job.get("summary") or []:
@@ -186,117 +318,326 @@ def _summary_rows(job: Mapping[str, Any], series: list[SchemeSeries]) -> list[li
         div_text = "–" if diverged is None else str(diverged)
         if diverged is not None and isinstance(repeats, int):
             div_text = f"{diverged}/{repeats}"
-        rows.append(
-            [
-                str(item.get("label") or item.get("scheme")),
-                _fmt_stat(item.get("final_val_accuracy")),
-                _fmt_stat(item.get("final_val_loss")),
-                _fmt_stat(item.get("last_batch_loss")),
-                div_text,
-            ]
-        )
+        seconds = _num(item.get("seconds"))
+        sec_text = f"{seconds:.1f}" if math.isfinite(seconds) else "–"
+        headline = item.get("final_val_accuracy" if accuracy else "final_val_loss")
+        digits = -3 if accuracy else 4
+        single = item.get("runs_finished", item.get("runs")) == 1
+        row = [
+            _short(str(item.get("label") or item.get("scheme"))),
+            _fmt_stat(headline, digits, single=single),
+            _fmt_range(headline, digits, single=single),
+        ]
+        if accuracy:
+            row.append(_fmt_stat(item.get("final_val_loss"), single=single))
+        row.extend([_fmt_stat(item.get("last_batch_loss"), single=single), div_text, sec_text])
+        rows.append(row)
     if not rows:  # no summary yet (running): one row per scheme so the table still reads
-        rows = [[s.label, "–", "–", "–", "–"] for s in series]
-    return rows
+        rows = [[_short(s.label)] + ["–"] * (len(columns) - 1) for s in series]
+    return columns, rows
 
 
-def _title(job: Mapping[str, Any]) -> str:
+def _activation(model: Mapping[str, Any]) -> str:
+    act = model.get("activation", "relu")
+    name = act.get("name") if isinstance(act, Mapping) else act
+    text = str(name or "relu")
+    return _ACTIVATIONS.get(text.lower(), text)
+
+
+def _architecture(spec: Mapping[str, Any]) -> str:
+    """``784-256-128-10 ReLU`` from the model and the dataset's sizes."""
+    model = spec.get("model") or {}
+    info = spec.get("dataset_info") or {}
+    hidden = [str(h) for h in model.get("hidden_layers") or []]
+    out = model.get("output_units") or info.get("n_outputs")
+    layers = [str(info["input_dim"])] if info.get("input_dim") else []
+    layers += hidden + ([str(out)] if out else [])
+    text = "-".join(layers) if layers else "MLP"
+    return f"{text} {_activation(model)}"
+
+
+def _training(spec: Mapping[str, Any]) -> str:
+    """``Adam lr 0.001, batch 128, 2 epochs``."""
+    training = spec.get("training") or {}
+    opt = training.get("optimizer") or {}
+    name = str(opt.get("name") or "adam")
+    parts = [_OPTIMIZERS.get(name.lower(), name)]
+    lr = opt.get("learning_rate")
+    if isinstance(lr, int | float):
+        parts[0] += f" lr {lr:g}"
+    if isinstance(opt.get("momentum"), int | float) and opt["momentum"]:
+        parts[0] += f" momentum {opt['momentum']:g}"
+    batch = training.get("batch_size")
+    if batch == "full":
+        parts.append("full batch")
+    elif isinstance(batch, int):
+        parts.append(f"batch {batch}")
+    if isinstance(training.get("steps"), int):
+        parts.append(f"{training['steps']} steps")
+    elif isinstance(training.get("epochs"), int):
+        epochs = training["epochs"]
+        parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    return ", ".join(parts)
+
+
+def _repeats(job: Mapping[str, Any]) -> str:
     spec = job.get("spec") or {}
-    dataset = (spec.get("dataset") or {}).get("name")
-    parts = [f"job {job.get('id', '?')}"]
-    if dataset:
-        parts.append(str(dataset))
-    parts.append(str(job.get("status", "?")))
-    return " · ".join(parts)
-
-
-def _draw(fig: Figure, job: Mapping[str, Any]) -> None:
-    series = collect_series(job)
-    n_batches = plot_n_batches(job)
-    rows = _summary_rows(job, series)
-    # A fixed layout (inches → figure fractions): constrained layout would draw everything twice.
-    height = fig.get_figheight()
-    grid = fig.add_gridspec(
-        3,
-        1,
-        height_ratios=[3.0, 2.0, 0.6 + 0.32 * len(rows)],
-        left=0.08,
-        right=0.97,
-        top=1.0 - 0.75 / height,
-        bottom=0.15 / height,
-        hspace=0.42,
+    repeats = spec.get("repeats")
+    seeds = sorted(
+        {int(r["seed"]) for r in job.get("runs") or [] if isinstance(r.get("seed"), int)}
     )
+    if not isinstance(repeats, int):
+        return ""
+    text = f"{repeats} repeat{'s' if repeats != 1 else ''}"
+    if seeds:
+        first, last = seeds[0], seeds[-1]
+        if len(seeds) == 1:
+            text += f" (seed {first})"
+        elif last - first + 1 == len(seeds):
+            text += f" (seeds {first}–{last})"
+        else:
+            text += f" ({len(seeds)} seeds)"
+    return text
 
-    ax_loss = fig.add_subplot(grid[0])
+
+def _header(job: Mapping[str, Any], n_schemes: int) -> tuple[str, str, str]:
+    """Title (dataset and model), subtitle (training and repeats), and the small id line."""
+    spec = job.get("spec") or {}
+    dataset = (spec.get("dataset") or {}).get("name") or (spec.get("dataset_info") or {}).get(
+        "name"
+    )
+    title = f"{n_schemes} initialization scheme{'s' if n_schemes != 1 else ''}"
+    if dataset:
+        title += f" on {dataset}"
+    title += f": {_architecture(spec)}"
+    subtitle = " · ".join(t for t in (_training(spec), _repeats(job)) if t)
+    runs = len(job.get("runs") or [])
+    small = f"job {job.get('id', '?')} · {job.get('status', '?')} · {runs} runs"
+    return title, subtitle, small
+
+
+def _legend_columns(labels: list[str], width: float) -> int:
+    """As many legend columns as fit in ``width`` inches (9-pt text ≈ 0.075 in a character)."""
+    widest = max((len(label) for label in labels), default=1) * 0.075 + 0.75
+    return max(1, min(len(labels), int(width // widest)))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Figure height and the axes rectangles (figure fractions), computed in inches."""
+
+    height: float
+    legend: tuple[float, float, float, float]
+    loss: tuple[float, float, float, float]
+    curve: tuple[float, float, float, float]
+    finals: tuple[float, float, float, float]
+    table: tuple[float, float, float, float]
+
+
+def _layout(n_legend_rows: int, n_table_rows: int, finals_label_chars: int) -> _Layout:
+    legend_h = n_legend_rows * _LEGEND_ROW + 0.1
+    table_h = (n_table_rows + 1) * _TABLE_ROW
+    height = _HEADER + legend_h + 0.35 + _LOSS_H + _GAP + 0.05 + _ACC_H + _GAP + table_h + _BOTTOM
+    plot_w = _WIDTH - _MARGIN_L - _MARGIN_R
+
+    def rect(left: float, top: float, width: float, h: float) -> tuple[float, float, float, float]:
+        return (left / _WIDTH, (height - top - h) / height, width / _WIDTH, h / height)
+
+    top = _HEADER
+    legend = rect(_MARGIN_L, top, plot_w, legend_h)
+    top += legend_h + 0.35  # the loss panel's title
+    loss = rect(_MARGIN_L, top, plot_w, _LOSS_H)
+    top += _LOSS_H + _GAP + 0.05
+    finals_left = 0.12 + finals_label_chars * 0.068
+    finals_w = 3.0
+    curve_w = plot_w - finals_w - finals_left - 0.55
+    curve = rect(_MARGIN_L, top, curve_w, _ACC_H)
+    finals = rect(_MARGIN_L + curve_w + 0.55 + finals_left, top, finals_w, _ACC_H)
+    top += _ACC_H + _GAP
+    table = rect(_MARGIN_L * 0.5, top, _WIDTH - _MARGIN_L * 0.5 - _MARGIN_R, table_h)
+    return _Layout(height, legend, loss, curve, finals, table)
+
+
+def _markevery(n_points: int, i: int, n_series: int) -> tuple[int, int]:
+    """About 8 markers per curve, shifted per scheme so coinciding curves show every marker."""
+    step = max(1, n_points // 8)
+    return ((i * step) // max(n_series, 1) % step, step)
+
+
+def _draw_losses(
+    ax: Any, series: list[SchemeSeries], styles: list[_Style], n_plot: int, complete: bool
+) -> None:
     lo, hi = math.inf, -math.inf
-    for i, s in enumerate(series):
-        color = _COLORS[i % len(_COLORS)]
+    n_repeats = 1
+    for i, (s, st) in enumerate(zip(series, styles, strict=True)):
         if not s.losses:
-            ax_loss.plot([], [], color=color, label=s.label)
             continue
+        n_repeats = max(n_repeats, len(s.losses))
         mean, low, high = _nanstats(_stack(s.losses))
         x = np.arange(mean.size)
-        ax_loss.plot(x, mean, color=color, linewidth=1.2, label=s.label)
         if len(s.losses) > 1:
-            ax_loss.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+            ax.fill_between(x, low, high, color=st.color, alpha=0.13, linewidth=0, zorder=1.0)
+        ax.plot(x, mean, **st.line(5, _markevery(mean.size, i, len(series))))
         finite = mean[np.isfinite(mean)]
         if finite.size:
             lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
     # Constant schemes (all ones) sit orders of magnitude above the rest: use a log axis then.
     if math.isfinite(lo) and lo > 0 and hi / lo > 100:
-        ax_loss.set_yscale("log")
-    ax_loss.set_title(f"Training loss, first {n_batches} batches (mean, min–max over repeats)")
-    ax_loss.set_xlabel("Batches")
-    ax_loss.set_ylabel("Loss")
-    ax_loss.grid(True, alpha=0.3)
-    if series:
-        ax_loss.legend(loc="upper right", fontsize="small")
+        ax.set_yscale("log")
+    band = ", band: min–max over repeats" if n_repeats > 1 else ""
+    mean_text = "mean over repeats" if n_repeats > 1 else "one run per scheme"
+    span = f"all {n_plot}" if complete else f"first {n_plot}"
+    ax.set_title(f"Training loss, {span} batches ({mean_text}{band})", fontsize=10, y=1.0)
+    ax.set_xlabel("Batches")
+    ax.set_ylabel("Loss")
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.01)
 
-    ax_acc = fig.add_subplot(grid[1])
-    use_accuracy = any(
-        math.isfinite(v) for s in series for vals in s.val_accuracy.values() for v in vals
-    )
-    for i, s in enumerate(series):
-        per_epoch = s.val_accuracy if use_accuracy else s.val_loss
+
+def _draw_curves(ax: Any, series: list[SchemeSeries], styles: list[_Style], accuracy: bool) -> None:
+    for i, (s, st) in enumerate(zip(series, styles, strict=True)):
+        per_epoch = s.val_accuracy if accuracy else s.val_loss
         epochs = sorted(per_epoch)
         if not epochs:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             means = [float(np.nanmean(per_epoch[e])) for e in epochs]
-        ax_acc.plot(epochs, means, marker="o", color=_COLORS[i % len(_COLORS)], label=s.label)
-    metric = "accuracy" if use_accuracy else "loss"
-    ax_acc.set_title(f"Validation {metric} per epoch (mean over repeats)")
-    ax_acc.set_xlabel("Epoch")
-    ax_acc.set_ylabel(f"Validation {metric}")
-    ax_acc.grid(True, alpha=0.3)
-    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+        every = _markevery(len(epochs), i, len(series)) if len(epochs) > 12 else None
+        ax.plot(epochs, means, **st.line(6, every))
+    metric = "accuracy" if accuracy else "loss"
+    several = any(len(v) > 1 for s in series for v in s.val_accuracy.values())
+    how = "mean over repeats" if several else "one run per scheme"
+    ax.set_title(f"Validation {metric} per epoch ({how})", fontsize=10, y=1.0)
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(f"Validation {metric}")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    ax_table = fig.add_subplot(grid[2])
+
+def _final_values(s: SchemeSeries, accuracy: bool) -> list[float]:
+    """Each finished run's final validation metric, from its last epoch record."""
+    source = s.val_accuracy if accuracy else s.val_loss
+    if not source:
+        return []
+    last = max(source)
+    return [v for v in source[last] if math.isfinite(v)]
+
+
+def _draw_finals(
+    ax: Any,
+    job: Mapping[str, Any],
+    series: list[SchemeSeries],
+    styles: list[_Style],
+    accuracy: bool,
+) -> None:
+    """One row per scheme: every repeat's final value (dots), the mean (the scheme's marker)
+    and the min–max range (a bar), so schemes that overlap in the curves read apart."""
+    n = len(series)
+    for i, (s, st) in enumerate(zip(series, styles, strict=True)):
+        y = n - 1 - i
+        values = _final_values(s, accuracy)
+        if not values:
+            continue
+        ax.hlines(y, min(values), max(values), color=st.color, linewidth=2.0, alpha=0.6)
+        ax.plot(values, [y] * len(values), "|", color=st.color, markersize=9, alpha=0.8)
+        ax.plot(
+            [float(np.mean(values))],
+            [y],
+            marker=st.marker,
+            color=st.color,
+            markersize=7,
+            markerfacecolor="none",
+            markeredgewidth=1.6,
+            linestyle="none",
+        )
+    ax.set_yticks(range(n), [_short(s.label, 24) for s in reversed(series)], fontsize=8)
+    ax.set_ylim(-0.6, n - 0.4)
+    metric = "accuracy" if accuracy else "loss"
+    ax.set_title(f"Final validation {metric} per run", fontsize=10, y=1.0)
+    ax.set_xlabel(f"Validation {metric} (| runs, ○ mean)")
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def _draw(fig: Figure, job: Mapping[str, Any], layout: _Layout) -> None:
+    series = collect_series(job)
+    styles = [_style(i, len(series)) for i in range(len(series))]
+    accuracy = _uses_accuracy(job, series)
+    columns, rows = _summary_rows(job, series, accuracy)
+    longest = max((s.losses[0].size for s in series if s.losses), default=0)
+    n_plot = min(plot_n_batches(job), longest) if longest else plot_n_batches(job)
+
+    title, subtitle, small = _header(job, len(series))
+    fig.text(0.5, 1 - 0.2 / layout.height, title, ha="center", va="top", fontsize=13)
+    fig.text(0.5, 1 - 0.47 / layout.height, subtitle, ha="center", va="top", fontsize=10)
+    fig.text(
+        0.5, 1 - 0.7 / layout.height, small, ha="center", va="top", fontsize=8, color="#666666"
+    )
+
+    ax_legend = fig.add_axes(layout.legend)
+    ax_legend.axis("off")
+    handles = [Line2D([], [], **{**st.line(6, None), "alpha": 1.0}) for st in styles]
+    labels = [_short(s.label) for s in series]
+    if handles:
+        ax_legend.legend(
+            handles,
+            labels,
+            loc="center",
+            ncol=_legend_columns(labels, layout.legend[2] * _WIDTH),
+            frameon=False,
+            fontsize=9,
+            handlelength=3.2,
+            columnspacing=1.6,
+        )
+
+    totals = {r.get("total_batches") for r in job.get("runs") or []}
+    complete = totals == {n_plot}
+    _draw_losses(fig.add_axes(layout.loss), series, styles, n_plot, complete)
+    _draw_curves(fig.add_axes(layout.curve), series, styles, accuracy)
+    _draw_finals(fig.add_axes(layout.finals), job, series, styles, accuracy)
+
+    ax_table = fig.add_axes(layout.table)
     ax_table.axis("off")
+    widths = [max(len(c), *(len(r[k]) for r in rows)) + 2 for k, c in enumerate(columns)]
     table = ax_table.table(
         cellText=rows,
-        colLabels=["scheme", "final val accuracy", "final val loss", "last batch loss", "diverged"],
-        loc="upper center",
+        colLabels=columns,
+        colWidths=[w / sum(widths) for w in widths],
         cellLoc="center",
+        bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0),
     )
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    table.scale(1.0, 1.3)
-    fig.suptitle(_title(job), fontsize=11)
+    for (row, col), cell in table.get_celld().items():
+        cell.set_edgecolor("#bbbbbb")
+        if row == 0:
+            cell.set_facecolor("#eeeeee")
+        elif col == 0 and row - 1 < len(styles):
+            cell.get_text().set_color(styles[row - 1].color)
 
 
 def render_report(job: Mapping[str, Any], fmt: ReportFormat = "png") -> bytes:
-    """The comparison report of ``job`` (the api.md job document) as PNG or SVG bytes."""
+    """The comparison report of ``job`` (the api.md job document) as PNG or SVG bytes.
+
+    The figure is 1000 px wide; its height follows the number of schemes (legend rows and
+    table rows), so the image has no empty band at the bottom.
+    """
     if fmt not in REPORT_MEDIA_TYPES:
         raise ValueError(f"fmt must be one of {sorted(REPORT_MEDIA_TYPES)}, got {fmt!r}")
-    schemes = {_scheme_key(run) for run in job.get("runs") or []}
-    n_rows = max(len(job.get("summary") or []), len(schemes))
+    labels = [
+        _short(label)
+        for label in dict.fromkeys(_scheme_key(run)[1] for run in job.get("runs") or [])
+    ]
+    summary_rows = len(job.get("summary") or [])
+    n_rows = summary_rows or len(labels)
+    legend_rows = math.ceil(len(labels) / _legend_columns(labels, _WIDTH - _MARGIN_L - _MARGIN_R))
+    finals_chars = max((len(_short(label, 24)) for label in labels), default=4)
+    layout = _layout(max(legend_rows, 1), max(n_rows, 1), finals_chars)
     buf = io.BytesIO()
     with _RENDER_LOCK, matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(10.0, 9.0 + 0.3 * n_rows), dpi=100)
+        fig = Figure(figsize=(_WIDTH, layout.height), dpi=_DPI)
         FigureCanvasAgg(fig)
-        _draw(fig, job)
+        _draw(fig, job, layout)
         metadata: dict[str, str | None] = (
             {"Date": None, "Creator": "initlab"} if fmt == "svg" else {"Software": "initlab"}
         )

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from app.config import get_settings
 from app.initializers import generate, resolve
 from app.jobs.presets import PRESET_INFO, PRESETS, UnknownPresetError, apply_preset, list_presets
+from app.jobs.reporter import loss_stride
 from app.jobs.service import build_run_spec, plan_runs, validate_job
 from app.training.datasets import check_dataset
 
@@ -32,6 +34,8 @@ def test_every_preset_is_a_valid_job_for_the_trainer(name: str) -> None:
 def test_every_preset_dataset_passes_the_submission_check(name: str, tmp_path: Path) -> None:
     ref = {k: v for k, v in PRESETS[name]["dataset"].items() if v is not None}
     info = check_dataset(ref, data_dir=tmp_path, allow_downloads=True)
+    # Accepted either way: loadable now, or (MNIST without files) downloaded by the worker.
+    assert info["available"] or (info["downloadable"] and info["where"] == "download")
     if name in (*UDACITY, "too-small"):
         assert (info["n_train"], info["n_val"], info["input_dim"], info["n_outputs"]) == (
             55_000,
@@ -143,6 +147,16 @@ def test_dlai_protocol() -> None:
         "steps": 15_000,
     }
     assert [s["label"] for s in body["schemes"]] == ["zeros", "large random", "He"]
+
+
+def test_dlai_loss_plot_covers_all_15000_steps_within_the_limits() -> None:
+    """He learns between steps ~1,000 and ~4,000: the report must plot every step exactly."""
+    record = validate_job({"preset": "dlai-circles"}).model_dump(mode="json")["record"]
+    assert record["plot_n_batches"] == 15_000
+    # The reporter stores min(record, settings) points and keeps the first plot_n exactly.
+    limit = min(record["max_batch_points"], get_settings().max_batch_points)
+    assert limit >= record["plot_n_batches"]
+    assert loss_stride(15_000, record["plot_n_batches"], limit) == 1
 
 
 def test_overrides_deep_merge_over_the_preset() -> None:

@@ -114,6 +114,14 @@ def make_job(*, repeats: int = 2, n_batches: int = 60, plot_n: int = 40) -> dict
         },
         "spec": {
             "dataset": {"name": "circles"},
+            "dataset_info": {"name": "circles", "input_dim": 2, "n_outputs": 1},
+            "model": {"hidden_layers": [10, 5], "activation": "relu"},
+            "training": {
+                "optimizer": {"name": "sgd", "learning_rate": 0.01},
+                "batch_size": "full",
+                "steps": None,
+                "epochs": 2,
+            },
             "repeats": repeats,
             "schemes": [{"label": lab, "initializer": sch} for sch, lab in SCHEMES],
             "record": {"plot_n_batches": plot_n},
@@ -142,8 +150,71 @@ def test_svg_report_is_xml_naming_every_scheme_and_the_table() -> None:
     # Text is drawn as glyph paths; matplotlib keeps each string as an XML comment.
     for _, label in SCHEMES:
         assert f"<!-- {label} -->" in text
-    assert "<!-- final val accuracy -->" in text
+    assert "<!-- final val accuracy (mean ± std) -->" in text
     assert "<!-- 1/2 -->" in text  # the diverged count of uniform [0,1)
+
+
+def test_header_names_dataset_model_training_and_repeats_then_the_id() -> None:
+    text = render_report(make_job(), "svg").decode()
+    assert "<!-- 3 initialization schemes on circles: 2-10-5-1 ReLU -->" in text
+    assert "<!-- SGD lr 0.01, full batch, 2 epochs · 2 repeats (seeds 1000–1001) -->" in text
+    assert "<!-- job job-0123456789ab · succeeded · 6 runs -->" in text
+    assert "job job-" not in text.split("initialization schemes")[0]  # no "job job_…" title
+
+
+def test_table_has_min_max_and_seconds_per_run() -> None:
+    job = make_job()
+    text = render_report(job, "svg").decode()
+    for column in ("min–max", "s / run", "final val loss", "last batch loss", "diverged"):
+        assert f"<!-- {column} -->" in text
+    acc = job["summary"][2]["final_val_accuracy"]
+    assert f"<!-- {acc['min']:.3f}–{acc['max']:.3f} -->" in text
+    assert f"<!-- {acc['mean']:.3f} ± {acc['std']:.3f} -->" in text
+    assert f"<!-- {job['summary'][0]['seconds']:.1f} -->" in text
+
+
+def test_single_run_schemes_show_the_value_without_a_spread() -> None:
+    job = make_job(repeats=1)
+    for item in job["summary"]:
+        item["runs_finished"] = 1
+    text = render_report(job, "svg").decode()
+    he = job["summary"][2]["final_val_accuracy"]["mean"]
+    assert f"<!-- {he:.3f} -->" in text and " ± 0.000 -->" not in text
+
+
+def _content_rows(png: bytes) -> tuple[int, int]:
+    """(height, index of the last row that is not plain white)."""
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    ink = (image[..., :3] < 0.97).any(axis=(1, 2))
+    return image.shape[0], int(np.nonzero(ink)[0][-1])
+
+
+@pytest.mark.parametrize("n_schemes", [1, 3, 12])
+def test_figure_height_follows_the_rows_without_an_empty_band(n_schemes: int) -> None:
+    job = make_job()
+    runs, summary = job["runs"], job["summary"]
+    job["runs"] = [dict(runs[i % len(runs)], label=f"scheme {i}") for i in range(2 * n_schemes)]
+    for i, run in enumerate(job["runs"]):
+        run["scheme"], run["repeat"] = i // 2, i % 2
+    job["summary"] = [
+        dict(summary[i % len(summary)], label=f"scheme {i}", scheme=i) for i in range(n_schemes)
+    ]
+    height, last_ink = _content_rows(render_report(job, "png"))
+    assert height - last_ink < 40  # the table ends just above the bottom edge
+    if n_schemes == 12:
+        small_height, _ = _content_rows(render_report(make_job(), "png"))
+        assert height > small_height + 9 * 20  # about one table row (24 px) per scheme
+
+
+def test_schemes_get_distinct_line_styles_and_markers() -> None:
+    from app.jobs.reports import _style
+
+    styles = [_style(i, 7) for i in range(7)]
+    assert len({(str(s.linestyle), s.marker) for s in styles}) == 7
+    assert len({s.marker for s in styles}) == 7
+    # Later schemes are drawn on top and thinner, so an earlier curve shows around them.
+    assert [s.zorder for s in styles] == sorted(s.zorder for s in styles)
+    assert styles[0].linewidth > styles[-1].linewidth
 
 
 @pytest.mark.parametrize("fmt", ["png", "svg"])

@@ -223,8 +223,13 @@ def test_check_dataset_reads_only_headers_and_validates_sizes(mnist_dir) -> None
             allow_downloads=False,
         )
     assert too_many.value.field == "dataset.train_size"
+    assert info["downloadable"] is False and "hint" not in info
+    # Absent files with downloads on: accepted (sizes from the canonical counts), but not
+    # reported as loadable now; the worker downloads them before the first run.
     remote = check_dataset({"name": "mnist"}, data_dir=data_dir / "empty", allow_downloads=True)
     assert remote["where"] == "download" and remote["n_train"] == 55_000
+    assert remote["available"] is False and remote["downloadable"] is True
+    assert str(data_dir / "empty" / "mnist") in remote["hint"]
 
 
 @pytest.mark.parametrize(
@@ -264,12 +269,22 @@ def test_list_datasets_reports_availability(mnist_dir) -> None:
         784,
     )
     assert mnist["parameters"]["validation_size"]["default"] == 5000
+    assert mnist["downloadable"] is False and "hint" not in mnist
     empty = {e["name"]: e for e in list_datasets(data_dir / "none", allow_downloads=False)}
     assert empty["mnist"]["available"] is False and empty["mnist"]["where"] is None
+    assert empty["mnist"]["downloadable"] is False
     assert str(data_dir / "none" / "mnist") in empty["mnist"]["hint"]
+    assert "enable downloads" in empty["mnist"]["hint"]
+    # Downloads on but no files: "available" still means loadable now (no network needed).
     online = {e["name"]: e for e in list_datasets(data_dir / "none", allow_downloads=True)}
-    assert online["mnist"]["where"] == "download" and online["mnist"]["available"] is True
-    assert entries["circles"]["where"] == "generated" and entries["circles"]["kind"] == "synthetic"
+    assert online["mnist"]["where"] == "download" and online["mnist"]["available"] is False
+    assert online["mnist"]["downloadable"] is True
+    hint = online["mnist"]["hint"]
+    assert "enable downloads" not in hint
+    assert idx.MNIST.mirrors[0] in hint and str(data_dir / "none" / "mnist") in hint
+    circles = entries["circles"]
+    assert circles["where"] == "generated" and circles["kind"] == "synthetic"
+    assert circles["available"] is True and circles["downloadable"] is False
 
 
 def test_data_dir_takes_precedence_over_the_system_directory(tmp_path: Path) -> None:
@@ -412,6 +427,27 @@ def test_checksum_mismatch_refuses_the_file_and_says_why(tmp_path: Path, mirror)
     assert url + "train-images-idx3-ubyte.gz" in msg
     assert str(tmp_path / "mnist") in msg  # where to put the files by hand
     assert _leftovers(tmp_path / "mnist") == []  # no partial or unverified file kept
+
+
+def test_every_mirror_failing_names_each_url_and_error_not_enable_downloads(
+    tmp_path: Path, mirror
+) -> None:
+    url, _ = mirror  # serves nothing under /mnist/: 404 from both mirrors
+    other = url.replace("/mnist/", "/elsewhere/")
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset(
+            {"name": "mnist"},
+            data_dir=tmp_path,
+            allow_downloads=True,
+            mirrors={"mnist": [url, other]},
+        )
+    msg = info.value.msg
+    assert "could not be downloaded" in msg and "2 tried" in msg
+    for base in (url, other):
+        assert f"{base}train-images-idx3-ubyte.gz: HTTP Error 404" in msg
+    assert "enable downloads" not in msg  # they are enabled: say where to put the files
+    assert f"into {tmp_path / 'mnist'}" in msg and "train-labels-idx1-ubyte.gz" in msg
+    assert info.value.field == "dataset.name" and info.value.value == "mnist"
 
 
 def test_md5_mismatch_is_refused(tmp_path: Path, mirror) -> None:

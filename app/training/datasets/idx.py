@@ -188,21 +188,48 @@ def locate(spec: IdxSpec, data_dir: Path, *, test: bool) -> dict[str, Path] | No
     return None
 
 
-def unavailable_message(spec: IdxSpec, data_dir: Path, *, test: bool, why: str = "") -> str:
-    """Say exactly which files to put in which directory."""
+def _put_files(spec: IdxSpec, data_dir: Path, *, test: bool) -> str:
+    """``put <files> (gzipped or not) into <dir> (searched: ...)`` [, or install ...]."""
     target = Path(data_dir) / spec.name
     names = ", ".join(f.gz_name for f in spec.files(test=test))
     where = " or ".join(str(d) for d in search_dirs(spec, data_dir))
-    msg = (
-        f"dataset {spec.name!r} is not available: put {names} (gzipped or not) into {target}"
-        f" (searched: {where})"
-    )
+    text = f"put {names} (gzipped or not) into {target} (searched: {where})"
     if spec.name == "fashion-mnist":
-        msg += ", or install the Debian package dataset-fashion-mnist"
-    msg += (
-        f"; or enable downloads (INITLAB_ALLOW_DOWNLOADS=true) to fetch them from {spec.mirrors[0]}"
+        text += ", or install the Debian package dataset-fashion-mnist"
+    return text
+
+
+def unavailable_message(spec: IdxSpec, data_dir: Path, *, test: bool) -> str:
+    """Downloads are disabled: say exactly which files to put in which directory."""
+    return (
+        f"dataset {spec.name!r} is not available: {_put_files(spec, data_dir, test=test)}; "
+        f"or enable downloads (INITLAB_ALLOW_DOWNLOADS=true) to fetch them from "
+        f"{spec.mirrors[0]}"
     )
-    return msg + (f". {why}" if why else "")
+
+
+def download_hint(spec: IdxSpec, data_dir: Path, *, test: bool, mirrors: Sequence[str] = ()) -> str:
+    """Downloads are enabled but the files are absent: what a job will do, and the way
+    around a machine without network."""
+    bases = ", ".join(tuple(mirrors) or spec.mirrors)
+    return (
+        f"the files of dataset {spec.name!r} are not on this machine; a job that uses it "
+        f"downloads them into {Path(data_dir) / spec.name} first (from {bases}). Without "
+        f"network access, {_put_files(spec, data_dir, test=test)}"
+    )
+
+
+def download_failed_message(
+    spec: IdxSpec, data_dir: Path, f: IdxFile, errors: Sequence[str], *, test: bool
+) -> str:
+    """Every mirror failed for ``f``: name each URL tried with its error, then say where to
+    put the files by hand."""
+    tried = "; ".join(errors) if errors else "no mirror configured"
+    return (
+        f"dataset {spec.name!r} could not be downloaded: {f.gz_name} failed from every "
+        f"mirror ({len(errors)} tried: {tried}). Put the files there by hand instead: "
+        f"{_put_files(spec, data_dir, test=test)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,9 +313,7 @@ def download(
                 raise DatasetUnavailableError(
                     "dataset.name",
                     spec.name,
-                    unavailable_message(
-                        spec, data_dir, test=test, why="Download failed: " + "; ".join(errors)
-                    ),
+                    download_failed_message(spec, data_dir, f, errors, test=test),
                 )
     return paths
 

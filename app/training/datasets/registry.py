@@ -199,7 +199,7 @@ def _check_idx(
     else:
         raise _idx_unavailable(spec, data_dir, p["test"])
     n_train, n_val = _split_sizes(n, p["validation_size"], p["train_size"])
-    return _summary(
+    summary = _summary(
         spec.name,
         "idx",
         "multiclass",
@@ -211,6 +211,13 @@ def _check_idx(
         where,
         p,
     )
+    if paths is None:  # accepted: the worker downloads the files before the first run
+        summary.update(
+            available=False,
+            downloadable=True,
+            hint=idx.download_hint(spec, data_dir, test=p["test"]),
+        )
+    return summary
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,6 +342,7 @@ def _summary(
         "n_outputs": n_outputs,
         "n_classes": n_classes,
         "available": True,
+        "downloadable": False,
         "where": where,
         "params": dict(params),
     }
@@ -375,11 +383,15 @@ def check_dataset(
     """Validate ``ref`` cheaply (no data loaded; IDX headers only) for job submission.
 
     Returns ``{"name", "kind", "task", "n_train", "n_val", "n_test", "input_dim",
-    "n_outputs", "n_classes", "available": True, "where", "params"}`` where ``where`` is the
-    directory holding the files, ``"download"``, ``"generated"`` or ``"upload"`` and
-    ``params`` the normalized parameters (defaults filled). Sizes of an upload are None
+    "n_outputs", "n_classes", "available", "downloadable", "where", "params"}`` where
+    ``where`` is the directory holding the files, ``"download"``, ``"generated"`` or
+    ``"upload"`` and ``params`` the normalized parameters (defaults filled). ``available``
+    means loadable now; IDX files that are absent while downloads are enabled give
+    ``available: False, downloadable: True, where: "download"`` (and a ``hint``): the job is
+    still accepted, and its worker downloads the files first. Sizes of an upload are None
     unless ``uploaded_exists`` returns its stored summary. Raises :class:`DatasetError` /
-    :class:`DatasetUnavailableError` (message says which files to put where).
+    :class:`DatasetUnavailableError` (absent files with downloads disabled; the message says
+    which files to put where).
     """
     name = _name(ref)
     if name in idx.IDX_SPECS:
@@ -392,9 +404,11 @@ def check_dataset(
 def list_datasets(data_dir: Path | str, allow_downloads: bool) -> list[dict[str, Any]]:
     """Every built-in dataset with default sizes, availability and parameters (cheap).
 
-    ``available`` is whether a job can use it now; ``where`` is the directory holding its
-    files, ``"download"`` (fetched on first use), ``"generated"``, or None with a ``hint``
-    saying which files to put where.
+    ``available`` is whether it can be loaded now, without network: its files are on this
+    machine (``where`` = their directory) or it is generated (``where`` = ``"generated"``).
+    Absent files give ``available: False`` and a ``hint``; with downloads enabled also
+    ``downloadable: True`` and ``where: "download"`` (a job is accepted and its worker tries
+    the download when it runs), else ``downloadable: False`` and ``where: None``.
     """
     out: list[dict[str, Any]] = []
     for spec in idx.IDX_SPECS.values():
@@ -413,7 +427,8 @@ def list_datasets(data_dir: Path | str, allow_downloads: bool) -> list[dict[str,
             "input_dim": spec.rows * spec.cols,
             "n_outputs": spec.n_classes,
             "n_classes": spec.n_classes,
-            "available": paths is not None or allow_downloads,
+            "available": paths is not None,
+            "downloadable": paths is None and allow_downloads,
             "where": (
                 str(paths[spec.train_images.stem].parent)
                 if paths is not None
@@ -421,8 +436,12 @@ def list_datasets(data_dir: Path | str, allow_downloads: bool) -> list[dict[str,
             ),
             "parameters": describe_params(IDX_PARAMS),
         }
-        if not entry["available"]:
-            entry["hint"] = idx.unavailable_message(spec, Path(data_dir), test=False)
+        if paths is None:
+            entry["hint"] = (
+                idx.download_hint(spec, Path(data_dir), test=False)
+                if allow_downloads
+                else idx.unavailable_message(spec, Path(data_dir), test=False)
+            )
         out.append(entry)
     for sspec in synthetic.SYNTHETIC.values():
         p = {q.name: q.default for q in sspec.params}
@@ -441,6 +460,7 @@ def list_datasets(data_dir: Path | str, allow_downloads: bool) -> list[dict[str,
                 "n_outputs": n_outputs,
                 "n_classes": n_outputs if sspec.task == "multiclass" else 2,
                 "available": True,
+                "downloadable": False,
                 "where": "generated",
                 "parameters": describe_params(sspec.params),
             }
