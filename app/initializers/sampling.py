@@ -314,6 +314,59 @@ def fill_uniform(rng: np.random.Generator, out: np.ndarray, low: float, high: fl
     _run_chunked(rng, out.size, fill)
 
 
+def _truncate(
+    gen: np.random.Generator, flat: np.ndarray, std: float, lo: float, hi: float
+) -> None:
+    """Redraw, in order, the entries of ``flat`` outside [lo·std, hi·std] (ziggurat refills)."""
+    kind = flat.dtype.type
+    low, high = kind(lo * std), kind(hi * std)
+    if lo == -hi:
+        todo = np.flatnonzero(np.abs(flat) > high)
+    else:
+        todo = np.flatnonzero((flat < low) | (flat > high))
+    if not todo.size:
+        return
+    acceptance = max(normal_acceptance(lo, hi), 1e-12)
+    while todo.size:
+        batch = gen.standard_normal(min(int(todo.size / acceptance * 1.1) + 8, 1 << 22),
+                                    dtype=flat.dtype)
+        if std != 1.0:
+            batch *= kind(std)
+        if lo == -hi:
+            kept = batch[np.abs(batch) <= high]
+        else:
+            inside = batch >= low
+            inside &= batch <= high
+            kept = batch[inside]
+        kept = kept[: todo.size]
+        flat[todo[: kept.size]] = kept
+        todo = todo[kept.size :]
+
+
+def truncated_normal(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    mean: float,
+    std: float,
+    lo: float,
+    hi: float,
+) -> np.ndarray:
+    """A new ``shape`` array as ``fill_truncated_normal`` (float32/float64)."""
+    if math.prod(shape) > SMALL:
+        out = np.empty(shape, dtype)
+        fill_truncated_normal(rng, out.reshape(-1), mean, std, lo, hi)
+        return out
+    values = rng.standard_normal(shape, dtype=dtype)  # the small path of the fill, unrolled
+    flat = values.reshape(-1)
+    if std != 1.0:
+        flat *= dtype.type(std)
+    _truncate(rng, flat, std, lo, hi)
+    if mean != 0.0:
+        flat += dtype.type(mean)
+    return values
+
+
 def fill_truncated_normal(
     rng: np.random.Generator,
     out: np.ndarray,
@@ -327,28 +380,13 @@ def fill_truncated_normal(
     The chunk is drawn whole; only the positions outside [lo·std, hi·std] are then redrawn,
     in order, from further ziggurat draws of the same generator until none is left.
     """
-    acceptance = max(normal_acceptance(lo, hi), 1e-12)
-    kind = out.dtype.type
-    low, high = kind(lo * std), kind(hi * std)
-    symmetric = lo == -hi
     small = out.size <= SMALL
-    shift = kind(mean)
-
-    def rejected(values: np.ndarray) -> np.ndarray:
-        if symmetric:
-            return np.flatnonzero(np.abs(values) > high)
-        return np.flatnonzero((values < low) | (values > high))
+    shift = out.dtype.type(mean)
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
         _normal_into(gen, view, std, small)
-        todo = rejected(view)
-        while todo.size:
-            batch = np.empty(min(int(todo.size / acceptance * 1.1) + 32, 1 << 22), out.dtype)
-            _normal_into(gen, batch, std, True)
-            kept = np.delete(batch, rejected(batch))[: todo.size]
-            view[todo[: kept.size]] = kept
-            todo = todo[kept.size :]
+        _truncate(gen, view, std, lo, hi)
         if mean != 0.0:
             view += shift
 

@@ -89,9 +89,8 @@ def _truncated(
     lo: float,
     hi: float,
 ) -> np.ndarray:
-    out = _empty(shape, dtype)
-    sampling.fill_truncated_normal(rng, out.reshape(-1), mean, std, lo, hi)
-    return _finish(out, dtype)
+    draw = sampling.draw_dtype(dtype)
+    return _finish(sampling.truncated_normal(rng, shape, draw, mean, std, lo, hi), dtype)
 
 
 def _truncated_std(lo: float, hi: float) -> float:
