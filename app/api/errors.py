@@ -24,6 +24,8 @@ def _jsonable(value: Any) -> Any:
     """Make an echoed input value safe for JSON (NaN/inf, bytes, odd objects)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # orjson serializes 64-bit integers only
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if isinstance(value, bytes):
