@@ -1,8 +1,9 @@
 """Jobs end to end: a real uvicorn API, real Celery worker processes, real Redis.
 
 Round trip, two concurrent jobs (spread over two workers, identical curves for the same seed),
-cancellation, a ``kill -9`` of a worker mid-job followed by a new worker, expiry, readiness and
-the bad-input catalogue of ``POST /v1/jobs``.
+cancellation, a ``kill -9`` of a worker mid-job followed by a new worker, a run recorded but
+never sent (the API died mid-submission) picked up by the watchdog, expiry, readiness and the
+bad-input catalogue of ``POST /v1/jobs``.
 """
 
 from __future__ import annotations
@@ -245,6 +246,17 @@ def test_bad_job_inputs_are_clear_4xx_and_nothing_breaks(
         ({"preset": "nope"}, 422, ["preset"], "nope"),
         ([1, 2, 3], 422, None, "JSON object"),
         ({**good, "model": {"hidden_layers": [4], "output_units": 7}}, 422, None, "output_units"),
+        (  # ~3.9 GB of activations for one full batch of 50,000 rows: refused, not OOM
+            {
+                **good,
+                "dataset": {"name": "circles", "train_size": 50_000},
+                "model": {"hidden_layers": [3000, 3000]},
+                "training": {"epochs": 1, "batch_size": "full"},
+            },
+            413,
+            ["training", "batch_size"],
+            "max_run_memory_bytes",
+        ),
     ]
     for body, status, loc, needle in cases:
         res = client.post("/v1/jobs", json=body)
@@ -253,6 +265,8 @@ def test_bad_job_inputs_are_clear_4xx_and_nothing_breaks(
         assert needle in res.text, (needle, res.text)
         if loc is not None:
             assert loc in [e["loc"] for e in res.json()["errors"]], res.text
+        if status == 413:  # every limit names its field and the value sent
+            assert res.json()["errors"][0]["loc"], res.text
     res = client.post(
         "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -265,6 +279,35 @@ def test_bad_job_inputs_are_clear_4xx_and_nothing_breaks(
     doc = wait_for(client, submit(client, good)["id"], finished, 60)
     assert doc["status"] == "succeeded"
     assert worker.alive()
+
+
+def test_a_run_recorded_but_never_sent_is_picked_up_by_the_watchdog(
+    redis_url: str, start_worker: Callable[..., Any]
+) -> None:
+    """The API recorded the job, then died before sending its runs: the worker's watchdog
+    finds them in the queued index and sends them."""
+    from app.config import Settings
+    from app.jobs.service import prepare_job
+    from app.jobs.store import DatasetStore, JobStore
+
+    settings = Settings(redis_url=redis_url, queued_resend_seconds=1.0)
+    store = JobStore.from_settings(settings)
+    spec, runs = prepare_job(
+        circles_job(repeats=1, epochs=3), DatasetStore(store.redis, ttl_seconds=60), settings
+    )
+    job_id = store.create_job(spec, runs)["id"]  # recorded as queued; nothing sent
+    worker = start_worker(
+        concurrency=1, env={**WORKER_ENV, "INITLAB_QUEUED_RESEND_SECONDS": "1"}
+    )
+    deadline = time.monotonic() + 60
+    doc = store.get_job(job_id)
+    while doc is not None and doc["status"] not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.2)
+        doc = store.get_job(job_id)
+    assert doc is not None and doc["status"] == "succeeded", doc and doc["error"]
+    assert all(len(r["epochs"]) == 3 for r in doc["runs"])
+    assert "re-sent run 0 of " + job_id in worker.log()
+    store.redis.close()
 
 
 def test_job_on_an_uploaded_dataset(client: httpx.Client, start_worker: Callable[..., Any]) -> None:
