@@ -503,13 +503,17 @@ def _draw_curves(ax: Any, series: list[SchemeSeries], styles: list[_Style], accu
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             means = [float(np.nanmean(per_epoch[e])) for e in epochs]
-        every = _markevery(len(epochs), i, len(series)) if len(epochs) > 12 else None
-        ax.plot(epochs, means, **st.line(6, every))
+        if len(epochs) > 12:
+            ax.plot(epochs, means, **st.line(6, _markevery(len(epochs), i, len(series))))
+        else:  # few epochs: shift each scheme a little sideways so equal values stay visible
+            shift = 0.12 * (i - (len(series) - 1) / 2) / max(len(series) - 1, 1)
+            ax.plot([e + shift for e in epochs], means, **st.line(6, None))
     metric = "accuracy" if accuracy else "loss"
     several = any(len(v) > 1 for s in series for v in s.val_accuracy.values())
     how = "mean over repeats" if several else "one run per scheme"
+    shifted = 0 < max((len(s.val_accuracy) for s in series), default=0) <= 12
     ax.set_title(f"Validation {metric} per epoch ({how})", fontsize=10, y=1.0)
-    ax.set_xlabel("Epoch")
+    ax.set_xlabel("Epoch (schemes offset sideways)" if shifted else "Epoch")
     ax.set_ylabel(f"Validation {metric}")
     ax.grid(True, alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -222,13 +222,13 @@ def download_hint(spec: IdxSpec, data_dir: Path, *, test: bool, mirrors: Sequenc
 def download_failed_message(
     spec: IdxSpec, data_dir: Path, f: IdxFile, errors: Sequence[str], *, test: bool
 ) -> str:
-    """Every mirror failed for ``f``: name each URL tried with its error, then say where to
-    put the files by hand."""
+    """Every mirror failed for ``f``: where to put the files by hand first (a truncated
+    job error keeps it), then each URL tried with its error."""
     tried = "; ".join(errors) if errors else "no mirror configured"
     return (
-        f"dataset {spec.name!r} could not be downloaded: {f.gz_name} failed from every "
-        f"mirror ({len(errors)} tried: {tried}). Put the files there by hand instead: "
-        f"{_put_files(spec, data_dir, test=test)}"
+        f"dataset {spec.name!r} could not be downloaded; instead, "
+        f"{_put_files(spec, data_dir, test=test)}. {f.gz_name} failed from every mirror "
+        f"({len(errors)} tried: {tried})"
     )
 
 
