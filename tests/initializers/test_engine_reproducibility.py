@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -112,7 +113,7 @@ def test_chunk_bounds_cover_the_buffer_in_even_pairs() -> None:
         bounds = sampling.chunk_bounds(n)
         assert len(bounds) % 2 == 0
         assert bounds[0][0] == 0 and bounds[-1][1] == n
-        assert all(stop == nxt for (_, stop), (nxt, _) in zip(bounds, bounds[1:], strict=False))
+        assert all(stop == nxt for (_, stop), (nxt, _) in itertools.pairwise(bounds))
         assert all((stop - start) % 2 == 0 for start, stop in bounds[:-1])
         sizes = [stop - start for start, stop in bounds]
         assert max(sizes) - min(sizes) <= 3
