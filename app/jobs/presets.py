@@ -112,8 +112,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "repeats": 1,
         "seed": 3,
-        # Every one of the 15,000 steps on the loss plot: He learns between steps ~1,000 and
-        # ~4,000, so a shorter prefix shows it as flat as zeros.
+        # Every one of the 15,000 steps on the loss plot: He learns between steps ~2,000 and
+        # ~6,000, so a shorter prefix shows it as flat as zeros.
         "record": {"plot_n_batches": 15_000, "max_batch_points": 15_000},
     },
 }

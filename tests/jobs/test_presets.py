@@ -150,7 +150,7 @@ def test_dlai_protocol() -> None:
 
 
 def test_dlai_loss_plot_covers_all_15000_steps_within_the_limits() -> None:
-    """He learns between steps ~1,000 and ~4,000: the report must plot every step exactly."""
+    """He learns between steps ~2,000 and ~6,000: the report must plot every step exactly."""
     record = validate_job({"preset": "dlai-circles"}).model_dump(mode="json")["record"]
     assert record["plot_n_batches"] == 15_000
     # The reporter stores min(record, settings) points and keeps the first plot_n exactly.
