@@ -459,7 +459,9 @@ def main() -> None:
         "# HTTP benchmark (`bench/bench_http.py`)",
         "",
         f"One uvicorn process on 127.0.0.1; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}. Load: {conns} keep-alive "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average at the end "
+        f"{os.getloadavg()[0]:.1f} (a shared machine: other processes ran too). Load: {conns} "
+        "keep-alive "
         f"connections × {per_conn} requests, best of {rounds} rounds, asyncio raw-socket "
         "client in a separate process. No gzip unless stated.",
         "",
