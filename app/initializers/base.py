@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 
 from app.initializers.errors import InitializerError
-from app.initializers.fans import check_fan, check_layout, compute_fans, layout_fans
+from app.initializers.fans import FAN_MAX, check_fan, check_layout, compute_fans, layout_fans
 
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16", "int32")
 FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
@@ -74,6 +74,57 @@ class Plan(NamedTuple):
     fans: tuple[int, int]
     dtype: np.dtype
     size: int
+
+
+class Reach(NamedTuple):
+    """A magnitude a scheme's values reach, and the request field that drives it.
+
+    ``size`` is computed in float64 from the parameters (``inf`` when even float64 overflows);
+    ``how`` says how, for the error message (``"|mean| + 13.71·stddev"``).
+    """
+
+    field: str
+    value: Any
+    size: float
+    how: str
+
+
+def _finite_in(size: float, dtype: np.dtype) -> bool:
+    """Whether every value of magnitude ≤ ``size`` rounds to a finite ``dtype`` number."""
+    if not math.isfinite(size):
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.float64(size).astype(dtype)))
+
+
+def check_reach(
+    peak: Reach | None, typical: Reach | None, dtype: str
+) -> None:
+    """Refuse values that would overflow ``dtype`` or be subnormal in it.
+
+    ``peak``: the largest |value| the scheme can produce; it must round to a finite number.
+    ``typical``: the size of its typical nonzero values (a standard deviation, a constant);
+    when nonzero it must be at least the dtype's smallest normal number, else the values
+    would be subnormal (a few significant bits, flushed to zero by some hardware) or 0.
+    """
+    target = numpy_dtype(dtype)
+    info = ml_dtypes.finfo(target)
+    if peak is not None and not _finite_in(peak.size, target):
+        raise InitializerError(
+            peak.field,
+            peak.value,
+            f"values would reach {peak.how} = {peak.size:.4g}, beyond {dtype}'s largest "
+            f"finite number {float(info.max):.4g}",
+        )
+    if typical is not None and 0.0 < typical.size < float(info.smallest_normal):
+        wider = "" if dtype == "float64" else " or use a wider dtype"
+        raise InitializerError(
+            typical.field,
+            typical.value,
+            f"values of size {typical.how} = {typical.size:.4g} are below {dtype}'s smallest "
+            f"normal number {float(info.smallest_normal):.4g}: they would be subnormal (few "
+            f"significant bits) or round to 0; change {typical.field.rsplit('.', 1)[-1]}{wider}",
+        )
 
 
 _PLANS: dict[tuple[Any, ...], Plan] = {}
@@ -169,12 +220,19 @@ class Param:
             raise InitializerError(field, value, f"must be a number ({self.type})")
         if isinstance(value, float | np.floating) and not math.isfinite(value):
             raise InitializerError(field, value, "must be finite (no NaN or infinity)")
+        number: float | int
         if kind is int:
-            if float(value) != int(value):
+            # Integers stay exact however large (float(10**400) would overflow).
+            if isinstance(value, float | np.floating) and not float(value).is_integer():
                 raise InitializerError(field, value, "must be an integer")
-            number: float | int = int(value)
+            number = int(value)
         else:
-            number = float(value)
+            try:
+                number = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
+            except OverflowError:
+                raise InitializerError(
+                    field, value, "must be within float64's range (|x| ≤ 1.8e308)"
+                ) from None
         if self.minimum is not None:
             if self.exclusive_minimum and not number > self.minimum:
                 raise InitializerError(field, value, f"must be > {self.minimum:g}")
@@ -276,6 +334,17 @@ class Initializer:
                 f"{self.name} has no Keras 3 counterpart; compat 'keras' applies to Keras's "
                 "own initializers only (use compat null)",
             )
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        """(the largest |value| the scheme can produce, the size of its typical nonzero
+        values) for ``check_reach``; None where the scheme's values are bounded by 1."""
+        return None, None
+
+    def _param(self, key: str, size: float, how: str) -> Reach:
+        """A Reach driven by parameter ``key``."""
+        return Reach(f"{self._field}.{key}", self.params[key], size, how)
 
     def sample(
         self,
@@ -397,6 +466,12 @@ class Initializer:
                 fans = self.fans_for(dims, layout, fan_in, fan_out)
             except InitializerError:  # the scheme ignores fans; layout 'torch' at rank < 2
                 fans = layout_fans(dims, "keras")
+        if self.uses_fans and max(fans) > FAN_MAX:
+            raise InitializerError(
+                "shape", list(dims), f"fans {fans} exceed {FAN_MAX} (2**63 - 1)"
+            )
+        if dtype in FLOAT_DTYPES:
+            check_reach(*self._reach(dims, fans), dtype)
         if compat == "keras":
             self._check_compat(dtype)
         return Plan(dims, fans, numpy_dtype(dtype), math.prod(dims))

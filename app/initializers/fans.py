@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from app.initializers.errors import InitializerError
 
 LAYOUTS: tuple[str, ...] = ("keras", "torch")
+FAN_MAX = 2**63 - 1  # explicit fans beyond this are refused (they stay exact in float64 math)
 
 
 def check_fan(field: str, value: object) -> int | None:
@@ -30,6 +31,8 @@ def check_fan(field: str, value: object) -> int | None:
         raise InitializerError(field, value, "must be a positive integer or null")
     if value < 1:
         raise InitializerError(field, value, "must be ≥ 1")
+    if value > FAN_MAX:
+        raise InitializerError(field, value, "must be ≤ 2**63 - 1")
     return int(value)
 
 

@@ -19,7 +19,10 @@ NONLINEARITIES: tuple[str, ...] = (*LINEAR_FNS, "sigmoid", "tanh", "relu", "leak
 
 
 def calculate_gain(
-    nonlinearity: str, param: float | None = None, field: str = "nonlinearity"
+    nonlinearity: str,
+    param: float | None = None,
+    field: str = "nonlinearity",
+    param_field: str = "params.a",
 ) -> float:
     """Recommended gain for ``nonlinearity`` (PyTorch 2.13 ``calculate_gain``).
 
@@ -36,8 +39,16 @@ def calculate_gain(
     if nonlinearity == "leaky_relu":
         negative_slope = 0.01 if param is None else float(param)
         if not math.isfinite(negative_slope):
-            raise InitializerError("params.a", param, "negative slope must be finite")
-        return math.sqrt(2.0 / (1 + negative_slope**2))
+            raise InitializerError(param_field, param, "negative slope must be finite")
+        try:
+            square = negative_slope**2  # PyTorch's arithmetic, bit for bit
+        except OverflowError:  # |a| > ~1.34e154: PyTorch raises OverflowError here too
+            raise InitializerError(
+                param_field,
+                param,
+                "|negative slope| must be below 1.34e154 (its square overflows float64)",
+            ) from None
+        return math.sqrt(2.0 / (1 + square))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise InitializerError(

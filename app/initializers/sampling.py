@@ -55,6 +55,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+# No standard-normal draw of initlab exceeds this in magnitude: NumPy's float64 ziggurat tail
+# returns r + x with x = -ln(1 - U)/r ≤ 53·ln 2 / r, r = 3.6541528853610088, i.e. ≤ 13.708
+# (the float32 ziggurat's tail stops at 8.2, Box–Muller at 5.77). Keras compat draws the same
+# float64 ziggurat. The engine's overflow checks use it as the bound of |z|.
+NORMAL_PEAK = 13.71
+
 SMALL = 1 << 14  # up to this many elements: one draw from the seeded generator, no chunks
 CHUNK = 1 << 16  # target chunk size above SMALL
 _M128 = (1 << 128) - 1
@@ -179,6 +185,31 @@ _SQRT_HALF_BITS = 0x3F3504F3  # float32 bits of √½
 _ONE_BITS = 0x3F800000
 
 
+_F32 = np.finfo(np.float32)
+# std within this range multiplies float32 draws (and the Box–Muller radius ≤ 5.77) without
+# leaving float32's normal range: the product is then correctly rounded in float32 itself.
+_F32_STD_MIN, _F32_STD_MAX = float(_F32.smallest_normal), float(_F32.max) / 8.0
+
+
+def scale(values: np.ndarray, std: float) -> None:
+    """values *= std in place, correctly rounded for any finite std.
+
+    float32 values whose std is not comfortably a normal float32 (tiny: it would be
+    subnormal or 0; huge: it would overflow) are multiplied in float64 and rounded once.
+    """
+    if std == 1.0:
+        return
+    if values.dtype == np.float32 and not _F32_STD_MIN <= abs(std) <= _F32_STD_MAX:
+        with np.errstate(over="ignore", under="ignore"):
+            np.multiply(values, std, out=values, dtype=np.float64, casting="unsafe")
+        return
+    if abs(std) < 1e300:
+        values *= values.dtype.type(std)
+        return
+    with np.errstate(over="ignore"):  # truncated normals: beyond the cut, redrawn anyway
+        values *= values.dtype.type(std)
+
+
 def _scratch(h: int) -> tuple[np.ndarray, np.ndarray]:
     """Two per-thread buffers of 2h 32-bit words (reused across chunks)."""
     bufs: tuple[np.ndarray, np.ndarray] | None = getattr(_local, "scratch", None)
@@ -245,7 +276,10 @@ def _box_muller(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
     z *= _LN2_M2
     f += z
     np.sqrt(f, out=f)
-    if std != 1.0:
+    # std folds into the radius only where radius·std stays a normal float32; otherwise the
+    # unit normals are scaled afterwards, in float64 (``scale``).
+    folded = _F32_STD_MIN <= std <= _F32_STD_MAX
+    if folded and std != 1.0:
         f *= _F(std)
     out[:h] *= f
     out[h:] *= f
@@ -253,14 +287,15 @@ def _box_muller(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
     mask = s2[:h]
     np.left_shift(angle_bits, 31, out=mask)
     out.view(np.uint32)[h:] ^= mask
+    if not folded:
+        scale(out, std)
 
 
 def _normal_into(gen: np.random.Generator, out: np.ndarray, std: float, small: bool) -> None:
     """out ← N(0, std²): ziggurat for float64 and small float32 buffers, else Box–Muller."""
     if out.dtype == np.float64 or small:
         gen.standard_normal(out.size, dtype=out.dtype, out=out)
-        if std != 1.0:
-            out *= out.dtype.type(std)
+        scale(out, std)
         return
     if out.size % 2:
         pairs = np.empty(out.size + 1, np.float32)
@@ -274,20 +309,24 @@ def normal(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, mean: float, std: float
 ) -> np.ndarray:
     """A new ``shape`` array of N(mean, std²) in ``dtype`` (float32/float64), as ``fill_normal``."""
+    if std == 0.0:
+        return np.full(shape, mean, dtype)
     if math.prod(shape) > SMALL:
         out = np.empty(shape, dtype)
         fill_normal(rng, out.reshape(-1), mean, std)
         return out
     values = rng.standard_normal(shape, dtype=dtype)  # the small path of fill_normal, unrolled
-    if std != 1.0:
-        values *= dtype.type(std)
+    scale(values, std)
     if mean != 0.0:
         values += dtype.type(mean)
     return values
 
 
 def fill_normal(rng: np.random.Generator, out: np.ndarray, mean: float, std: float) -> None:
-    """out ← N(mean, std²); ``out`` is a flat float32/float64 buffer."""
+    """out ← N(mean, std²); ``out`` is a flat float32/float64 buffer (std 0: all ``mean``)."""
+    if std == 0.0:
+        out.fill(mean)  # not mean + 0·z, whose negative z give -0.0
+        return
     small = out.size <= SMALL
     shift = out.dtype.type(mean)
 
@@ -301,12 +340,25 @@ def fill_normal(rng: np.random.Generator, out: np.ndarray, mean: float, std: flo
 
 
 def fill_uniform(rng: np.random.Generator, out: np.ndarray, low: float, high: float) -> None:
-    """out ← U[low, high)."""
-    width, shift = out.dtype.type(high - low), out.dtype.type(low)
+    """out ← U[low, high): low + (high − low)·u.
+
+    When high − low overflows the buffer's dtype (finite bounds of opposite signs near its
+    largest number) the value is computed as low·(1 − u) + high·u instead.
+    """
+    kind = out.dtype.type
+    with np.errstate(over="ignore"):
+        width, shift = kind(high - low), kind(low)
+    wide = not np.isfinite(width)
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
         gen.random(view.size, dtype=out.dtype, out=view)
+        if wide:
+            rest = kind(1.0) - view
+            rest *= shift
+            view *= kind(high)
+            view += rest
+            return
         view *= width
         if low != 0.0:
             view += shift
@@ -319,7 +371,8 @@ def _truncate(
 ) -> None:
     """Redraw, in order, the entries of ``flat`` outside [lo·std, hi·std] (ziggurat refills)."""
     kind = flat.dtype.type
-    low, high = kind(lo * std), kind(hi * std)
+    with np.errstate(over="ignore"):  # a bound beyond the dtype is ±inf: nothing cut there
+        low, high = kind(lo * std), kind(hi * std)
     if lo == -hi:
         todo = np.flatnonzero(np.abs(flat) > high)
     else:
@@ -330,8 +383,7 @@ def _truncate(
     while todo.size:
         batch = gen.standard_normal(min(int(todo.size / acceptance * 1.1) + 8, 1 << 22),
                                     dtype=flat.dtype)
-        if std != 1.0:
-            batch *= kind(std)
+        scale(batch, std)
         if lo == -hi:
             kept = batch[np.abs(batch) <= high]
         else:
@@ -353,14 +405,15 @@ def truncated_normal(
     hi: float,
 ) -> np.ndarray:
     """A new ``shape`` array as ``fill_truncated_normal`` (float32/float64)."""
+    if std == 0.0:
+        return np.full(shape, mean, dtype)
     if math.prod(shape) > SMALL:
         out = np.empty(shape, dtype)
         fill_truncated_normal(rng, out.reshape(-1), mean, std, lo, hi)
         return out
     values = rng.standard_normal(shape, dtype=dtype)  # the small path of the fill, unrolled
     flat = values.reshape(-1)
-    if std != 1.0:
-        flat *= dtype.type(std)
+    scale(flat, std)
     _truncate(rng, flat, std, lo, hi)
     if mean != 0.0:
         flat += dtype.type(mean)
@@ -380,6 +433,9 @@ def fill_truncated_normal(
     The chunk is drawn whole; only the positions outside [lo·std, hi·std] are then redrawn,
     in order, from further ziggurat draws of the same generator until none is left.
     """
+    if std == 0.0:
+        out.fill(mean)
+        return
     small = out.size <= SMALL
     shift = out.dtype.type(mean)
 

@@ -9,16 +9,21 @@ how fans are counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from app.initializers import sampling
-from app.initializers.base import FLOAT_DTYPES, Initializer, Param
+from app.initializers.base import FLOAT_DTYPES, Initializer, Param, Reach
 from app.initializers.errors import InitializerError
 from app.initializers.fans import compute_fans
 from app.initializers.gains import NONLINEARITIES, calculate_gain
+from app.initializers.sampling import NORMAL_PEAK
 
 # Standard deviation of a standard normal truncated to (-2, 2) (Keras's constant).
 TRUNCATED_STD = 0.87962566103423978
@@ -106,6 +111,73 @@ def _truncated_std(lo: float, hi: float) -> float:
     return math.sqrt(max(1 + (a_term - b_term) / z - mean_shift**2, 0.0))
 
 
+def _normal_reach(
+    init: Initializer, mean: float, std: float, std_key: str, mean_key: str | None, peak_z: float
+) -> tuple[Reach, Reach]:
+    """Reach of mean + std·z with |z| ≤ ``peak_z``: the term that dominates names the field."""
+    size = abs(mean) + peak_z * std
+    how = f"|{mean_key}| + {peak_z:g}·{std_key}" if mean_key else f"{peak_z:g}·{std_key}"
+    key = mean_key if mean_key and abs(mean) >= peak_z * std else std_key
+    typical_key = mean_key if mean_key and abs(mean) > std else std_key
+    typical = max(abs(mean), std)
+    return (
+        init._param(key, size, how),
+        init._param(typical_key, typical, f"max(|{mean_key}|, {std_key})" if mean_key else std_key),
+    )
+
+
+def _uniform_limit(var: float) -> float:
+    """sqrt(3·var) as Keras computes it, or sqrt(3)·sqrt(var) where 3·var overflows."""
+    limit = math.sqrt(3.0 * var)
+    return limit if math.isfinite(limit) else math.sqrt(3.0) * math.sqrt(var)
+
+
+# BLAS threads of one QR. OpenBLAS's thread count is process-wide: while any QR runs it is
+# held at QR_THREADS (taken by the first QR, released by the last), so a QR never spreads over
+# the cores the API's other threads (event loop, chunk fills, other requests) are using.
+# Measured on the 2-core VM: 2 threads make a 2048² QR only 1.5× faster (docs/schemes.md).
+QR_THREADS = 1
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: Any = None
+_blas_controller: ThreadpoolController | None = None
+
+
+def _forget_blas_users() -> None:
+    global _blas_lock, _blas_users, _blas_limit
+    _blas_lock, _blas_users, _blas_limit = threading.Lock(), 0, None
+
+
+os.register_at_fork(after_in_child=_forget_blas_users)
+
+
+@contextmanager
+def _bounded_blas() -> Iterator[None]:
+    """BLAS limited to QR_THREADS threads for the duration (overlapping uses share it)."""
+    global _blas_users, _blas_limit, _blas_controller
+    with _blas_lock:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                _blas_controller = ThreadpoolController()
+            _blas_limit = _blas_controller.limit(limits=QR_THREADS, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+def _qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.qr(a)`` on QR_THREADS BLAS threads."""
+    with _bounded_blas():
+        q, r = np.linalg.qr(a)
+    return q, r
+
+
 def _orthonormal(rng: np.random.Generator, rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
     """A (rows, cols) matrix with orthonormal columns (rows ≥ cols) or rows (rows < cols).
 
@@ -115,7 +187,7 @@ def _orthonormal(rng: np.random.Generator, rows: int, cols: int, dtype: np.dtype
     draw = sampling.draw_dtype(dtype)
     a = np.empty((max(rows, cols), min(rows, cols)), dtype=draw)
     sampling.fill_normal(rng, a.reshape(-1), 0.0, 1.0)
-    q, r = np.linalg.qr(a)
+    q, r = _qr(a)
     q *= np.sign(np.diagonal(r))
     return q.T if rows < cols else q
 
@@ -149,6 +221,27 @@ class Zeros(Initializer):
     tfjs_class: str | None = "Zeros"
     dtypes: tuple[str, ...] = INT_DTYPES
     random: bool = False
+    # The parameter every nonzero element equals (constant's value, identity's gain), if any.
+    value_key: str | None = None
+
+    def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
+        key = self.value_key
+        if key is None or dtype != "int32":
+            return
+        value = self.params[key]
+        if value != int(value) or not -(2**31) <= value < 2**31:
+            raise InitializerError(
+                f"{self._field}.{key}", value, "must be a 32-bit integer for dtype int32"
+            )
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        if self.value_key is None:
+            return None, None
+        size = abs(self.params[self.value_key])
+        reach = self._param(self.value_key, size, f"|{self.value_key}|")
+        return reach, reach
 
     def sample(
         self,
@@ -211,12 +304,7 @@ class Constant(Zeros):
     keras_class = "Constant"
     tfjs_class = "Constant"
 
-    def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
-        value = self.params["value"]
-        if dtype == "int32" and (value != int(value) or not -(2**31) <= value < 2**31):
-            raise InitializerError(
-                f"{self._field}.value", value, "must be a 32-bit integer for dtype int32"
-            )
+    value_key: str | None = "value"
 
     def sample(
         self,
@@ -256,12 +344,7 @@ class Identity(Zeros):
     min_rank: int = 2
     max_rank: int | None = 2
 
-    def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
-        gain = self.params["gain"]
-        if dtype == "int32" and gain != int(gain):
-            raise InitializerError(
-                f"{self._field}.gain", gain, "must be an integer for dtype int32"
-            )
+    value_key: str | None = "gain"
 
     def sample(
         self,
@@ -301,8 +384,7 @@ class Eye(Identity):
     keras_class = None
     tfjs_class = None
 
-    def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
-        pass
+    value_key = None
 
     def sample(
         self,
@@ -405,6 +487,23 @@ class RandomNormal(Initializer):
     frameworks: dict[str, str | None] = _frameworks("RandomNormal", "randomNormal", "normal_")
     keras_class: str | None = "RandomNormal"
     tfjs_class: str | None = "RandomNormal"
+    # Parameter names of the mean (None: 0) and the standard deviation (None: fixed_std).
+    mean_key: str | None = "mean"
+    std_key: str | None = "stddev"
+    fixed_std: float = 1.0
+
+    def _moments(self) -> tuple[float, float]:
+        mean = self.params[self.mean_key] if self.mean_key else 0.0
+        std = self.params[self.std_key] if self.std_key else self.fixed_std
+        return mean, std
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        if self.std_key is None:  # a fixed, moderate standard deviation
+            return None, None
+        mean, std = self._moments()
+        return _normal_reach(self, mean, std, self.std_key, self.mean_key, NORMAL_PEAK)
 
     def sample(
         self,
@@ -413,17 +512,17 @@ class RandomNormal(Initializer):
         fans: tuple[int, int],
         dtype: np.dtype,
     ) -> np.ndarray:
-        return _normal(rng, shape, dtype, self.params["mean"], self.params["stddev"])
+        return _normal(rng, shape, dtype, *self._moments())
 
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
     ) -> np.ndarray:
-        return sampling.keras_normal(seed, shape, self.params["mean"], self.params["stddev"], dtype)
+        return sampling.keras_normal(seed, shape, *self._moments(), dtype)
 
     def expected_std(
         self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
     ) -> float | None:
-        return float(self.params["stddev"])
+        return float(self._moments()[1])
 
 
 class TorchNormal(RandomNormal):
@@ -439,20 +538,7 @@ class TorchNormal(RandomNormal):
     frameworks = _frameworks(pytorch="normal_")
     keras_class = None
     tfjs_class = None
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, self.params["mean"], self.params["std"])
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return float(self.params["std"])
+    std_key = "std"
 
 
 class JaxNormal(RandomNormal):
@@ -465,49 +551,35 @@ class JaxNormal(RandomNormal):
     frameworks = _frameworks(jax="normal")
     keras_class = None
     tfjs_class = None
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, 0.0, self.params["stddev"])
+    mean_key = None
 
 
-class SmallRandom(RandomNormal):
-    name: str = "small_random"
+class _FixedNormal(RandomNormal):
+    """N(0, fixed_std²) without parameters: the classic ``np.random.randn(...) * c``."""
+
     PARAMS: tuple[Param, ...] = ()
-    aliases: tuple[str, ...] = ("small_random", "small_random_normal")
-    formula: str = "N(0, 0.01²)  (randn · 0.01)"
-    description: str = (
-        "Small random weights, the classic `np.random.randn(...) * 0.01`: breaks "
-        "symmetry but shrinks activations layer by layer in deep nets."
-    )
     references: tuple[str, ...] = (
         "deeplearning.ai, Improving Deep Neural Networks (initialization)",
     )
     frameworks: dict[str, str | None] = _frameworks()
     keras_class: str | None = None
     tfjs_class: str | None = None
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, 0.0, 0.01)
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return 0.01
+    mean_key = None
+    std_key = None
 
 
-class LargeRandom(SmallRandom):
+class SmallRandom(_FixedNormal):
+    name = "small_random"
+    aliases = ("small_random", "small_random_normal")
+    formula = "N(0, 0.01²)  (randn · 0.01)"
+    description = (
+        "Small random weights, the classic `np.random.randn(...) * 0.01`: breaks "
+        "symmetry but shrinks activations layer by layer in deep nets."
+    )
+    fixed_std = 0.01
+
+
+class LargeRandom(_FixedNormal):
     name = "large_random"
     aliases = ("large_random", "large_random_normal")
     formula = "N(0, 1) · 10"
@@ -515,21 +587,7 @@ class LargeRandom(SmallRandom):
         "Large random weights (`np.random.randn(...) * 10`): saturates sigmoid/tanh "
         "and explodes the loss — the cautionary example."
     )
-    references = ("deeplearning.ai, Improving Deep Neural Networks (initialization)",)
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return _normal(rng, shape, dtype, 0.0, 10.0)
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return 10.0
+    fixed_std = 10.0
 
 
 class RandomUniform(Initializer):
@@ -560,6 +618,26 @@ class RandomUniform(Initializer):
 
     def _bounds(self) -> tuple[float, float]:
         return self.params[self.low_key], self.params[self.high_key]
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        low, high = self._bounds()
+        key = self.high_key if abs(high) >= abs(low) else self.low_key
+        size = max(abs(low), abs(high))
+        how = f"max(|{self.low_key}|, |{self.high_key}|)"
+        return self._param(key, size, how), self._param(key, size, how)
+
+    def _check_compat(self, dtype: str) -> None:
+        super()._check_compat(dtype)
+        low, high = self._bounds()
+        if not math.isfinite(high - low):
+            raise InitializerError(
+                f"{self._field}.{self.high_key}",
+                high,
+                f"compat 'keras' draws NumPy's uniform(low, high), which refuses a range "
+                f"{self.high_key} − {self.low_key} beyond float64 (use compat null)",
+            )
 
     def sample(
         self,
@@ -608,6 +686,7 @@ class JaxUniform(RandomUniform):
     frameworks = _frameworks(jax="uniform")
     keras_class = None
     tfjs_class = None
+    low_key = high_key = "scale"
 
     def _validate(self) -> None:
         pass
@@ -633,6 +712,12 @@ class GeneralRule(RandomUniform):
 
     def _validate(self) -> None:
         pass
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        bound = 1.0 / math.sqrt(fans[0]) if fans[0] > 0 else 0.0
+        return None, Reach("fan_in", fans[0], bound, "1/sqrt(fan_in)")
 
     def sample(
         self,
@@ -683,6 +768,12 @@ class TruncatedNormal(Initializer):
     frameworks = _frameworks("TruncatedNormal", "truncatedNormal")
     keras_class = "TruncatedNormal"
     tfjs_class = "TruncatedNormal"
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        p = self.params
+        return _normal_reach(self, p["mean"], p["stddev"], "stddev", "mean", 2.0)
 
     def sample(
         self,
@@ -751,6 +842,13 @@ class JaxTruncatedNormal(Initializer):
             self.params["upper"],
         )
 
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        p = self.params
+        peak_z = min(max(abs(p["lower"]), abs(p["upper"])), NORMAL_PEAK)
+        return _normal_reach(self, 0.0, p["stddev"], "stddev", None, peak_z)
+
     def work(self, shape: Sequence[int]) -> int:
         acceptance = sampling.normal_acceptance(self.params["lower"], self.params["upper"])
         return math.ceil(math.prod(shape) / acceptance)
@@ -811,6 +909,16 @@ class TruncNormal(Initializer):
     ) -> np.ndarray:
         lo, hi = self._standard_bounds()
         return _truncated(rng, shape, dtype, self.params["mean"], self.params["std"], lo, hi)
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        p = self.params
+        peak, typical = _normal_reach(self, p["mean"], p["std"], "std", "mean", NORMAL_PEAK)
+        cut = max(abs(p["a"]), abs(p["b"]))  # values lie in [a, b]
+        if cut < peak.size:
+            peak = self._param("a" if abs(p["a"]) >= abs(p["b"]) else "b", cut, "max(|a|, |b|)")
+        return peak, typical
 
     def work(self, shape: Sequence[int]) -> int:
         return math.ceil(math.prod(shape) / sampling.normal_acceptance(*self._standard_bounds()))
@@ -952,6 +1060,25 @@ class VarianceScaling(Initializer):
             scale /= max(1.0, math.sqrt(fan_in * fan_out))
         return scale
 
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        var = self._variance(fans)
+        distribution = self._settings()[2]
+        if distribution == "truncated_normal":
+            std, peak_z = math.sqrt(var) / TRUNCATED_STD, 2.0
+        elif distribution == "untruncated_normal":
+            std, peak_z = math.sqrt(var), NORMAL_PEAK
+        else:
+            std, peak_z = _uniform_limit(var), 1.0
+        how = "sqrt(scale / n)"
+        if "scale" in self.params:
+            field, value = f"{self._field}.scale", self.params["scale"]
+        else:  # Glorot / He / LeCun: only an explicit fan can make the values tiny
+            field = "fan_out" if self._settings()[1] == "fan_out" else "fan_in"
+            value = fans[1] if field == "fan_out" else fans[0]
+        return Reach(field, value, peak_z * std, f"{peak_z:g}·{how}"), Reach(field, value, std, how)
+
     def sample(
         self,
         rng: np.random.Generator,
@@ -965,7 +1092,7 @@ class VarianceScaling(Initializer):
             return _truncated(rng, shape, dtype, 0.0, math.sqrt(var) / TRUNCATED_STD, -2.0, 2.0)
         if distribution == "untruncated_normal":
             return _normal(rng, shape, dtype, 0.0, math.sqrt(var))
-        limit = math.sqrt(3.0 * var)
+        limit = _uniform_limit(var)
         return _uniform(rng, shape, dtype, -limit, limit)
 
     def sample_keras(
@@ -979,7 +1106,7 @@ class VarianceScaling(Initializer):
             )
         if distribution == "untruncated_normal":
             return sampling.keras_normal(seed, shape, 0.0, math.sqrt(var), dtype)
-        limit = math.sqrt(3.0 * var)
+        limit = _uniform_limit(var)
         return sampling.keras_uniform(seed, shape, -limit, limit, dtype)
 
     def expected_std(
@@ -1119,6 +1246,19 @@ class _FanScaled(Initializer):
     def _std(self, fans: tuple[int, int]) -> float:
         raise NotImplementedError
 
+    def _driver(self, fans: tuple[int, int]) -> tuple[str, Any]:
+        """The request field that sets the std's size."""
+        return f"{self._field}.gain", self.params["gain"]
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        std = self._std(fans)
+        peak_z = NORMAL_PEAK if self.distribution == "normal" else math.sqrt(3.0)
+        field, value = self._driver(fans)
+        peak = Reach(field, value, peak_z * std, f"{peak_z:.4g}·std")
+        return peak, Reach(field, value, std, "std")
+
     def sample(
         self,
         rng: np.random.Generator,
@@ -1217,8 +1357,17 @@ class KaimingUniform(_FanScaled):
 
     def _validate(self) -> None:
         self._gain = calculate_gain(
-            self.params["nonlinearity"], self.params["a"], field=f"{self._field}.nonlinearity"
+            self.params["nonlinearity"],
+            self.params["a"],
+            field=f"{self._field}.nonlinearity",
+            param_field=f"{self._field}.a",
         )
+
+    def _driver(self, fans: tuple[int, int]) -> tuple[str, Any]:
+        if self.params["nonlinearity"] == "leaky_relu" and abs(self.params["a"]) > 1.0:
+            return f"{self._field}.a", self.params["a"]
+        fan = self.params["mode"]
+        return fan, fans[0] if fan == "fan_in" else fans[1]
 
     def _std(self, fans: tuple[int, int]) -> float:
         fan = fans[0] if self.params["mode"] == "fan_in" else fans[1]
@@ -1261,6 +1410,11 @@ class Sparse(Initializer):
     references = (TORCH_REF, MARTENS)
     frameworks = _frameworks(pytorch="sparse_")
     min_rank = max_rank = 2
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        return _normal_reach(self, 0.0, self.params["std"], "std", None, NORMAL_PEAK)
 
     def sample(
         self,
@@ -1323,10 +1477,24 @@ class Orthogonal(Initializer):
     def _matrix(self, shape: Sequence[int]) -> tuple[int, int]:
         return math.prod(shape[:-1]), shape[-1]
 
+    gain_key: str = "gain"
+
     def work(self, shape: Sequence[int]) -> int:
         if len(shape) < 2:
             return math.prod(shape)
         return _orthogonal_work(*self._matrix(shape))
+
+    def _reach(
+        self, dims: tuple[int, ...], fans: tuple[int, int]
+    ) -> tuple[Reach | None, Reach | None]:
+        key = self.gain_key
+        gain = abs(self.params[key])
+        rows, cols = self._matrix(dims)
+        typical = gain / math.sqrt(max(rows, cols, 1))  # the entries' root mean square
+        return (
+            self._param(key, gain, f"|{key}|"),
+            self._param(key, typical, f"|{key}|/sqrt(max(rows, cols))"),
+        )
 
     def sample(
         self,
@@ -1347,7 +1515,7 @@ class Orthogonal(Initializer):
         rows, cols = self._matrix(shape)
         a = sampling.keras_normal(seed, (max(cols, rows), min(cols, rows)), 0.0, 1.0, dtype)
         # keras.ops.qr → convert_to_tensor, which turns float64 into floatx (float32).
-        q, r = np.linalg.qr(a.astype(np.float32) if a.dtype == np.float64 else a)
+        q, r = _qr(a.astype(np.float32) if a.dtype == np.float64 else a)
         q *= np.sign(np.diag(r))
         if rows < cols:
             q = np.transpose(q)
@@ -1397,6 +1565,7 @@ class DeltaOrthogonal(Orthogonal):
     name = "delta_orthogonal"
     PARAMS = (Param("scale", "float", 1.0, "Multiplies the orthogonal matrix."),)
     PARAM_ALIASES: ClassVar[dict[str, str]] = {"gain": "scale"}
+    gain_key = "scale"
     aliases = ("delta_orthogonal", "jax.nn.initializers.delta_orthogonal")
     formula = (
         "kernel (*spatial, in, out), out ≥ in: W[(k1-1)//2, ..., :, :] = scale · M, M an "

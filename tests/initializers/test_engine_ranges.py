@@ -1,0 +1,240 @@
+"""Extreme parameters: values that would overflow the dtype or be subnormal in it are refused
+up front (naming the field and value); everything accepted is finite and correctly scaled."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.initializers import InitializerError, generate, resolve
+from app.initializers.sampling import SMALL
+from app.main import create_app
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+INFO = {d: ml_dtypes.finfo(d if d != "bfloat16" else ml_dtypes.bfloat16) for d in FLOATS}
+BIG = 2 * SMALL + 2  # Box–Muller and chunked paths; (3, 3) is the small ziggurat path
+
+
+def _max(dtype: str) -> float:
+    return float(INFO[dtype].max)
+
+
+def _tiny(dtype: str) -> float:
+    return float(INFO[dtype].smallest_normal)
+
+
+def _refused(dtype: str) -> list[tuple[str, dict[str, Any], str, float]]:
+    """(scheme, params, field, value) over the largest finite number of ``dtype``."""
+    top, small = _max(dtype), _tiny(dtype)
+    cases: list[tuple[str, dict[str, Any], str, float]] = [
+        # N(mean, σ²) reaches |mean| + 13.71σ: σ = max/5 → 2.7·max.
+        ("random_normal", {"stddev": top / 5}, "params.stddev", top / 5),
+        ("torch_normal", {"std": top / 5}, "params.std", top / 5),
+        ("jax_normal", {"stddev": top / 5}, "params.stddev", top / 5),
+        ("sparse", {"std": top / 5}, "params.std", top / 5),
+        ("xavier_normal", {"gain": top / 5}, "params.gain", top / 5),
+        # truncated at ±2σ: σ = max/1.5 → 1.33·max.
+        ("truncated_normal", {"stddev": top / 1.5}, "params.stddev", top / 1.5),
+        # tiny parameters: subnormal values.
+        ("random_normal", {"stddev": small / 16}, "params.stddev", small / 16),
+        ("random_normal", {"mean": small / 16, "stddev": 0.0}, "params.mean", small / 16),
+        ("truncated_normal", {"stddev": small / 16}, "params.stddev", small / 16),
+        ("trunc_normal", {"std": small / 16, "a": -1.0, "b": 1.0}, "params.std", small / 16),
+        ("jax_truncated_normal", {"stddev": small / 16}, "params.stddev", small / 16),
+        ("random_uniform", {"minval": -small / 16, "maxval": small / 16}, "params.maxval",
+         small / 16),
+        ("jax_uniform", {"scale": small / 16}, "params.scale", small / 16),
+        ("constant", {"value": -small / 16}, "params.value", -small / 16),
+        ("orthogonal", {"gain": small / 16}, "params.gain", small / 16),
+    ]
+    if dtype != "float64":  # every finite float64 parameter fits float64 itself
+        cases += [
+            ("constant", {"value": top * 2}, "params.value", top * 2),
+            ("identity", {"gain": -top * 2}, "params.gain", -top * 2),
+            ("orthogonal", {"gain": top * 2}, "params.gain", top * 2),
+            ("delta_orthogonal", {"scale": top * 2}, "params.scale", top * 2),
+            ("random_uniform", {"maxval": top * 2}, "params.maxval", top * 2),
+            ("random_uniform", {"minval": -top * 2}, "params.minval", -top * 2),
+            ("torch_uniform", {"b": top * 2}, "params.b", top * 2),
+            ("jax_uniform", {"scale": top * 2}, "params.scale", top * 2),
+            ("xavier_uniform", {"gain": top * 2}, "params.gain", top * 2),
+            ("variance_scaling", {"scale": top * top}, "params.scale", top * top),
+            ("random_normal", {"mean": top * 2}, "params.mean", top * 2),
+            # std = sqrt(scale / n) and gain / sqrt(fan) below the smallest normal
+            ("variance_scaling", {"scale": small * small / 256}, "params.scale",
+             small * small / 256),
+            ("kaiming_normal", {"a": 1e100}, "params.a", 1e100),
+            ("kaiming_uniform", {"a": -1e100}, "params.a", -1e100),
+            # values lie in [a, b] and within |mean| + 13.71·std: both beyond max
+            ("trunc_normal", {"std": top / 5, "a": -top * 2, "b": top * 2}, "params.a",
+             -top * 2),
+            ("trunc_normal", {"std": top, "a": -top * 2, "b": top * 1.5}, "params.a", -top * 2),
+        ]
+    return cases
+
+
+REFUSED = [(dtype, *case) for dtype in FLOATS for case in _refused(dtype)]
+
+
+@pytest.mark.parametrize(("dtype", "name", "params", "field", "value"), REFUSED)
+def test_values_beyond_the_dtype_are_refused_naming_field_and_value(
+    dtype: str, name: str, params: dict[str, Any], field: str, value: float
+) -> None:
+    init = resolve({"name": name, "params": params})
+    shape = (3, 3, 4) if name == "delta_orthogonal" else (3, 3)
+    with pytest.raises(InitializerError) as info:
+        init.check(shape, dtype=dtype)
+    assert (info.value.field, info.value.value) == (field, value)
+    assert dtype in info.value.msg or "overflows" in info.value.msg
+    with pytest.raises(InitializerError):  # generate refuses before drawing anything
+        generate(init, shape, seed=0, dtype=dtype)
+
+
+def _accepted(dtype: str) -> list[tuple[str, dict[str, Any]]]:
+    """Parameters at the edge of ``dtype``: large or small, but representable."""
+    top, small = _max(dtype), _tiny(dtype)
+    return [
+        ("random_normal", {"stddev": top / 20}),
+        ("random_normal", {"stddev": small * 64}),
+        ("random_normal", {"mean": 1.0, "stddev": small / 16}),  # values ≈ 1: not subnormal
+        ("truncated_normal", {"stddev": top / 3}),
+        ("trunc_normal", {"std": top / 3, "a": -top / 2, "b": top / 2}),
+        # the width overflows the dtype: drawn as low·(1 − u) + high·u
+        ("random_uniform", {"minval": -top, "maxval": top}),
+        ("random_uniform", {"minval": small * 64, "maxval": small * 128}),
+        ("constant", {"value": top}),
+        ("orthogonal", {"gain": top}),
+        ("xavier_uniform", {"gain": top / 2}),
+        ("variance_scaling", {"scale": small * 64, "distribution": "untruncated_normal"}),
+    ]
+
+
+ACCEPTED = [(dtype, *case) for dtype in FLOATS for case in _accepted(dtype)]
+
+
+@pytest.mark.parametrize(("dtype", "name", "params"), ACCEPTED)
+@pytest.mark.parametrize("shape", [(3, 3), (BIG // 2, 2)], ids=["small", "chunked"])
+def test_edge_parameters_give_finite_nonzero_values(
+    dtype: str, name: str, params: dict[str, Any], shape: tuple[int, int]
+) -> None:
+    values = generate(resolve({"name": name, "params": params}), shape, seed=7, dtype=dtype)
+    wide = values.astype(np.float64)
+    assert np.isfinite(wide).all()
+    assert np.count_nonzero(wide) >= wide.size * 0.99
+
+
+@pytest.mark.parametrize("stddev", [1e-25, 1e-20, 1e20, 1e30, 1e37])
+@pytest.mark.parametrize("size", [9, BIG], ids=["ziggurat", "box-muller"])
+def test_float32_normals_scale_exactly_at_extreme_stddev(stddev: float, size: int) -> None:
+    # N(0, s²) is s·N(0, 1) of the same stream, rounded once (±1 ulp from the radius fold).
+    unit = generate(resolve({"name": "random_normal", "params": {"stddev": 1.0}}), (size,),
+                    seed=3)
+    scaled = generate(resolve({"name": "random_normal", "params": {"stddev": stddev}}),
+                      (size,), seed=3)
+    assert np.isfinite(scaled).all() and np.count_nonzero(scaled) == size
+    np.testing.assert_allclose(scaled, unit.astype(np.float64) * stddev, rtol=6e-7)
+
+
+@pytest.mark.parametrize("name", ["random_normal", "truncated_normal"])
+@pytest.mark.parametrize("size", [9, BIG])
+@pytest.mark.parametrize("stddev", [0.0, -0.0])
+def test_zero_stddev_gives_positive_zeros(name: str, size: int, stddev: float) -> None:
+    init = resolve({"name": name, "params": {"stddev": stddev}})
+    assert math.copysign(1.0, init.params["stddev"]) == 1.0
+    values = generate(init, (size,), seed=1)
+    assert not np.signbit(values).any() and not values.any()
+    shifted = generate(resolve({"name": name, "params": {"mean": 2.5, "stddev": stddev}}),
+                       (size,), seed=1)
+    assert (shifted == 2.5).all()
+
+
+def test_negative_zero_parameters_become_zero() -> None:
+    init = resolve({"name": "constant", "params": {"value": -0.0}})
+    assert math.copysign(1.0, init.params["value"]) == 1.0
+    assert not np.signbit(generate(init, (4,), seed=0)).any()
+
+
+AUDIT: list[tuple[Any, tuple[int, ...], dict[str, Any], str, Any]] = [
+    # huge integers stay exact (no float conversion, no OverflowError)
+    ({"name": "dirac", "params": {"groups": 10**30}}, (4, 2, 3), {}, "params.groups", 10**30),
+    ({"name": "dirac", "params": {"groups": 10**400}}, (4, 2, 3), {}, "params.groups", 10**400),
+    ({"name": "random_normal", "params": {"mean": 10**400}}, (2,), {}, "params.mean", 10**400),
+    ({"name": "orthogonal", "params": {"gain": -(10**309)}}, (2, 2), {}, "params.gain",
+     -(10**309)),
+    ({"name": "he_normal"}, (4, 4), {"fan_in": 2**63}, "fan_in", 2**63),
+    ({"name": "xavier_uniform"}, (4, 4), {"fan_out": 10**400}, "fan_out", 10**400),
+    ({"name": "general_rule"}, (4, 4), {"fan_in": 10**400}, "fan_in", 10**400),
+    # explicit fans small enough to count but making float16 values subnormal
+    ({"name": "he_normal"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in", 10**15),
+    ({"name": "general_rule"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in",
+     10**15),
+    ({"name": "kaiming_normal"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in",
+     10**15),
+    # a huge negative slope: PyTorch's a² overflows
+    ({"name": "kaiming_normal", "params": {"a": 1e200}}, (4, 4), {}, "params.a", 1e200),
+    ({"class_name": "kaiming_normal", "config": {"a": 1e155}}, (4, 4), {}, "config.a", 1e155),
+    # int32 outputs: the gain / value must fit 32 bits
+    ({"name": "identity", "params": {"gain": 2**31}}, (2, 2), {"dtype": "int32"},
+     "params.gain", 2**31),
+    ({"name": "constant", "params": {"value": -(2**31) - 1}}, (2,), {"dtype": "int32"},
+     "params.value", -(2**31) - 1),
+    # compat "keras": NumPy's uniform refuses a range beyond float64
+    ({"name": "random_uniform", "params": {"minval": -1e308, "maxval": 1e308}}, (2,),
+     {"dtype": "float64", "compat": "keras"}, "params.maxval", 1e308),
+    # NaN / infinity stay refused
+    ({"name": "kaiming_uniform", "params": {"a": math.inf}}, (2, 2), {}, "params.a", math.inf),
+    ({"name": "trunc_normal", "params": {"b": -math.inf}}, (2, 2), {}, "params.b", -math.inf),
+]
+
+
+@pytest.mark.parametrize(("ref", "shape", "kwargs", "field", "value"), AUDIT)
+def test_parameter_audit_names_field_and_value(
+    ref: Any, shape: tuple[int, ...], kwargs: dict[str, Any], field: str, value: Any
+) -> None:
+    with pytest.raises(InitializerError) as info:
+        generate(resolve(ref), shape, seed=0, **kwargs)
+    assert (info.value.field, info.value.value) == (field, value)
+
+
+def test_float64_keeps_what_float32_refuses() -> None:
+    tiny = resolve({"name": "kaiming_normal", "params": {"a": 1e100}})
+    with pytest.raises(InitializerError) as info:
+        tiny.check((4, 4), dtype="float32")
+    assert info.value.field == "params.a" and "float32" in info.value.msg
+    values = generate(tiny, (4, 4), seed=0, dtype="float64")
+    assert np.isfinite(values).all() and (np.abs(values) > 1e-102).all()
+    assert (np.abs(values) < 1e-99).all()
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    with TestClient(create_app(Settings())) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("initializer", "dtype", "shows"),
+    [
+        ({"name": "kaiming_normal", "params": {"a": 1e200}}, "float32", "1e+200"),
+        ({"name": "random_normal", "params": {"stddev": 1e20}}, "float16", "1e+20"),
+        ({"name": "constant", "params": {"value": 1e308}}, "float16", "1e+308"),
+        ({"name": "random_uniform", "params": {"maxval": 1e39}}, "float32", "1e+39"),
+        ({"name": "random_normal", "params": {"stddev": 1e-40}}, "float32", "1e-40"),
+    ],
+)
+def test_http_extreme_parameters_are_422_problems(
+    client: TestClient, initializer: dict[str, Any], dtype: str, shows: str
+) -> None:
+    resp = client.post(
+        "/v1/tensors", json={"shape": [4, 4], "initializer": initializer, "dtype": dtype,
+                             "seed": 1}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert shows in resp.text and "null" not in resp.text
