@@ -32,8 +32,9 @@ CELERY_APP = "worker.celery_app:celery_app"
 # threads otherwise spin for a long while after each BLAS call and steal the cores other
 # processes need (on 2 cores: training epochs 5–50× slower, orthogonal 1000² 624 ms instead
 # of 164 ms). BLAS threads per worker pool process are set by worker/celery_app.py
-# (INITLAB_WORKER_BLAS_THREADS, default 1); the API keeps OpenBLAS's default thread count.
+# (INITLAB_WORKER_BLAS_THREADS, default 1); the API runs one BLAS thread (API_ENV_DEFAULTS).
 CHILD_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4", "PYTHONUNBUFFERED": "1"}
+API_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -43,12 +44,14 @@ class Child:
     name: str
     cmd: list[str]
     stop_timeout: float
+    # Environment this child gets unless the user already set the variable.
+    env_defaults: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
             self.cmd,
-            env=env,
+            env={**self.env_defaults, **env},
             stdin=subprocess.DEVNULL,
             # Own session: Ctrl-C reaches only us, and we stop the children in order.
             start_new_session=True,
@@ -152,7 +155,10 @@ def _children(args: argparse.Namespace) -> list[Child]:
     children = [Child("worker", worker_cmd, stop_timeout=args.worker_stop_timeout)]
     api_cmd = [python, "-m", "uvicorn", "app.main:app", "--host", args.host]
     api_cmd += ["--port", str(args.port), "--workers", str(args.workers)]
-    children.append(Child("api", api_cmd, stop_timeout=15))
+    # The API's only BLAS call is orthogonal's QR, run on request threads while the draws use
+    # their own thread pool: one BLAS thread keeps QR from oversubscribing the cores (2048² QR
+    # 1.2 s on one thread here; threaded OpenBLAS QR collapses when the cores are busy).
+    children.append(Child("api", api_cmd, stop_timeout=15, env_defaults=API_ENV_DEFAULTS))
     return children
 
 

@@ -185,6 +185,9 @@ def test_initlab_run_serves_with_an_embedded_redis_and_sigint_stops_everything(
     for marker in (b"uvicorn", b"celery"):
         (pid,) = direct_children(service, marker)
         assert process_env(pid).get("OPENBLAS_THREAD_TIMEOUT") == "4", marker
+    # The API's QR runs on one BLAS thread (workers set theirs per pool process themselves).
+    (api_pid,) = direct_children(service, b"uvicorn")
+    assert process_env(api_pid).get("OPENBLAS_NUM_THREADS") == "1"
 
     service.process.send_signal(signal.SIGINT)
     assert service.process.wait(60) == 0, service.log.read_text()[-4000:]

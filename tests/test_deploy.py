@@ -179,3 +179,9 @@ def test_dockerfile_serves_the_asgi_app_on_all_interfaces(dockerfile: list[str])
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".initlab", "tests", "**/node_modules"} <= ignored
+
+
+def test_compose_api_runs_one_blas_thread(compose: dict[str, Any]) -> None:
+    # The API's only BLAS call is orthogonal's QR; the worker sets its own per pool process.
+    assert str(compose["services"]["api"]["environment"]["OPENBLAS_NUM_THREADS"]) == "1"
+    assert "OPENBLAS_NUM_THREADS" not in compose["services"]["worker"]["environment"]
