@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     # INITLAB_API_KEYS: comma-separated (``k1,k2``) or a JSON list. Empty: no authentication.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Request bodies (JSON endpoints) over this many bytes are refused with a 413 while they
+    # arrive; dataset uploads have their own limit (max_upload_bytes).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     # Tensor limits, checked before any allocation.
     max_elements_binary: int = Field(default=16_777_216, ge=1)

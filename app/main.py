@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
+from app.api.body_limit import BodyLimitProblemMiddleware
 from app.api.compression import CompressionMiddleware
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
@@ -21,16 +23,28 @@ EXPOSED_HEADERS = [
 ]
 
 
+class InitlabAPI(FastAPI):
+    """FastAPI with the body limit's own 413 rendered as problem+json (``app.api.body_limit``):
+    that response is sent from outside every middleware and handler, so only a wrapper
+    around the whole stack sees it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return BodyLimitProblemMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI application with its routers, middleware and error handlers."""
     from app.api.routes import ROUTERS
     from app.api.routes.metrics import MetricsMiddleware
 
     settings = settings or get_settings()
-    app = FastAPI(
+    app = InitlabAPI(
         title="initlab",
         version="0.1.0",
         summary="Initialized weight tensors and training-comparison jobs.",
+        # Every request body, counted while it arrives (413 problem+json from app.api.errors);
+        # the dataset upload route lifts it and streams against max_upload_bytes instead.
+        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import Response
 
 from app.errors import InitlabError
@@ -20,20 +21,37 @@ TYPE_BASE = "https://initlab.dev/problems/"
 log = logging.getLogger("initlab.errors")
 
 
-def _jsonable(value: Any) -> Any:
-    """Make an echoed input value safe for JSON (NaN/inf, bytes, odd objects)."""
+# Echoed inputs are cut short: this many items per list or object, this many levels deep,
+# this many characters per string (a problem names the value; it need not repeat all of it).
+ECHO_ITEMS = 64
+ECHO_DEPTH = 8
+ECHO_CHARS = 1000
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Make an echoed input value safe for JSON (NaN/inf, huge integers, bytes, deep nesting,
+    odd objects) and short."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-        return str(value)  # orjson serializes 64-bit integers only
-    if isinstance(value, str | int | float | bool) or value is None:
+        # orjson serializes 64-bit integers only; str() refuses beyond 4300 digits.
+        bits = value.bit_length()
+        return str(value) if bits <= 4000 else f"<{bits}-bit integer>"
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_CHARS else value[:ECHO_CHARS] + "..."
+    if isinstance(value, int | float | bool) or value is None:
         return value
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
+    if isinstance(value, list | tuple | dict) and depth >= ECHO_DEPTH:
+        return "[...]" if isinstance(value, list | tuple) else "{...}"
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value[:64]]
+        return [_jsonable(v, depth + 1) for v in value[:ECHO_ITEMS]]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in list(value.items())[:64]}
+        return {
+            str(k)[:ECHO_CHARS]: _jsonable(v, depth + 1)
+            for k, v in list(value.items())[:ECHO_ITEMS]
+        }
     return repr(value)[:200]
 
 
@@ -90,8 +108,28 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def body_too_large(limit: object, content_length: str | None) -> Response:
+    """The 413 of the request body limit (``FastAPI(max_body_size=...)``), naming it."""
+    got = f"Content-Length {content_length}" if content_length else "more was sent"
+    detail = (
+        f"The request body is over the limit of {limit} bytes ({got}); JSON request bodies "
+        "are limited by INITLAB_MAX_BODY_BYTES (dataset uploads by INITLAB_MAX_UPLOAD_BYTES)."
+    )
+    return problem_response(
+        413,
+        "Over the configured limit",
+        detail,
+        slug="too-large",
+        errors=[{"loc": ["body"], "msg": f"over the limit of {limit} bytes", "input": None}],
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 413 and MAX_BODY_SIZE_SCOPE_KEY in request.scope:
+        # Only the body limiter raises a bare 413 (our own limits are TooLargeError).
+        limit = request.scope[MAX_BODY_SIZE_SCOPE_KEY]
+        return body_too_large(limit, request.headers.get("content-length"))
     titles = {
         401: "Unauthorized",
         403: "Forbidden",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.schemas.bounds import MAX_COUNT, SEED_MAX, check_json
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "linear")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
-MAX_SEED = 2**32 - 1
+MAX_SEED = SEED_MAX
 
 InitializerRef = Annotated[
     str | dict[str, Any],
@@ -23,6 +25,7 @@ InitializerRef = Annotated[
         "or TF.js serialized object, or {name, params}.",
         examples=["he_normal", {"name": "random_uniform", "params": {"minval": -1, "maxval": 1}}],
     ),
+    AfterValidator(check_json),
 ]
 
 
@@ -53,6 +56,8 @@ class DatasetRef(BaseModel):
     name: str | None = Field(
         default=None, min_length=1, max_length=64, examples=["fashion-mnist", "circles"]
     )
+    # The loader's parameters: any JSON values, held to the free-form bounds here.
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(check_json)]] = Field(init=False)
 
 
 class LayerOverride(_Strict):
@@ -69,7 +74,7 @@ class ModelSpec(_Strict):
     hidden_layers: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
         default_factory=lambda: [256, 128], max_length=32
     )
-    activation: str | dict[str, Any] = Field(
+    activation: Annotated[str | dict[str, Any], AfterValidator(check_json)] = Field(
         default="relu",
         description=f"One of {', '.join(ACTIVATIONS)}, or {{name, negative_slope|alpha}}.",
     )
@@ -118,16 +123,18 @@ class TrainingSpec(_Strict):
     batch_size: int | Literal["full"] | None = Field(
         default=128, description="Examples per step; 'full' (or null) for full-batch descent."
     )
-    epochs: int | None = Field(default=None, ge=1, description="Default 1 (unless steps).")
-    steps: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="Default 1 (unless steps)."
+    )
+    steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     shuffle: bool = True
     drop_last: bool = False
 
     @field_validator("batch_size")
     @classmethod
     def _positive_batch(cls, v: int | str | None) -> int | str | None:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("must be >= 1 (or 'full')")
+        if isinstance(v, int) and not 1 <= v <= MAX_COUNT:
+            raise ValueError(f"must be in [1, {MAX_COUNT}] (or 'full')")
         return v
 
     @model_validator(mode="after")
@@ -155,7 +162,9 @@ class RecordSpec(_Strict):
     max_batch_points: int = Field(default=5_000, ge=10, le=1_000_000)
     diagnostics: bool = True
     diagnostics_batch_size: int = Field(default=1024, ge=1, le=1024)
-    eval_every: int | None = Field(default=None, ge=1, description="Epochs between records.")
+    eval_every: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="Epochs between records."
+    )
 
     @model_validator(mode="after")
     def _points_cover_plot(self) -> RecordSpec:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
-SEED_MAX = 2**32 - 1
+from app.schemas.bounds import MAX_DIM, MAX_FAN, SEED_MAX, check_json
 
 Dtype = Literal["float32", "float64", "float16", "bfloat16", "int32"]
 Layout = Literal["keras", "torch"]
@@ -23,9 +23,10 @@ InitializerRef = Annotated[
         ),
         examples=["he_normal", {"class_name": "VarianceScaling", "config": {"scale": 2.0}}],
     ),
+    AfterValidator(check_json),
 ]
-Dim = Annotated[StrictInt, Field(ge=0)]
-Fan = Annotated[StrictInt, Field(ge=1)]
+Dim = Annotated[StrictInt, Field(ge=0, le=MAX_DIM)]
+Fan = Annotated[StrictInt, Field(ge=1, le=MAX_FAN)]
 
 
 class TensorRequest(BaseModel):

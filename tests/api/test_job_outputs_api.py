@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.jobs.reporter import RedisRunReporter
-from app.jobs.store import JobStore, redis_client
+from app.jobs.store import JobStore, _events_key, redis_client
 
 LABELS = ("all zeros", "He normal")
 EPOCHS, BATCHES = 2, 15  # 30 steps per run; plot_n_batches 20 → the rest is strided
@@ -234,3 +234,54 @@ def test_bad_last_event_id_is_422(client: TestClient, store: JobStore) -> None:
     res = client.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "yesterday"})
     assert res.status_code == 422
     assert res.json()["errors"][0]["loc"] == ["header", "last-event-id"]
+
+
+@pytest.mark.parametrize(
+    "resume",
+    [
+        str(2**64),
+        f"1-{2**64}",
+        f"{2**64}-0",
+        "9" * 30 + "-0",
+        "\u0661\u0662-0",  # Arabic-Indic digits
+        "1-0\n",
+        "1-",
+        "-1",
+    ],
+)
+def test_event_ids_beyond_uint64_or_malformed_are_422(
+    client: TestClient, store: JobStore, resume: str
+) -> None:
+    job_id = new_job(store)
+    res = client.get(f"/v1/jobs/{job_id}/events", params={"after": resume})
+    assert res.status_code == 422, res.text
+    assert res.headers["content-type"].startswith("application/problem+json")
+    assert res.json()["errors"][0]["loc"] == ["query", "after"]
+    if resume.isascii() and "\n" not in resume:
+        header = client.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": resume})
+        assert header.status_code == 422
+        assert header.json()["errors"][0]["loc"] == ["header", "last-event-id"]
+
+
+def test_largest_event_id_is_accepted_and_the_stream_ends(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    run_to_end(store, job_id, 1)
+    top = f"{2**64 - 1}-{2**64 - 1}"
+    events = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": top})
+    assert [e.event for e in events] == ["progress", "end"]
+    assert data(events[-1]) == {"status": "succeeded"}
+
+
+def test_a_redis_error_on_read_ends_the_stream_cleanly(client: TestClient, store: JobStore) -> None:
+    # A key of the wrong type makes XREAD fail on the server (WRONGTYPE): the stream still
+    # ends with an `end` event instead of dying (which EventSource would retry forever).
+    job_id = new_job(store)
+    store.redis.delete(_events_key(job_id))
+    store.redis.set(_events_key(job_id), b"not a stream", ex=60)
+    events = sse_events(client, f"/v1/jobs/{job_id}/events")
+    assert [e.event for e in events] == ["progress", "end"]
+    end = data(events[-1])
+    assert end["status"] == "queued" and "cannot read events" in end["detail"]

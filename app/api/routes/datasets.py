@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -17,15 +18,10 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.responses import JSONResponse, Response
 
+from app.api.bodies import UnsupportedMediaTypeError
 from app.api.deps import CallerDep, DatasetStoreDep, SettingsDep
 from app.config import Settings
-from app.errors import (
-    ConflictError,
-    InitlabError,
-    InvalidInputError,
-    NotFoundError,
-    TooLargeError,
-)
+from app.errors import ConflictError, InvalidInputError, NotFoundError, TooLargeError
 from app.training.datasets import (
     UPLOAD,
     DatasetError,
@@ -40,14 +36,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 # Room for the multipart envelope (boundaries, part headers, small extra fields) on top of
 # the file itself when checking Content-Length.
 MULTIPART_OVERHEAD = 16 * 1024
+# The route-level body limit (static, above any upload limit a setting can give).
+UPLOAD_BODY_LIMIT = sys.maxsize
 RAW_TYPES = frozenset({b"application/octet-stream", b"application/x-npz", b"application/zip"})
 _NAME = re.compile(r"^[\w .,()+-]{1,100}$")
-
-
-class UnsupportedMediaTypeError(InitlabError):
-    status = 415
-    title = "Unsupported media type"
-    slug = "unsupported-media-type"
 
 
 def _too_large(limit: int, got: str) -> TooLargeError:
@@ -212,6 +204,9 @@ def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "",
     status_code=201,
+    # Lifts the application's JSON body limit: an upload streams against max_upload_bytes
+    # (a setting) in _read_upload, 413 as soon as it is over.
+    max_body_size=UPLOAD_BODY_LIMIT,
     responses={
         201: {"description": "The upload's id, sizes and expiry; `Location` names it."},
         413: {},

@@ -14,6 +14,7 @@ import anyio
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query
+from redis.exceptions import ResponseError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
@@ -32,7 +33,9 @@ SSE_RETRY_MS = 2000
 # Blocking stream reads run in threads; their own limiter keeps many open streams from
 # starving the default thread pool that sync handlers use.
 _SSE_THREADS = anyio.CapacityLimiter(64)
-_STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+# A Redis stream id: <milliseconds>-<sequence>, each an unsigned 64-bit integer.
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_UINT64_MAX = 2**64 - 1
 # Run statuses in the order a run goes through them; a replayed event never moves a run back.
 _RUN_RANK = {"queued": 0, "running": 1}
 
@@ -231,7 +234,15 @@ async def _event_stream(
     yield first
     while True:
         read = functools.partial(store.read_events, job_id, last_id, SSE_BLOCK_MS, SSE_READ_COUNT)
-        entries = await anyio.to_thread.run_sync(read, limiter=_SSE_THREADS, abandon_on_cancel=True)
+        try:
+            entries = await anyio.to_thread.run_sync(
+                read, limiter=_SSE_THREADS, abandon_on_cancel=True
+            )
+        except ResponseError as exc:
+            # Redis refused the read (an id it cannot take, a key of another type): end the
+            # stream cleanly, so an EventSource client stops instead of reconnecting forever.
+            yield _sse("end", {"status": progress.status, "detail": f"cannot read events: {exc}"})
+            return
         if entries:
             last_id = entries[-1][0]
             events, ended = _translate(progress, entries)
@@ -249,6 +260,14 @@ async def _event_stream(
         if is_terminal(status):
             yield _sse("end", {"status": status})
             return
+
+
+def _valid_stream_id(text: str) -> bool:
+    """``<ms>`` or ``<ms>-<seq>``, ASCII digits, each part at most 2**64 - 1."""
+    match = _STREAM_ID.fullmatch(text)
+    return match is not None and all(
+        int(part) <= _UINT64_MAX for part in match.groups() if part is not None
+    )
 
 
 @router.get(
@@ -271,11 +290,15 @@ async def stream_job_events(
     without one the stream replays the job's history from the start, then follows it live.
     """
     resume = last_event_id if last_event_id is not None else after
-    if resume is not None and not _STREAM_ID.match(resume):
+    if resume is not None and not _valid_stream_id(resume):
         loc: list[str | int] = (
             ["header", "last-event-id"] if last_event_id is not None else ["query", "after"]
         )
-        raise InvalidInputError(loc, resume, "must be an event id such as '1718000000000-0'")
+        raise InvalidInputError(
+            loc,
+            resume,
+            "must be an event id such as '1718000000000-0' (two unsigned 64-bit integers)",
+        )
     job = await anyio.to_thread.run_sync(_load_job, store, job_id, caller)
     return EventSourceResponse(
         _event_stream(store, job_id, job, resume or "0-0"),

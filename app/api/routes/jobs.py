@@ -5,14 +5,19 @@ Every job belongs to its caller (``CallerDep``): another caller's job is a 404.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from app.api.bodies import json_body, parse_json
 from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep, SettingsDep
+from app.errors import InvalidInputError
 from app.jobs import service
+from app.schemas.bounds import MAX_JSON_DEPTH, json_problem
 from app.schemas.jobs import JobList, JobRead
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -40,27 +45,53 @@ _EXAMPLE = {
 }
 
 
+# A job spec nests a few levels, and an initializer reference inside it MAX_JSON_DEPTH more.
+MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
+
+
 @router.post(
     "",
     status_code=202,
     response_model=JobRead,
+    responses={
+        413: {"description": "Over a job limit, or a body over the size limit."},
+        415: {"description": "A body that is not JSON."},
+        422: {"description": "Invalid spec (problem+json naming the field and value)."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "A job spec (see the JobCreate schema in app/schemas/jobs.py and "
+            "api.md), or {'preset': name, ...overrides}.",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "examples": {
+                        "spec": {"value": _EXAMPLE},
+                        "preset": {"value": {"preset": "dlai-circles", "repeats": 2}},
+                    },
+                }
+            },
+        }
+    },
 )
-def create_job(
+async def create_job(
+    request: Request,
     caller: CallerDep,
     settings: SettingsDep,
     jobs: JobStoreDep,
     uploads: DatasetStoreDep,
-    body: Annotated[
-        Any,
-        Body(
-            description="A job spec (see the JobCreate schema in app/schemas/jobs.py and "
-            "api.md), or {'preset': name, ...overrides}.",
-            examples=[_EXAMPLE, {"preset": "dlai-circles", "repeats": 2}],
-        ),
-    ],
 ) -> Response:
     """Submit a comparison job: one run per (scheme, repeat) on the workers."""
-    doc = service.submit_job(body, jobs, uploads, owner=caller, settings=settings)
+    body = parse_json(await json_body(request))
+    # Depth only: integers are checked field by field (JobCreate), with the field's bounds.
+    problem = json_problem(body, max_depth=MAX_BODY_DEPTH, int64=False)
+    if problem is not None:
+        raise InvalidInputError(["body"], body, problem)
+    submit = functools.partial(
+        service.submit_job, body, jobs, uploads, owner=caller, settings=settings
+    )
+    doc = await anyio.to_thread.run_sync(submit)
     return json_response(doc, status_code=202, headers={"Location": doc["links"]["self"]})
 
 

@@ -31,10 +31,12 @@ from starlette.responses import Response
 
 from app import initializers as engine
 from app.api import compression, formats
+from app.api.bodies import json_body
 from app.api.routes.initializers import unknown_initializer
 from app.config import Settings
 from app.errors import InvalidInputError, TooLargeError
-from app.schemas.tensors import SEED_MAX, Dtype, Layout, TensorRead, TensorRequest
+from app.schemas.bounds import MAX_FAN, SEED_MAX, json_problem
+from app.schemas.tensors import Dtype, Layout, TensorRead, TensorRequest
 
 
 class RawRoute(APIRoute):
@@ -279,6 +281,13 @@ def plan_tensor(
         fan_in, fan_out = engine.compute_fans(shape, req.layout, req.fan_in, req.fan_out)
     except engine.InitializerError as exc:
         raise _engine_error(exc, where) from None
+    if max(fan_in, fan_out) > MAX_FAN:  # possible for empty tensors with huge dimensions
+        raise InvalidInputError(
+            [where, "shape"],
+            shape,
+            f"the fans it implies ({fan_in}, {fan_out}) are over {MAX_FAN} (2**62); "
+            "give fan_in / fan_out explicitly or use smaller dimensions",
+        )
     return TensorPlan(
         request=req,
         init=init,
@@ -449,8 +458,12 @@ _GET_PARAMS = [
         {"type": "string", "enum": list(get_args(Layout)), "default": "keras"},
         "Kernel layout that defines the fans: keras `(..., in, out)`, torch `(out, in, ...)`.",
     ),
-    _query_param("fan_in", {"type": "integer", "minimum": 1}, "Explicit fan-in."),
-    _query_param("fan_out", {"type": "integer", "minimum": 1}, "Explicit fan-out."),
+    _query_param(
+        "fan_in", {"type": "integer", "minimum": 1, "maximum": MAX_FAN}, "Explicit fan-in."
+    ),
+    _query_param(
+        "fan_out", {"type": "integer", "minimum": 1, "maximum": MAX_FAN}, "Explicit fan-out."
+    ),
     _query_param(
         "compat", {"type": "string", "enum": ["keras"]}, "keras: bit-identical to Keras 3."
     ),
@@ -469,7 +482,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     404: {"description": "Unknown initializer (problem+json)."},
     406: {"description": "No acceptable format (problem+json)."},
-    413: {"description": "Over the element or cost limit (problem+json)."},
+    413: {"description": "Over the element, cost or body-size limit (problem+json)."},
+    415: {"description": "A body that is not JSON (POST; problem+json)."},
     422: {"description": "Invalid input (problem+json) naming the field and value."},
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -559,21 +573,39 @@ async def create_tensor(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     accept, _ = _headers(request.scope)
     media, stats, by_accept = _output_options(_query(request.scope["query_string"]), accept)
+    raw = await json_body(request)
     try:
-        body = TensorRequest.model_validate_json(await request.body())
+        body = TensorRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise _validation_error(exc, "body") from None
     plan = plan_tensor(body, media_type=media, stats=stats, settings=settings)
     return await respond(plan, settings, {"Vary": "Accept"} if by_accept else {})
 
 
+# Longer digit strings are out of every range anyway; refusing them early keeps int() cheap.
+_MAX_INT_DIGITS = 24
+
+
+def _ascii_int(text: str) -> int | None:
+    """``text`` as an integer if it is an optional ``-`` and 1-24 ASCII digits, else None.
+
+    ``int()`` alone would also take ``1_000``, ``+5``, surrounding whitespace and non-ASCII
+    digits (``١٢``); a query value is plain decimal."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (0 < len(digits) <= _MAX_INT_DIGITS and digits.isascii() and digits.isdigit()):
+        return None
+    return int(text)
+
+
 def _query_int(name: str, value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise InvalidInputError(["query", name], value, "must be an integer") from None
+    number = _ascii_int(value.strip())
+    if number is None:
+        raise InvalidInputError(
+            ["query", name], value, f"must be an integer (at most {_MAX_INT_DIGITS} digits)"
+        )
+    return number
 
 
 def _query_shape(value: str) -> list[int]:
@@ -582,15 +614,15 @@ def _query_shape(value: str) -> list[int]:
         return []
     dims = []
     for part in text.split(","):
-        try:
-            dims.append(int(part.strip()))
-        except ValueError:
+        dim = _ascii_int(part.strip())
+        if dim is None:
             raise InvalidInputError(
                 ["query", "shape"],
                 value,
-                f"dimension {part.strip()!r} is not an integer "
+                f"dimension {part.strip()[:40]!r} is not an integer "
                 "(use comma-separated integers, e.g. shape=784,256)",
-            ) from None
+            )
+        dims.append(dim)
     return dims
 
 
@@ -603,6 +635,9 @@ def _query_initializer(value: str) -> str | dict[str, Any]:
         raise InvalidInputError(["query", "initializer"], value, f"invalid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise InvalidInputError(["query", "initializer"], value, "must be a JSON object")
+    problem = json_problem(parsed)
+    if problem is not None:
+        raise InvalidInputError(["query", "initializer"], value, problem)
     return parsed
 
 

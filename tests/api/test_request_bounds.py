@@ -1,0 +1,272 @@
+"""Bounds at the HTTP boundary: integers beyond 64 bits, non-ASCII digits, deep nesting,
+oversized bodies and non-JSON media types are clean 4xx problem+json, never a 500."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+PROBLEM = "application/problem+json"
+HUGE = 10**30
+JOB: dict[str, Any] = {
+    "dataset": {"name": "circles", "train_size": 100},
+    "model": {"hidden_layers": [4]},
+    "training": {"epochs": 1},
+    "schemes": [{"initializer": "he_normal"}],
+}
+
+
+def problem(res: Any, status: int) -> dict[str, Any]:
+    assert res.status_code == status, res.text
+    assert res.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = res.json()
+    assert body["status"] == status
+    return body
+
+
+def first_loc(body: dict[str, Any]) -> list[Any]:
+    loc: list[Any] = body["errors"][0]["loc"]
+    return loc
+
+
+def with_value(path: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(JOB)
+    keys = path.split(".")
+    node: Any = spec
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(keys[-1])] = value
+        return spec
+    node[keys[-1]] = value
+    return spec
+
+
+# ------------------------------------------------------------------------- GET /v1/tensors
+
+
+@pytest.mark.parametrize("name", ["fan_in", "fan_out", "seed"])
+@pytest.mark.parametrize("value", ["99999999999999999999999", str(2**64), "9" * 5000])
+def test_query_integers_beyond_64_bits_are_422(client: TestClient, name: str, value: str) -> None:
+    res = client.get(f"/v1/tensors?shape=3,3&seed=1&initializer=he_normal&{name}={value}")
+    body = problem(res, 422)
+    assert first_loc(body) == ["query", name]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1_000", "\u0661\u0662", "+5", "0x10", "1e3", "\uff13", "12\u00b2"],
+    ids=["underscore", "arabic-indic", "plus", "hex", "exponent", "fullwidth", "superscript"],
+)
+def test_query_integers_are_plain_ascii_decimal(client: TestClient, value: str) -> None:
+    for query in (f"shape=3,3&fan_in={value}", f"shape=3,{value}", f"shape=3&seed={value}"):
+        body = problem(
+            client.get("/v1/tensors", params=dict(p.split("=") for p in query.split("&"))), 422
+        )
+        assert first_loc(body)[0] == "query"
+        assert value in body["errors"][0]["input"]
+
+
+def test_query_dimension_beyond_64_bits_is_422(client: TestClient) -> None:
+    body = problem(client.get(f"/v1/tensors?shape=0,{HUGE}&seed=1"), 422)
+    assert first_loc(body)[:2] == ["query", "shape"]
+
+
+def test_empty_tensor_with_huge_fans_is_422_not_500(client: TestClient) -> None:
+    # Zero elements, so no element limit applies; the fans would not fit in 64 bits.
+    res = client.get(f"/v1/tensors?shape={2**40},{2**40},5,0&seed=1&initializer=he_normal")
+    body = problem(res, 422)
+    assert first_loc(body) == ["query", "shape"]
+
+
+def test_deeply_nested_query_initializer_is_422(client: TestClient) -> None:
+    deep = '{"a":' * 1000 + "1" + "}" * 1000
+    body = problem(client.get("/v1/tensors", params={"shape": "3", "initializer": deep}), 422)
+    assert first_loc(body) == ["query", "initializer"]
+    assert "nested deeper" in body["detail"]
+
+
+# ------------------------------------------------------------------------ POST /v1/tensors
+
+
+@pytest.mark.parametrize("field", ["fan_in", "fan_out", "seed"])
+def test_body_integers_beyond_range_are_422(client: TestClient, field: str) -> None:
+    res = client.post("/v1/tensors", json={"shape": [3, 3], "seed": 1, field: HUGE})
+    body = problem(res, 422)
+    assert first_loc(body) == ["body", field]
+    assert str(HUGE) in res.text
+
+
+def test_initializer_with_a_huge_integer_is_422(client: TestClient) -> None:
+    ref = {"class_name": "RandomUniform", "config": {"minval": 0, "maxval": 2**70}}
+    body = problem(client.post("/v1/tensors", json={"shape": [3], "initializer": ref}), 422)
+    assert first_loc(body)[:2] == ["body", "initializer"]
+
+
+def test_deeply_nested_initializer_body_is_422(client: TestClient) -> None:
+    raw = b'{"shape":[3],"initializer":' + b'{"a":' * 100 + b"1" + b"}" * 100 + b"}"
+    res = client.post("/v1/tensors", content=raw, headers={"content-type": "application/json"})
+    assert "nested deeper than 32" in problem(res, 422)["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_post_tensors_non_json_is_415(client: TestClient, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    res = client.post("/v1/tensors", content=b'{"shape": [3]}', headers=headers)
+    body = problem(res, 415)
+    assert first_loc(body) == ["header", "content-type"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"],
+)
+def test_post_tensors_accepts_json_media_types(client: TestClient, content_type: str) -> None:
+    res = client.post(
+        "/v1/tensors", content=b'{"shape": [3], "seed": 1}', headers={"content-type": content_type}
+    )
+    assert res.status_code == 200, res.text
+    assert len(res.json()["values"]) == 3
+
+
+# --------------------------------------------------------------------------- body size
+
+
+def test_json_body_over_the_limit_is_413_naming_it(
+    make_client: Callable[..., TestClient],
+) -> None:
+    small = make_client(max_body_bytes=4096)
+    raw = b'{"shape": [3], "pad": "' + b"x" * 8192 + b'"}'
+    for path in ("/v1/tensors", "/v1/jobs"):
+        res = small.post(path, content=raw, headers={"content-type": "application/json"})
+        body = problem(res, 413)
+        assert "4096 bytes" in body["detail"] and "INITLAB_MAX_BODY_BYTES" in body["detail"]
+        assert first_loc(body) == ["body"]
+
+
+def test_streamed_body_over_the_limit_is_413(make_client: Callable[..., TestClient]) -> None:
+    small = make_client(max_body_bytes=4096)
+
+    def chunks() -> Any:  # no Content-Length: counted as it arrives
+        yield b'{"shape": [3], "pad": "'
+        for _ in range(8):
+            yield b"x" * 1024
+        yield b'"}'
+
+    res = small.post("/v1/tensors", content=chunks(), headers={"content-type": "application/json"})
+    body = problem(res, 413)
+    assert "4096 bytes" in body["detail"]
+
+
+def test_body_under_the_limit_still_works(make_client: Callable[..., TestClient]) -> None:
+    small = make_client(max_body_bytes=4096)
+    res = small.post("/v1/tensors", json={"shape": [2], "seed": 3})
+    assert res.status_code == 200, res.text
+
+
+def test_uploads_keep_their_own_limit(make_client: Callable[..., TestClient]) -> None:
+    # Over the JSON body limit but under max_upload_bytes: the upload route reads it (and
+    # refuses it only as not an .npz, 422), instead of the body limit's 413.
+    c = make_client(max_body_bytes=4096, max_upload_bytes=65536)
+    raw = b"\0" * 20000
+    res = c.post("/v1/datasets", content=raw, headers={"content-type": "application/octet-stream"})
+    assert problem(res, 422)["detail"].startswith("body: not an .npz")
+    over = c.post(
+        "/v1/datasets", content=b"\0" * 70000, headers={"content-type": "application/octet-stream"}
+    )
+    assert "INITLAB_MAX_UPLOAD_BYTES" in problem(over, 413)["detail"]
+
+
+# --------------------------------------------------------------------------- POST /v1/jobs
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "repeats",
+        "seed",
+        "training.batch_size",
+        "training.epochs",
+        "training.steps",
+        "dataset.seed",
+        "record.eval_every",
+        "record.plot_n_batches",
+        "record.max_batch_points",
+        "model.hidden_layers.0",
+    ],
+)
+def test_job_integers_beyond_range_are_422_naming_the_field(
+    client: TestClient, redis_url: str, path: str
+) -> None:
+    spec = with_value(path, HUGE)
+    if path == "training.steps":
+        del spec["training"]["epochs"]
+    body = problem(client.post("/v1/jobs", json=spec), 422)
+    loc = ".".join(str(p) for p in first_loc(body))
+    assert loc == path
+    assert str(HUGE) in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "schemes.0.initializer",
+        "model.activation",
+        "model.kernel_initializer",
+        "schemes.0.bias_initializer",
+    ],
+)
+def test_job_free_form_values_with_huge_integers_are_422(
+    client: TestClient, redis_url: str, path: str
+) -> None:
+    value: Any = {"name": "constant", "params": {"value": 2**63}}
+    if path == "model.activation":
+        value = {"name": "leaky_relu", "negative_slope": 2**63}
+    body = problem(client.post("/v1/jobs", json=with_value(path, value)), 422)
+    assert ".".join(str(p) for p in first_loc(body)) == path
+    assert "64-bit range" in body["detail"]
+
+
+def test_job_dataset_parameter_beyond_64_bits_is_422(client: TestClient, redis_url: str) -> None:
+    body = problem(client.post("/v1/jobs", json=with_value("dataset.noise", 2**64)), 422)
+    assert first_loc(body) == ["dataset", "noise"]
+
+
+def test_deeply_nested_job_body_is_422(client: TestClient, redis_url: str) -> None:
+    for depth, says in ((150, "nested deeper than 64"), (5000, "recursion limit exceeded")):
+        deep = '{"a":' * depth + "1" + "}" * depth
+        raw = orjson.dumps(with_value("schemes.0.initializer", "DEEP")).replace(
+            b'"DEEP"', deep.encode()
+        )
+        res = client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
+        body = problem(res, 422)
+        assert first_loc(body) == ["body"] and says in body["detail"]
+    moderate: Any = 1
+    for _ in range(40):
+        moderate = [moderate]
+    body = problem(client.post("/v1/jobs", json=with_value("dataset.x", moderate)), 422)
+    assert "nested deeper than 32" in body["detail"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "multipart/form-data; boundary=x"])
+def test_post_jobs_non_json_is_415(
+    client: TestClient, redis_url: str, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    res = client.post("/v1/jobs", content=b'{"preset": "dlai-circles"}', headers=headers)
+    assert first_loc(problem(res, 415)) == ["header", "content-type"]
+
+
+def test_post_jobs_malformed_json_is_422(client: TestClient, redis_url: str) -> None:
+    res = client.post(
+        "/v1/jobs", content=b'{"preset": ', headers={"content-type": "application/json"}
+    )
+    body = problem(res, 422)
+    assert first_loc(body) == ["body"] and "invalid JSON" in body["detail"]
