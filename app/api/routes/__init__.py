@@ -16,10 +16,12 @@ from app.api.routes import (
 )
 
 ROUTERS: list[APIRouter] = [
+    # FastAPI tries included routers in order and every miss costs: the probes, then the hot
+    # path (3×3 tensors for TF.js clients), then the rest.
     health.router,
+    tensors.router,
     metrics.router,
     initializers.router,
-    tensors.router,
     presets.router,
     jobs.router,
     job_outputs.router,
