@@ -192,3 +192,11 @@ def test_a_2000_epoch_full_batch_run_keeps_at_most_max_epoch_records(
     # Linear: 50 records, 51 snapshots, a few throttled progress writes; none large.
     assert max(sizes) < 8_000
     assert sum(sizes) < 200 * 8_000
+
+
+def test_a_closed_watcher_thread_ends_by_itself(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, RUNS)["id"]
+    watcher = CancelWatcher(store, job_id, fallback_seconds=3600.0)
+    watcher.close()  # does not join: the run's task returns at once
+    watcher._thread.join(timeout=CancelWatcher.POLL_SECONDS + 5)
+    assert not watcher._thread.is_alive()
