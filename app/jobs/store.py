@@ -372,6 +372,10 @@ return 0
 """
 
 
+class EventsUnreadableError(Exception):
+    """Redis refused to read a job's event stream from the given position."""
+
+
 class RunClaim:
     """The outcome of :meth:`JobStore.claim_run`: ``state`` is ``ok`` (``attempt`` is valid),
     ``gone`` (job expired), ``terminal`` (job finished or cancelled), ``done`` (this run already
@@ -770,11 +774,15 @@ class JobStore:
         self, job_id: str, last_id: str = "0-0", block_ms: int = 0, count: int = 100
     ) -> list[tuple[str, dict]]:
         """Events after ``last_id`` (``"0-0"`` = from the start), waiting up to ``block_ms``
-        (0 = do not wait) for new ones. Returns ``[(stream id, event)]``."""
+        (0 = do not wait) for new ones. Returns ``[(stream id, event)]``; raises
+        :class:`EventsUnreadableError` when Redis refuses the read."""
         kwargs: dict[str, Any] = {"count": count}
         if block_ms > 0:
             kwargs["block"] = block_ms
-        out = self.redis.xread({_events_key(job_id): last_id}, **kwargs)
+        try:
+            out = self.redis.xread({_events_key(job_id): last_id}, **kwargs)
+        except redis.ResponseError as exc:  # an id Redis cannot take, a key of another type
+            raise EventsUnreadableError(str(exc)) from exc
         events: list[tuple[str, dict]] = []
         for _stream, entries in out or []:
             for entry_id, data in entries:

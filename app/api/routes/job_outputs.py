@@ -14,7 +14,6 @@ import anyio
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query
-from redis.exceptions import ResponseError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
@@ -22,7 +21,7 @@ from app.api.deps import CallerDep, JobStoreDep
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.jobs.reports import REPORT_MEDIA_TYPES, has_data, render_report, results_csv
 from app.jobs.store import RUN_TERMINAL as _RUN_DONE
-from app.jobs.store import JobStore, is_terminal
+from app.jobs.store import EventsUnreadableError, JobStore, is_terminal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -238,7 +237,7 @@ async def _event_stream(
             entries = await anyio.to_thread.run_sync(
                 read, limiter=_SSE_THREADS, abandon_on_cancel=True
             )
-        except ResponseError as exc:
+        except EventsUnreadableError as exc:
             # Redis refused the read (an id it cannot take, a key of another type): end the
             # stream cleanly, so an EventSource client stops instead of reconnecting forever.
             yield _sse("end", {"status": progress.status, "detail": f"cannot read events: {exc}"})
