@@ -84,6 +84,23 @@ def test_empty_tensor_with_huge_fans_is_422_not_500(client: TestClient) -> None:
     assert first_loc(body) == ["query", "shape"]
 
 
+@pytest.mark.parametrize("shape", [[2**62, 0], [2**31, 2**31, 0], [0, 2**40, 2**40, 3]])
+@pytest.mark.parametrize("fmt", ["json", "npy"])
+def test_empty_tensor_numpy_cannot_describe_is_422(
+    client: TestClient, shape: list[int], fmt: str
+) -> None:
+    query = ",".join(map(str, shape))
+    res = client.get(f"/v1/tensors?shape={query}&seed=1&initializer=zeros&format={fmt}")
+    body = problem(res, 422)
+    assert first_loc(body) == ["query", "shape"] and "2**59" in body["detail"]
+
+
+def test_empty_tensor_with_large_dimensions_is_served(client: TestClient) -> None:
+    res = client.get(f"/v1/tensors?shape={2**20},{2**20},0&seed=1&initializer=zeros&format=npy")
+    assert res.status_code == 200, res.text
+    assert res.headers["x-tensor-shape"] == f"{2**20},{2**20},0"
+
+
 def test_deeply_nested_query_initializer_is_422(client: TestClient) -> None:
     deep = '{"a":' * 1000 + "1" + "}" * 1000
     body = problem(client.get("/v1/tensors", params={"shape": "3", "initializer": deep}), 422)

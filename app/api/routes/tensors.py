@@ -59,6 +59,9 @@ Where = Literal["body", "query"]
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Bump when the bytes for the same request may change (engine or encoding changes).
 ETAG_VERSION = "tensors-2"
+# The non-zero dimensions of an empty tensor multiply to at most this (× 8-byte items, NumPy's
+# size arithmetic stays within 63 bits).
+MAX_EMPTY_SPAN = 2**59
 # Engine error fields that are request fields rather than initializer parameters.
 _REQUEST_FIELDS = frozenset({"shape", "dtype", "layout", "fan_in", "fan_out", "compat", "seed"})
 
@@ -233,6 +236,14 @@ def plan_tensor(
             f"rank {len(shape)} exceeds the maximum rank {settings.max_rank}",
         )
     elements = math.prod(shape)
+    if elements == 0 and math.prod(d for d in shape if d) > MAX_EMPTY_SPAN:
+        # NumPy refuses to describe such an array even with no elements in it.
+        raise InvalidInputError(
+            [where, "shape"],
+            shape,
+            "an empty tensor's non-zero dimensions must multiply to at most "
+            f"{MAX_EMPTY_SPAN} (2**59)",
+        )
     if media_type == formats.JSON:
         limit, setting = settings.max_elements_json, "INITLAB_MAX_ELEMENTS_JSON"
         advice = (
