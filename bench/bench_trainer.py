@@ -34,24 +34,10 @@ def _data(seed: int = 0) -> tuple:
     return x, y
 
 
-class _Quiet:
-    def should_stop(self) -> bool:
-        return False
-
-    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
-        pass
-
-    def on_epoch(self, record: dict) -> None:
-        pass
-
-    def on_diagnostics(self, when: str, layers: list) -> None:
-        pass
-
-
 def bench_numpy(epochs: int) -> list[float]:
     import numpy as np
 
-    from app.training import RunSpec, train_run
+    from app.training import NullReporter, RunSpec, train_run
     from app.training.datasets import Dataset
 
     x, y = _data()
@@ -66,7 +52,7 @@ def bench_numpy(epochs: int) -> list[float]:
         kernel_initializer="he_normal",
         seed=0,
     )
-    result = train_run(spec, data, _Quiet())
+    result = train_run(spec, data, NullReporter())
     assert result.status == "succeeded", result.status
     return [e["seconds"] for e in result.epochs]
 

@@ -91,6 +91,23 @@ class RunReporter(Protocol):
     def on_diagnostics(self, when: str, layers: list[dict[str, Any]]) -> None: ...
 
 
+class NullReporter:
+    """A :class:`RunReporter` that never cancels and keeps nothing (benchmarks, scripts);
+    subclass it to keep only what you need."""
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
+        pass
+
+    def on_epoch(self, record: dict[str, Any]) -> None:
+        pass
+
+    def on_diagnostics(self, when: str, layers: list[dict[str, Any]]) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- spec parsing
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.training import RunSpec, build_network, train_run
+from app.training import NullReporter, RunSpec, build_network, train_run
 from app.training.datasets import Dataset
 
 torch = pytest.importorskip("torch")
@@ -131,20 +131,7 @@ def test_first_steps_match_torch(opt_name: str, task: str, activation: str) -> N
     )
     data = _dataset(task)
 
-    class Quiet:
-        def should_stop(self) -> bool:
-            return False
-
-        def on_batch(self, epoch: int, batch: int, loss: float) -> None:
-            pass
-
-        def on_epoch(self, record: dict[str, Any]) -> None:
-            pass
-
-        def on_diagnostics(self, when: str, layers: list[dict[str, Any]]) -> None:
-            pass
-
-    result = train_run(spec, data, Quiet())
+    result = train_run(spec, data, NullReporter())
     assert result.status == "succeeded" and result.steps == STEPS
     expected = _torch_losses(spec, data, make_opt)
     np.testing.assert_allclose(result.batch_losses, expected, rtol=1e-5, atol=1e-6)

@@ -17,26 +17,17 @@ from typing import Any
 import pytest
 
 from app.jobs.service import build_run_spec, run_seed, validate_job
-from app.training import train_run
+from app.training import NullReporter, train_run
 from app.training.datasets import load_dataset
 
 pytestmark = pytest.mark.slow
 
 
-class _Collect:
+class _Collect(NullReporter):
     """A RunReporter that never cancels and keeps the diagnostics."""
 
     def __init__(self) -> None:
         self.diagnostics: dict[str, list[dict[str, Any]]] = {}
-
-    def should_stop(self) -> bool:
-        return False
-
-    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
-        pass
-
-    def on_epoch(self, record: dict[str, Any]) -> None:
-        pass
 
     def on_diagnostics(self, when: str, layers: list[dict[str, Any]]) -> None:
         self.diagnostics[when] = layers
