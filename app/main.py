@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 
 from app.api.body_limit import BodyLimitProblemMiddleware
 from app.api.compression import CompressionMiddleware
+from app.api.dispatch import DirectRoutes
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 
@@ -32,9 +33,12 @@ class InitlabAPI(FastAPI):
         return BodyLimitProblemMiddleware(super().build_middleware_stack())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the FastAPI application with its routers, middleware and error handlers."""
-    from app.api.routes import ROUTERS
+def create_app(settings: Settings | None = None, *, direct_routes: bool = True) -> FastAPI:
+    """Build the FastAPI application with its routers, middleware and error handlers.
+
+    ``direct_routes=False`` leaves every request to FastAPI's router (the tests compare the
+    two paths)."""
+    from app.api.routes import DIRECT_ROUTES, ROUTERS
     from app.api.routes.metrics import MetricsMiddleware
 
     settings = settings or get_settings()
@@ -59,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, pure ASGI
     for router in ROUTERS:
         app.include_router(router)
+    if direct_routes:
+        # Inside the middleware and exception handling, in front of the router's own stack.
+        app.router.middleware_stack = DirectRoutes(app.router.middleware_stack, DIRECT_ROUTES)
     return app
 
 

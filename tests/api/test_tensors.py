@@ -349,7 +349,7 @@ def test_repeated_seeded_get_is_answered_identically_from_the_cache(
     c = make_client()
     url = "/v1/tensors?shape=5,5&initializer=lecun_normal&seed=77"
     first = c.get(url, headers={"Accept-Encoding": "identity"})
-    cache = c.app.state.tensor_response_cache  # type: ignore[attr-defined]
+    cache = c.app.state.tensor_context.responses  # type: ignore[attr-defined]
     assert cache.size > 0
     again = c.get(url, headers={"Accept-Encoding": "identity"})
     assert again.content == first.content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 from app.api.routes import (
     datasets,
@@ -27,3 +28,5 @@ ROUTERS: list[APIRouter] = [
     job_outputs.router,
     datasets.router,
 ]
+# Answered without walking the routers (app.api.dispatch.DirectRoutes): the small-tensor path.
+DIRECT_ROUTES: list[BaseRoute] = [*tensors.router.routes]

@@ -13,9 +13,9 @@ import math
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 from urllib.parse import parse_qsl
 
 import anyio
@@ -25,32 +25,18 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from app import initializers as engine
 from app.api import compression, formats
 from app.api.bodies import json_body
+from app.api.dispatch import RawRoute
 from app.api.routes.initializers import unknown_initializer
 from app.config import Settings
 from app.errors import InvalidInputError, TooLargeError
-from app.schemas.bounds import MAX_FAN, SEED_MAX, json_problem
+from app.schemas.bounds import MAX_DIM, MAX_FAN, SEED_MAX, json_problem
 from app.schemas.tensors import Dtype, Layout, TensorRead, TensorRequest
-
-
-class RawRoute(APIRoute):
-    """A route whose endpoint takes the ``Request`` and returns a ``Response`` itself.
-
-    FastAPI still documents it (``openapi_extra``) and its exception handlers still render
-    errors, but the endpoint is called directly: no dependency solving, body reading or
-    response validation per request (for a 3×3 tensor those cost more than the tensor).
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
-        return endpoint
-
 
 router = APIRouter(prefix="/v1/tensors", tags=["tensors"], route_class=RawRoute)
 
@@ -118,13 +104,25 @@ class ResponseCache:
             self.size -= len(old) + len(query) + self.ENTRY_OVERHEAD
 
 
-def _cache_for(request: Request) -> ResponseCache:
-    """One cache per application (apps built with other settings must not share answers)."""
-    cache: ResponseCache | None = getattr(request.app.state, "tensor_response_cache", None)
-    if cache is None:
-        cache = ResponseCache()
-        request.app.state.tensor_response_cache = cache
-    return cache
+class TensorContext:
+    """What the handlers keep per application (apps built with other settings must not share
+    it): the settings and version, the response cache, and the seed-independent part of
+    recent plans (:class:`Checked`, keyed by :func:`checked_key`)."""
+
+    CHECKED_MAX = 1024
+
+    def __init__(self, settings: Settings, version: str) -> None:
+        self.settings, self.version = settings, version
+        self.responses = ResponseCache()
+        self.checked: dict[tuple[Any, ...], Checked] = {}
+
+
+def _context(request: Request) -> TensorContext:
+    app = request.app
+    context: TensorContext | None = getattr(app.state, "tensor_context", None)
+    if context is None:
+        context = app.state.tensor_context = TensorContext(app.state.settings, app.version)
+    return context
 
 
 def _cached_response(body: bytes, raw_headers: tuple) -> Response:
@@ -184,11 +182,56 @@ def resolve_ref(ref: str | Mapping[str, Any]) -> Resolved:
     return resolved
 
 
+class TensorFields(Protocol):
+    """What a request asks for: a validated :class:`TensorRequest`, or :class:`QueryFields`."""
+
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def initializer(self) -> str | dict[str, Any]: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def layout(self) -> str: ...
+    @property
+    def fan_in(self) -> int | None: ...
+    @property
+    def fan_out(self) -> int | None: ...
+    @property
+    def compat(self) -> str | None: ...
+
+
+class QueryFields(NamedTuple):
+    """A GET's fields when ``TensorRequest`` would take them as they are (``_query_request``)."""
+
+    shape: list[int]
+    initializer: str
+    seed: int | None
+    dtype: str = "float32"
+    layout: str = "keras"
+    fan_in: int | None = None
+    fan_out: int | None = None
+    compat: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request checked against the limits and the engine: everything but the seed."""
+
+    resolved: Resolved
+    shape: tuple[int, ...]
+    work: int
+    fan_in: int
+    fan_out: int
+
+
 @dataclass(frozen=True, slots=True)
 class TensorPlan:
     """A validated request: everything that fixes the bytes, nothing allocated yet."""
 
-    request: TensorRequest
+    request: TensorFields
     init: engine.Initializer
     resolved: Resolved
     keras_config: dict[str, Any]  # seed included
@@ -219,15 +262,10 @@ def _too_large(detail: str, where: Where, shape: list[int], msg: str) -> TooLarg
     return TooLargeError(detail, errors=[{"loc": [where, "shape"], "msg": msg, "input": shape}])
 
 
-def plan_tensor(
-    req: TensorRequest,
-    *,
-    media_type: str,
-    stats: bool,
-    settings: Settings,
-    where: Where = "body",
-) -> TensorPlan:
-    """Validate ``req`` against the limits and the engine without allocating the tensor."""
+def check_tensor(
+    req: TensorFields, *, media_type: str, settings: Settings, where: Where = "body"
+) -> Checked:
+    """Check ``req`` (all but its seed) against the limits and the engine, allocating nothing."""
     shape = req.shape
     if len(shape) > settings.max_rank:
         raise InvalidInputError(
@@ -266,10 +304,6 @@ def plan_tensor(
     except engine.InitializerError as exc:
         raise _engine_error(exc, where) from None
     init = resolved.init
-    seeded = req.seed is not None or init.seed is not None
-    seed = req.seed if req.seed is not None else init.seed
-    if seed is None:
-        seed = secrets.randbelow(SEED_MAX + 1)
     try:
         init.check(
             shape,
@@ -299,17 +333,61 @@ def plan_tensor(
             f"the fans it implies ({fan_in}, {fan_out}) are over {MAX_FAN} (2**62); "
             "give fan_in / fan_out explicitly or use smaller dimensions",
         )
+    return Checked(resolved, tuple(shape), work, fan_in, fan_out)
+
+
+def checked_key(req: TensorFields, media_type: str) -> tuple[Any, ...] | None:
+    """What :func:`check_tensor`'s result depends on (with the settings), or None when a value
+    is not of the exact type validation gives it (never ``True`` for ``1``)."""
+    shape, ref, fan_in, fan_out = req.shape, req.initializer, req.fan_in, req.fan_out
+    if any(type(d) is not int for d in shape) or not (
+        (fan_in is None or type(fan_in) is int) and (fan_out is None or type(fan_out) is int)
+    ):
+        return None
+    initializer = (True, ref) if isinstance(ref, str) else (False, repr(ref))
+    layout = (req.dtype, req.layout, fan_in, fan_out, req.compat)
+    return (media_type, tuple(shape), initializer, *layout)
+
+
+def plan_tensor(
+    req: TensorFields,
+    *,
+    media_type: str,
+    stats: bool,
+    settings: Settings,
+    where: Where = "body",
+    memo: dict[tuple[Any, ...], Checked] | None = None,
+) -> TensorPlan:
+    """Validate ``req`` against the limits and the engine without allocating the tensor.
+
+    ``memo`` (the application's, for the same ``settings``) keeps :func:`check_tensor`'s
+    results: a request that differs from a recent one only by its seed is not checked again.
+    Errors are raised each time, never kept."""
+    key = checked_key(req, media_type) if memo is not None else None
+    checked = memo.get(key) if memo is not None and key is not None else None
+    if checked is None:
+        checked = check_tensor(req, media_type=media_type, settings=settings, where=where)
+        if memo is not None and key is not None:
+            if len(memo) >= TensorContext.CHECKED_MAX:
+                memo.clear()
+            memo[key] = checked
+    resolved = checked.resolved
+    init = resolved.init
+    seeded = req.seed is not None or init.seed is not None
+    seed = req.seed if req.seed is not None else init.seed
+    if seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1)
     return TensorPlan(
         request=req,
         init=init,
         resolved=resolved,
         keras_config=resolved.keras_config(seed),
-        shape=tuple(shape),
-        work=work,
+        shape=checked.shape,
+        work=checked.work,
         seed=seed,
         seeded=seeded,
-        fan_in=fan_in,
-        fan_out=fan_out,
+        fan_in=checked.fan_in,
+        fan_out=checked.fan_out,
         media_type=media_type,
         stats=stats,
     )
@@ -581,7 +659,8 @@ def _validation_error(exc: ValidationError, where: Where) -> RequestValidationEr
 )
 async def create_tensor(request: Request) -> Response:
     """Generate an initialized tensor."""
-    settings: Settings = request.app.state.settings
+    context = _context(request)
+    settings = context.settings
     accept, _ = _headers(request.scope)
     media, stats, by_accept = _output_options(_query(request.scope["query_string"]), accept)
     raw = await json_body(request)
@@ -589,7 +668,7 @@ async def create_tensor(request: Request) -> Response:
         body = TensorRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise _validation_error(exc, "body") from None
-    plan = plan_tensor(body, media_type=media, stats=stats, settings=settings)
+    plan = plan_tensor(body, media_type=media, stats=stats, settings=settings, memo=context.checked)
     return await respond(plan, settings, {"Vary": "Accept"} if by_accept else {})
 
 
@@ -652,31 +731,15 @@ def _query_initializer(value: str) -> str | dict[str, Any]:
     return parsed
 
 
-@router.get(
-    "",
-    response_model=TensorRead,
-    responses={**_RESPONSES, 304: {"description": "Not modified (If-None-Match)."}},
-    openapi_extra={"parameters": _GET_PARAMS},
-)
-async def read_tensor(request: Request) -> Response:
-    """The same as POST, for browsers and caches; with a seed the response is immutable."""
-    settings: Settings = request.app.state.settings
-    accept, if_none_match = _headers(request.scope)
-    cache_key = (request.scope["query_string"], accept)
-    cache = _cache_for(request)
-    hit = cache.get(cache_key)
-    if hit is not None:
-        body, raw_headers, etag = hit
-        if if_none_match and _etag_matches(if_none_match, etag):
-            not_modified = _cached_response(b"", raw_headers)
-            not_modified.status_code = 304
-            not_modified.raw_headers = [
-                (k, v) for k, v in raw_headers if k not in (b"content-length", b"content-type")
-            ]
-            return not_modified
-        return _cached_response(body, raw_headers)
-    query = _query(request.scope["query_string"])
-    media, stats, by_accept = _output_options(query, accept)
+_DTYPES = frozenset(get_args(Dtype))
+_LAYOUTS = frozenset(get_args(Layout))
+
+
+def _query_request(query: Mapping[str, str]) -> TensorFields:
+    """A GET's fields, validated as ``TensorRequest`` validates them (422 naming ``query.*``).
+
+    The usual query (a scheme name, in-range integers, known dtype and layout) is taken as it
+    is: ``TensorRequest`` would accept it unchanged, so it runs only for the rest."""
     shape = query.get("shape")
     if shape is None:
         raise InvalidInputError(["query", "shape"], None, "required, e.g. shape=784,256")
@@ -691,16 +754,59 @@ async def read_tensor(request: Request) -> Response:
         value = query.get(name, "").strip()
         if value:
             fields[name] = value
+    seed, fan_in, fan_out = fields["seed"], fields["fan_in"], fields["fan_out"]
+    if (
+        isinstance(fields["initializer"], str)
+        and all(0 <= d <= MAX_DIM for d in fields["shape"])
+        and (seed is None or 0 <= seed <= SEED_MAX)
+        and (fan_in is None or 1 <= fan_in <= MAX_FAN)
+        and (fan_out is None or 1 <= fan_out <= MAX_FAN)
+        and fields.get("dtype", "float32") in _DTYPES
+        and fields.get("layout", "keras") in _LAYOUTS
+        and fields.get("compat", "keras") == "keras"
+    ):
+        return QueryFields(**fields)
     try:
-        req = TensorRequest.model_validate(fields)
+        return TensorRequest.model_validate(fields)
     except ValidationError as exc:
         raise _validation_error(exc, "query") from None
-    plan = plan_tensor(req, media_type=media, stats=stats, settings=settings, where="query")
+
+
+@router.get(
+    "",
+    response_model=TensorRead,
+    responses={**_RESPONSES, 304: {"description": "Not modified (If-None-Match)."}},
+    openapi_extra={"parameters": _GET_PARAMS},
+)
+async def read_tensor(request: Request) -> Response:
+    """The same as POST, for browsers and caches; with a seed the response is immutable."""
+    context = _context(request)
+    settings = context.settings
+    accept, if_none_match = _headers(request.scope)
+    cache_key = (request.scope["query_string"], accept)
+    cache = context.responses
+    hit = cache.get(cache_key)
+    if hit is not None:
+        body, raw_headers, etag = hit
+        if if_none_match and _etag_matches(if_none_match, etag):
+            not_modified = _cached_response(b"", raw_headers)
+            not_modified.status_code = 304
+            not_modified.raw_headers = [
+                (k, v) for k, v in raw_headers if k not in (b"content-length", b"content-type")
+            ]
+            return not_modified
+        return _cached_response(body, raw_headers)
+    query = _query(request.scope["query_string"])
+    media, stats, by_accept = _output_options(query, accept)
+    req = _query_request(query)
+    plan = plan_tensor(
+        req, media_type=media, stats=stats, settings=settings, where="query", memo=context.checked
+    )
     headers: dict[str, str] = {"Vary": "Accept"} if by_accept else {}
     if not plan.seeded:
         headers["Cache-Control"] = "no-store"
         return await respond(plan, settings, headers)
-    etag = headers["ETag"] = tensor_etag(plan, request.app.version)
+    etag = headers["ETag"] = tensor_etag(plan, context.version)
     headers["Cache-Control"] = IMMUTABLE
     if if_none_match and _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
