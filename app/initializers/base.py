@@ -154,11 +154,17 @@ def _plan_key(
         return None
     if compat is not None and type(compat) is not str:
         return None
-    params = tuple(init.params.values())
-    for value in params:
-        if type(value) not in _KEY_TYPES:
-            return None
+    params = init.__dict__.get("_params_key", _UNSET)
+    if params is _UNSET:  # params are fixed once built: their key is computed once
+        values = tuple(init.params.values())
+        params = values if all(type(v) in _KEY_TYPES for v in values) else None
+        init.__dict__["_params_key"] = params
+    if params is None:
+        return None
     return (type(init), params, tuple(shape), dtype, layout, fan_in, fan_out, compat)
+
+
+_UNSET = object()
 
 
 _KEY_TYPES = frozenset({int, float, str, type(None)})

@@ -8,30 +8,22 @@ the low and high halves of BLAKE2b-256(seed ‖ 0) (each an 8-byte little-endian
 personalisation ``initlab-seed``; increment forced odd). Distinct seeds thus get unrelated
 increments — distinct PCG streams, not offsets of one sequence. This replaces
 ``np.random.default_rng(seed)``: no ``SeedSequence`` and no bit-generator construction per
-call (each thread keeps one generator and assigns its state: ~3 µs instead of ~12 µs).
+call (each thread keeps one generator and writes its state in place: ~0.6 µs instead of
+~12 µs).
 
 Chunks. A flat buffer of n elements with n ≤ ``SMALL`` is drawn from the generator itself.
 Larger buffers are cut into ``chunk_count(n)`` chunks (an even number, ``≈ n / CHUNK``, pairs of
 elements split as evenly as possible); one 64-bit word ``base`` is drawn from the generator and
 chunk k draws from a PCG64DXSM keyed like above by BLAKE2b-256(base ‖ k) (personalisation
-``initlab-chunk``). Chunks are independent, so they fill on a thread pool (NumPy
-releases the GIL) and the bytes depend only on (seed, n), never on the number of threads.
+``initlab-chunk``). Chunks are independent, so they fill on a thread pool (NumPy and the
+kernels release the GIL) and the bytes depend only on (seed, n), never on the number of threads.
 
-float32 normals. Small buffers: NumPy's float32 ziggurat (``standard_normal``). Chunks:
-Box–Muller with one 64-bit PCG word per pair of outputs. The low 32 bits ``a`` give the
-radius r = sqrt(-2 ln u), u = ((a >> 8) + 1)·2⁻²⁴ ∈ [2⁻²⁴, 1] (so |z| ≤ 5.77, as in PyTorch's
-CPU ``normal_``). The high 32 bits ``b``, read as a signed integer, give v = b >> 8 ∈ [-2²³,
-2²³) and the angle φ = v·(π/2)·2⁻²³ ∈ [-π/2, π/2); z₁ = r·sin φ and z₂ = ±r·cos φ with the
-sign from bit 0 of ``b`` (the pair is then a uniform angle on the whole circle). cos φ is
-computed as sin((2²³ − |v|)·(π/2)·2⁻²³), the reflected argument exact in integers. ``ln`` and
-``sin`` are evaluated with a fixed sequence of IEEE-754 float32 additions, multiplications and
-one division (musl's logf range reduction with the atanh series to s⁹; an odd degree-9
-polynomial for sin on [-π/2, π/2]), plus ``sqrt``, integer shifts and masks: ≤ 3 ulp from the
-exact Box–Muller value of the same bits. Every one of those operations is correctly rounded,
-so the bytes do not depend on which SIMD kernels NumPy dispatches to (AVX2, AVX-512,
-baseline) — unlike NumPy's own float32 ``log``/``sin``/``cos``, whose last bits differ between
-them (measured: the former ``np.log``/``np.sin`` construction changed bytes under
-``NPY_DISABLE_CPU_FEATURES=X86_V3``).
+float32 normals: the 256-layer ziggurat of ``app.initializers.ziggurat``, compiled by Numba,
+one 32-bit word per element plus the rare second attempts' words (``_ziggurat``). Its kernels
+draw the PCG64DXSM words themselves, advancing the NumPy generator's state in place
+(``KeyedGenerator``); they are exactly ``random_raw``'s, which is used for any other
+generator. Integer operations, a table gather, correctly rounded float products and our own
+``ln`` series: the bytes do not depend on the CPU or its SIMD level.
 float64 normals: NumPy's ziggurat in every chunk. The ziggurat is integer/table based; its
 rare wedge and tail draws call the C library's ``exp``/``log``, not NumPy's SIMD kernels.
 
@@ -46,24 +38,28 @@ Keras compat (``keras_*``): exactly the calls of Keras 3's NumPy backend
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
+import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
+from app.initializers import ziggurat
+
 # No standard-normal draw of initlab exceeds this in magnitude: NumPy's float64 ziggurat tail
 # returns r + x with x = -ln(1 - U)/r ≤ 53·ln 2 / r, r = 3.6541528853610088, i.e. ≤ 13.708
-# (the float32 ziggurat's tail stops at 8.2, Box–Muller at 5.77). Keras compat draws the same
+# (the float32 ziggurat's tail stops at ziggurat.PEAK ≈ 8.21). Keras compat draws the same
 # float64 ziggurat. The engine's overflow checks use it as the bound of |z|.
 NORMAL_PEAK = 13.71
 
-SMALL = 1 << 14  # up to this many elements: one draw from the seeded generator, no chunks
-CHUNK = 1 << 16  # target chunk size above SMALL
-_M128 = (1 << 128) - 1
+SMALL = 1 << 17  # up to this many elements: one draw from the seeded generator, no chunks
+CHUNK = 1 << 17  # target chunk size above SMALL
 _blake2b = hashlib.blake2b
 
 _pool: ThreadPoolExecutor | None = None
@@ -93,24 +89,90 @@ def _executor() -> ThreadPoolExecutor:
 # --- seeding ----------------------------------------------------------------------------------
 
 
-def _pcg_state(key: int, k: int, person: bytes) -> dict[str, object]:
-    """PCG64DXSM state and increment from BLAKE2b-256(key ‖ k) (8-byte little-endian each)."""
-    digest = _blake2b(
-        key.to_bytes(8, "little") + k.to_bytes(8, "little"), digest_size=32, person=person
-    ).digest()
-    x = int.from_bytes(digest, "little")
-    return {
-        "bit_generator": "PCG64DXSM",
-        "state": {"state": x & _M128, "inc": (x >> 128) | 1},
-        "has_uint32": 0,
-        "uinteger": 0,
-    }
+_DIGEST = struct.Struct("<4Q")
+_SEED_KEY = _blake2b(digest_size=32, person=b"initlab-seed")
+_CHUNK_KEY = _blake2b(digest_size=32, person=b"initlab-chunk")
 
 
-def _thread_generator(slot: str) -> np.random.Generator:
-    gen: np.random.Generator | None = getattr(_local, slot, None)
+def _pcg_key(key: int, k: int, person: Any) -> tuple[int, int, int, int]:
+    """PCG64DXSM (state, inc) from BLAKE2b-256(key ‖ k) (8-byte little-endian each) personalised
+    by ``person`` (``_SEED_KEY`` or ``_CHUNK_KEY``), as four 64-bit words: state low, state
+    high, inc low (forced odd), inc high."""
+    digest = person.copy()
+    digest.update((key | k << 64).to_bytes(16, "little"))
+    s_lo, s_hi, i_lo, i_hi = _DIGEST.unpack(digest.digest())
+    return s_lo, s_hi, i_lo | 1, i_hi
+
+
+class _PCGWords(ctypes.Structure):
+    """NumPy's ``pcg64_random_t`` where the C compiler has 128-bit integers: state, inc."""
+
+    _fields_ = [("words", ctypes.c_uint64 * 4)]
+
+
+class _PCGState(ctypes.Structure):
+    """NumPy's ``pcg64_state``: the PCG words and the buffered half of a 64-bit output."""
+
+    _fields_ = [
+        ("pcg", ctypes.POINTER(_PCGWords)),
+        ("has_uint32", ctypes.c_int),
+        ("uinteger", ctypes.c_uint32),
+    ]
+
+
+class KeyedGenerator(np.random.Generator):
+    """A ``np.random.Generator`` on PCG64DXSM whose (state, inc) is assigned per call.
+
+    Assigning ``bit_generator.state`` goes through a dict and costs ~0.9 µs. When the bit
+    generator's C state has the layout this module expects (checked on creation by writing
+    through both paths and reading back), the four words are written in place instead, and
+    ``state_words`` (a uint64 view of them) lets the compiled kernels draw the same stream and
+    advance it themselves. Otherwise ``state_words`` is None and the kernels are given
+    ``random_raw`` words: the same bytes either way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(np.random.PCG64DXSM(0))
+        self._c_state = self._in_place()
+        self._c_words = None if self._c_state is None else self._c_state.pcg.contents.words
+        self.state_words = None if self._c_words is None else np.ctypeslib.as_array(self._c_words)
+
+    def _in_place(self) -> _PCGState | None:
+        bitgen = self.bit_generator
+        state = _PCGState.from_address(bitgen.ctypes.state_address)
+        probe = (0x0123456789ABCDEF, 0x0FEDCBA987654321, 0x1111111111111111, 0x2222222222222223)
+        self._by_dict(probe)
+        if tuple(state.pcg.contents.words) != probe:
+            return None
+        back = tuple(w ^ 0xFFFF for w in probe)  # inc stays odd
+        state.pcg.contents.words[:] = back
+        read = bitgen.state["state"]
+        if (read["state"], read["inc"]) != (back[0] | back[1] << 64, back[2] | back[3] << 64):
+            return None
+        return state
+
+    def _by_dict(self, words: tuple[int, int, int, int]) -> None:
+        self.bit_generator.state = {
+            "bit_generator": "PCG64DXSM",
+            "state": {"state": words[0] | words[1] << 64, "inc": words[2] | words[3] << 64},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+
+    def key(self, words: tuple[int, int, int, int]) -> KeyedGenerator:
+        """Re-key to (state low, state high, inc low, inc high); returns ``self``."""
+        if self._c_state is None or self._c_words is None:
+            self._by_dict(words)
+        else:
+            self._c_words[:] = words
+            self._c_state.has_uint32 = self._c_state.uinteger = 0
+        return self
+
+
+def _thread_generator(slot: str) -> KeyedGenerator:
+    gen: KeyedGenerator | None = getattr(_local, slot, None)
     if gen is None:
-        gen = np.random.Generator(np.random.PCG64DXSM(0))
+        gen = KeyedGenerator()
         setattr(_local, slot, gen)
     return gen
 
@@ -121,9 +183,8 @@ def seeded(seed: int, *, reuse: bool = True) -> np.random.Generator:
     With ``reuse`` the calling thread's generator is re-seeded and returned: it is valid until
     the next ``seeded`` call in the same thread (``generate`` finishes with it before then).
     """
-    gen = _thread_generator("seeded") if reuse else np.random.Generator(np.random.PCG64DXSM(0))
-    gen.bit_generator.state = _pcg_state(seed, 0, b"initlab-seed")
-    return gen
+    gen = _thread_generator("seeded") if reuse else KeyedGenerator()
+    return gen.key(_pcg_key(seed, 0, _SEED_KEY))
 
 
 # --- chunking ---------------------------------------------------------------------------------
@@ -156,8 +217,7 @@ def _run_chunked(
     base = int(rng.bit_generator.random_raw())
 
     def task(k: int, start: int, stop: int) -> None:
-        gen = _thread_generator("chunk")
-        gen.bit_generator.state = _pcg_state(base, k, b"initlab-chunk")
+        gen = _thread_generator("chunk").key(_pcg_key(base, k, _CHUNK_KEY))
         fill(gen, start, stop)
 
     tasks = [(k, start, stop) for k, (start, stop) in enumerate(chunk_bounds(n))]
@@ -174,21 +234,10 @@ def normal_acceptance(lo: float, hi: float) -> float:
     return 0.5 * (math.erf(hi / math.sqrt(2.0)) - math.erf(lo / math.sqrt(2.0)))
 
 
-# --- float32 Box–Muller from IEEE-exact operations ------------------------------------------
-
-_F = np.float32
-# sin x = x + x·x²·(S0 + x²(S1 + x²(S2 + x²·S3))) on [0, π/2] (weighted least squares fit).
-_S0, _S1, _S2, _S3 = _F(-0.16666663), _F(0.008333162), _F(-0.00019816557), _F(2.6209891e-06)
-_ANGLE = _F(math.pi / 2 / 2**23)
-_LN2_M2 = _F(-2.0 * math.log(2.0))
-_SQRT_HALF_BITS = 0x3F3504F3  # float32 bits of √½
-_ONE_BITS = 0x3F800000
-
-
 _F32 = np.finfo(np.float32)
-# std within this range multiplies float32 draws (and the Box–Muller radius ≤ 5.77) without
-# leaving float32's normal range: the product is then correctly rounded in float32 itself.
-_F32_STD_MIN, _F32_STD_MAX = float(_F32.smallest_normal), float(_F32.max) / 8.0
+# std within this range multiplies float32 draws (|z| ≤ ziggurat.PEAK ≈ 8.21) without leaving
+# float32's normal range: the product is then correctly rounded in float32 itself.
+_F32_STD_MIN, _F32_STD_MAX = float(_F32.smallest_normal), float(_F32.max) / 16.0
 
 
 def scale(values: np.ndarray, std: float) -> None:
@@ -210,116 +259,52 @@ def scale(values: np.ndarray, std: float) -> None:
         values *= values.dtype.type(std)
 
 
-def _scratch(h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two per-thread buffers of 2h 32-bit words (reused across chunks)."""
-    bufs: tuple[np.ndarray, np.ndarray] | None = getattr(_local, "scratch", None)
-    if bufs is None or bufs[0].size < 2 * h:
-        size = max(2 * h, CHUNK)
-        bufs = (np.empty(size, np.uint32), np.empty(size, np.uint32))
-        _local.scratch = bufs
-    return bufs[0][: 2 * h], bufs[1][: 2 * h]
+def _ziggurat(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
+    """out (flat float32) ← N(0, std²) by the compiled ziggurat (``app.initializers.ziggurat``).
 
-
-def _box_muller(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
-    """out (float32, even length 2h) ← N(0, std²) pairs; see the module docstring."""
-    h = out.size // 2
-    words = gen.bit_generator.random_raw(h).view(np.uint32)  # 2h independent 32-bit words
-    radius_bits, angle_bits = words[:h], words[h:]
-    s1, s2 = _scratch(h)
-    f1, f2 = s1.view(np.float32), s2.view(np.float32)
-
-    # out = sin(x) for x = v·(π/2)·2⁻²³ over [v, ±(2²³ − |v|)], v = b >> 8 (arithmetic, 24 bits
-    # signed): z₁ = r·sin φ carries the sign of v, z₂ = r·cos φ = r·sin(π/2 − |φ|) gets bit 0 of b.
-    v, w = s1[:h].view(np.int32), s1[h:].view(np.int32)
-    np.right_shift(angle_bits.view(np.int32), 8, out=v)
-    np.abs(v, out=w)
-    np.subtract(np.int32(1 << 23), w, out=w)
-    np.multiply(s1.view(np.int32), _ANGLE, out=out, dtype=np.float32, casting="unsafe")
-    np.multiply(out, out, out=f2)
-    np.multiply(f2, _S3, out=f1)
-    f1 += _S2
-    f1 *= f2
-    f1 += _S1
-    f1 *= f2
-    f1 += _S0
-    f1 *= f2
-    f1 *= out
-    out += f1  # odd polynomial: sin(-x) is exactly -sin(x)
-
-    # r² = -2 ln u with u = m·2^e, m ∈ [√½, √2): ln m = 2(s + s³/3 + … + s⁹/9), s = (m-1)/(m+1).
-    ix, e = s1[h:], s1[:h]
-    np.right_shift(radius_bits, 8, out=e)
-    e += np.uint32(1)
-    np.copyto(f1[h:], e.view(np.int32), casting="unsafe")  # exact: ≤ 2²⁴
-    ix += np.uint32(_ONE_BITS - _SQRT_HALF_BITS)
-    np.right_shift(ix, 23, out=e)
-    ix &= np.uint32(0x7FFFFF)
-    ix += np.uint32(_SQRT_HALF_BITS)
-    f = f1[h:]
-    f -= _F(1.0)
-    s, z = f2[:h], f2[h:]
-    np.add(f, _F(2.0), out=s)
-    np.divide(f, s, out=s)
-    np.multiply(s, s, out=z)
-    np.multiply(z, _F(1 / 9), out=f)
-    f += _F(1 / 7)
-    f *= z
-    f += _F(1 / 5)
-    f *= z
-    f += _F(1 / 3)
-    f *= z
-    f *= s
-    f += s  # ln(m) / 2
-    f *= _F(-4.0)
-    np.copyto(z, e.view(np.int32), casting="unsafe")  # biased exponent of u·2²⁴
-    z -= _F(127 + 24)
-    z *= _LN2_M2
-    f += z
-    np.sqrt(f, out=f)
-    # std folds into the radius only where radius·std stays a normal float32; otherwise the
-    # unit normals are scaled afterwards, in float64 (``scale``).
+    Words: one ``random_raw(⌈n/2⌉ + n // 64 + 4)`` call read as 32-bit words (low half of each
+    64-bit word first). The first ⌈n/2⌉·2 give the first attempts, one per element (for odd n
+    the last is unused); the rest feed the rare second attempts in element order. When they
+    run out, a further ``random_raw(n // 64 + 4)`` extends them and the kernel runs again.
+    """
+    n = out.size
+    # std folds into the kernel where std·z stays a normal float32; otherwise unit normals
+    # are scaled afterwards, in float64 (``scale``).
     folded = _F32_STD_MIN <= std <= _F32_STD_MAX
-    if folded and std != 1.0:
-        f *= _F(std)
-    out[:h] *= f
-    out[h:] *= f
-
-    mask = s2[:h]
-    np.left_shift(angle_bits, 31, out=mask)
-    out.view(np.uint32)[h:] ^= mask
+    factor = std if folded else 1.0
+    first = (n + 1) // 2 * 2  # 32-bit words the first attempts take (odd n: one unused)
+    pad = n // 64 + 4  # 64-bit words for the second attempts (≈ 0.6 % of n needed)
+    state = getattr(gen, "state_words", None)
+    if state is not None:
+        ziggurat.normals(state, out, factor, first, pad)
+    else:  # a plain Generator: the same words through random_raw
+        raw = gen.bit_generator.random_raw
+        words = raw(first // 2 + pad)
+        while not ziggurat.fill(words, out, factor, first):
+            words = np.concatenate((words, raw(pad)))
     if not folded:
         scale(out, std)
 
 
-def _normal_into(gen: np.random.Generator, out: np.ndarray, std: float, small: bool) -> None:
-    """out ← N(0, std²): ziggurat for float64 and small float32 buffers, else Box–Muller."""
-    if out.dtype == np.float64 or small:
-        gen.standard_normal(out.size, dtype=out.dtype, out=out)
-        scale(out, std)
+def _normal_into(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
+    """out ← N(0, std²): the compiled ziggurat for float32, NumPy's for float64."""
+    if out.dtype == np.float32:
+        _ziggurat(gen, out, std)
         return
-    if out.size % 2:
-        pairs = np.empty(out.size + 1, np.float32)
-        _box_muller(gen, pairs, std)
-        out[:] = pairs[:-1]
-    else:
-        _box_muller(gen, out, std)
+    gen.standard_normal(out.size, dtype=out.dtype, out=out)
+    scale(out, std)
 
 
 def normal(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, mean: float, std: float
 ) -> np.ndarray:
     """A new ``shape`` array of N(mean, std²) in ``dtype`` (float32/float64), as ``fill_normal``."""
-    if std == 0.0:
-        return np.full(shape, mean, dtype)
-    if math.prod(shape) > SMALL:
-        out = np.empty(shape, dtype)
+    out = np.empty(shape, dtype)
+    if mean == 0.0 and std > 0.0 and dtype == np.float32 and out.size <= SMALL:
+        _ziggurat(rng, out.reshape(-1), std)  # fill_normal's path for these, without the checks
+    else:
         fill_normal(rng, out.reshape(-1), mean, std)
-        return out
-    values = rng.standard_normal(shape, dtype=dtype)  # the small path of fill_normal, unrolled
-    scale(values, std)
-    if mean != 0.0:
-        values += dtype.type(mean)
-    return values
+    return out
 
 
 def fill_normal(rng: np.random.Generator, out: np.ndarray, mean: float, std: float) -> None:
@@ -327,12 +312,16 @@ def fill_normal(rng: np.random.Generator, out: np.ndarray, mean: float, std: flo
     if std == 0.0:
         out.fill(mean)  # not mean + 0·z, whose negative z give -0.0
         return
-    small = out.size <= SMALL
     shift = out.dtype.type(mean)
+    if out.size <= SMALL:  # the small path of _run_chunked, without its closure
+        _normal_into(rng, out, std)
+        if mean != 0.0:
+            out += shift
+        return
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
-        _normal_into(gen, view, std, small)
+        _normal_into(gen, view, std)
         if mean != 0.0:
             view += shift
 
@@ -381,9 +370,8 @@ def _truncate(
         return
     acceptance = max(normal_acceptance(lo, hi), 1e-12)
     while todo.size:
-        batch = gen.standard_normal(min(int(todo.size / acceptance * 1.1) + 8, 1 << 22),
-                                    dtype=flat.dtype)
-        scale(batch, std)
+        batch = np.empty(min(int(todo.size / acceptance * 1.1) + 8, 1 << 22), flat.dtype)
+        _normal_into(gen, batch, std)
         if lo == -hi:
             kept = batch[np.abs(batch) <= high]
         else:
@@ -405,19 +393,9 @@ def truncated_normal(
     hi: float,
 ) -> np.ndarray:
     """A new ``shape`` array as ``fill_truncated_normal`` (float32/float64)."""
-    if std == 0.0:
-        return np.full(shape, mean, dtype)
-    if math.prod(shape) > SMALL:
-        out = np.empty(shape, dtype)
-        fill_truncated_normal(rng, out.reshape(-1), mean, std, lo, hi)
-        return out
-    values = rng.standard_normal(shape, dtype=dtype)  # the small path of the fill, unrolled
-    flat = values.reshape(-1)
-    scale(flat, std)
-    _truncate(rng, flat, std, lo, hi)
-    if mean != 0.0:
-        flat += dtype.type(mean)
-    return values
+    out = np.empty(shape, dtype)
+    fill_truncated_normal(rng, out.reshape(-1), mean, std, lo, hi)
+    return out
 
 
 def fill_truncated_normal(
@@ -436,12 +414,11 @@ def fill_truncated_normal(
     if std == 0.0:
         out.fill(mean)
         return
-    small = out.size <= SMALL
     shift = out.dtype.type(mean)
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
-        _normal_into(gen, view, std, small)
+        _normal_into(gen, view, std)
         _truncate(gen, view, std, lo, hi)
         if mean != 0.0:
             view += shift

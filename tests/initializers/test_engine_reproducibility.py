@@ -1,24 +1,32 @@
-"""The canonical stream's bytes do not depend on NumPy's SIMD dispatch or on the thread pool."""
+"""The canonical stream's bytes do not depend on NumPy's SIMD dispatch, on the CPU the float32
+kernels are compiled for, or on the thread pool; the float32 normals are standard normals."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 from numpy._core import _multiarray_umath as umath
 
-from app.initializers import generate, resolve, sampling
+from app.initializers import generate, resolve, sampling, ziggurat
 
-# Shapes above and below sampling.SMALL (Box–Muller chunks / ziggurat), odd sizes included.
+M64 = (1 << 64) - 1
+
+# Shapes above and below sampling.SMALL (chunks / one draw), odd sizes included.
 CASES: list[tuple[str, tuple[int, ...], str]] = [
     ("kaiming_normal", (3, 3), "float32"),
     ("random_normal", (301, 257), "float32"),
+    ("random_normal", (1001, 263), "float32"),
+    ("he_normal", (513, 511), "float32"),
     ("he_normal", (1000, 131), "float32"),
     ("trunc_normal", (3, 3, 64, 128), "float32"),
     ("glorot_uniform", (784, 256), "float32"),
@@ -82,23 +90,88 @@ def test_the_operations_the_stream_uses_are_correctly_rounded() -> None:
     assert np.array_equal(np.sqrt(a), np.sqrt(wide_a).astype(np.float32))
 
 
-def test_box_muller_is_within_3_ulp_of_the_exact_transform() -> None:
-    gen = sampling.seeded(5)
-    pairs = 1 << 14
-    out = np.empty(2 * pairs, np.float32)
-    state = gen.bit_generator.state
-    sampling._box_muller(gen, out, 1.0)
-    gen.bit_generator.state = state
-    words = gen.bit_generator.random_raw(pairs).view(np.uint32)
-    a, b = words[:pairs], words[pairs:]
-    radius = np.sqrt(-2.0 * np.log(((a >> 8).astype(np.float64) + 1.0) / 2.0**24))
-    v = b.view(np.int32) >> 8
-    first = (v.astype(np.float32) * sampling._ANGLE).astype(np.float64)
-    second = ((2**23 - np.abs(v)).astype(np.float32) * sampling._ANGLE).astype(np.float64)
-    sign = np.where(b & 1, -1.0, 1.0)
-    exact = np.concatenate([radius * np.sin(first), sign * radius * np.sin(second)])
-    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
-    assert np.max(np.abs(out - exact) / ulp) <= 3.0
+def test_bytes_do_not_depend_on_the_cpu_the_kernels_are_compiled_for(tmp_path: Path) -> None:
+    # A child compiles the Numba kernels afresh for a baseline x86-64 / generic CPU (no AVX,
+    # no FMA, no gathers) instead of this machine's; every tensor must come out the same.
+    generic = _child({"NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)})
+    assert generic["digests"] == digests()
+
+
+def test_kernels_draw_exactly_numpys_pcg64dxsm_words() -> None:
+    gen = np.random.PCG64DXSM(12345)
+    inner = gen.state["state"]
+    state = np.array(
+        [inner["state"] & M64, inner["state"] >> 64, inner["inc"] & M64, inner["inc"] >> 64],
+        np.uint64,
+    )
+    words = np.empty(100_003, np.uint64)
+    ziggurat.draw(state, words)
+    assert np.array_equal(words, gen.random_raw(100_003))
+    after = gen.state["state"]["state"]
+    assert (int(state[0]), int(state[1])) == (after & M64, after >> 64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 1_001, 70_000, sampling.SMALL])
+def test_keyed_and_plain_generators_give_the_same_bytes_and_state(n: int) -> None:
+    # The kernels draw the words themselves from a KeyedGenerator's state; a plain Generator
+    # goes through random_raw. Same values, and the generator ends in the same state.
+    key = sampling._pcg_key(77, 0, sampling._SEED_KEY)
+    keyed = sampling.KeyedGenerator().key(key)
+    assert keyed.state_words is not None  # the in-place path is the one under test
+    plain = np.random.Generator(np.random.PCG64DXSM(0))
+    plain.bit_generator.state = keyed.bit_generator.state
+    a, b = np.empty(n, np.float32), np.empty(n, np.float32)
+    sampling._ziggurat(keyed, a, 0.3)
+    sampling._ziggurat(plain, b, 0.3)
+    assert np.array_equal(a, b)
+    assert keyed.bit_generator.random_raw() == plain.bit_generator.random_raw()
+
+
+def test_keying_in_place_equals_keying_through_the_state_dict() -> None:
+    key = sampling._pcg_key(5, 3, sampling._CHUNK_KEY)
+    in_place = sampling.KeyedGenerator()
+    in_place.random(7, dtype=np.float32)  # leaves a buffered 32-bit half behind
+    in_place.key(key)
+    by_dict = sampling.KeyedGenerator()
+    by_dict._by_dict(key)
+    assert in_place.bit_generator.state == by_dict.bit_generator.state
+    assert in_place.bit_generator.state["has_uint32"] == 0
+
+
+def test_more_words_for_second_attempts_do_not_change_the_bytes() -> None:
+    # When the padded words run out, the kernel runs again with more: the same prefix of the
+    # stream, so the same values as with ample words from the start.
+    n = 100_000
+    stream = np.random.PCG64DXSM(7).random_raw(n // 2 + 20_000)
+    short, ample = np.empty(n, np.float32), np.empty(n, np.float32)
+    assert not ziggurat.fill(stream[: n // 2 + 2], short, 1.0, n)
+    assert ziggurat.fill(stream, ample, 1.0, n)
+    assert ziggurat.fill(stream[: n // 2 + 8_000], short, 1.0, n)
+    assert np.array_equal(short, ample)
+
+
+def test_float32_normals_follow_the_standard_normal() -> None:
+    # 2**22 draws against scipy's normal: KS, the tail beyond R (drawn by Marsaglia's method)
+    # and equal-probability bins (chi-square); the sample's moments.
+    values = generate(resolve("torch_normal"), (1 << 22,), seed=11).astype(np.float64)
+    assert scipy.stats.kstest(values, "norm").pvalue > 1e-3
+    n = values.size
+    for cut in (1.0, 2.0, 3.0, ziggurat.R, 4.5):
+        expected = 2 * scipy.stats.norm.sf(cut) * n
+        assert abs(np.count_nonzero(np.abs(values) > cut) - expected) < 5 * math.sqrt(expected)
+    edges = scipy.stats.norm.ppf(np.linspace(0, 1, 1001))
+    counts = np.histogram(values, edges)[0]
+    assert scipy.stats.chisquare(counts).pvalue > 1e-3
+    assert abs(values.mean()) < 5 / math.sqrt(n)
+    assert abs(values.std() - 1.0) < 5 / math.sqrt(2 * n)
+    assert np.abs(values).max() <= ziggurat.PEAK
+    assert np.count_nonzero(values > 0) == pytest.approx(n / 2, abs=5 * math.sqrt(n) / 2)
+
+
+def test_ln_series_matches_the_logarithm() -> None:
+    x = np.concatenate([np.linspace(2**-24, 1.0, 10_001), [2**-24, 0.5, 2**-0.5, 1.0]])
+    got = np.array([ziggurat._ln(float(v)) for v in x])
+    np.testing.assert_allclose(got, np.log(x), rtol=1e-15, atol=1e-16)
 
 
 def test_distinct_seeds_give_distinct_pcg_streams() -> None:
