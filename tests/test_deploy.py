@@ -112,6 +112,22 @@ def test_dockerfile_sets_the_openblas_thread_timeout(dockerfile: list[str]) -> N
     assert any(re.search(r"\bOPENBLAS_THREAD_TIMEOUT=4\b", line) for line in env), env
 
 
+def test_dockerfile_compiles_the_kernels_into_a_cache_the_app_user_owns(
+    dockerfile: list[str],
+) -> None:
+    env = next(line for line in dockerfile if line.startswith("ENV NUMBA_CACHE_DIR="))
+    cache = env.split("=", 1)[1]
+    warm = next(i for i, line in enumerate(dockerfile) if "warm_up()" in line)
+    line = dockerfile[warm]
+    assert line.index("pip install") < line.index("warm_up()")  # the package is installed
+    assert 'chown -R 10001:10001 "$NUMBA_CACHE_DIR"' in line
+    assert dockerfile.index(env) < warm < dockerfile.index("USER 10001:10001")
+    assert cache.startswith("/srv/initlab/")
+    from app.initializers import warm_up
+
+    warm_up()  # what the RUN line calls exists and runs
+
+
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     binary = str(hadolint) if hadolint.exists() else shutil.which("hadolint")

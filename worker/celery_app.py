@@ -25,7 +25,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
 from app.jobs.queue import make_celery, send_run
@@ -110,6 +110,15 @@ class Watchdog:
 
 
 _watchdog: Watchdog | None = None
+
+
+@worker_init.connect
+def _warm_up_kernels(**_: Any) -> None:
+    """Load the compiled initializer kernels once in the main process, before the pool forks,
+    so no run pays for it."""
+    from app.initializers import warm_up
+
+    warm_up()
 
 
 @worker_ready.connect

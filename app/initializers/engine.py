@@ -24,7 +24,7 @@ def generate(
     """Draw a C-contiguous tensor of ``shape`` from ``init``.
 
     The same (init, shape, seed, dtype, layout, fans, compat) always gives the same bytes.
-    Canonical stream: ``sampling.seeded(seed)`` (PCG64DXSM seeded by SplitMix64, see
+    Canonical stream: ``sampling.seeded(seed)`` (PCG64DXSM keyed by BLAKE2b, see
     ``app.initializers.sampling``); ``compat="keras"``: Keras 3's NumPy backend for that seed,
     bit for bit.
     """
