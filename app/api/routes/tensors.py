@@ -14,7 +14,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 from urllib.parse import parse_qsl
 
@@ -225,6 +225,8 @@ class Checked:
     work: int
     fan_in: int
     fan_out: int
+    # ETag templates by ``stats`` (memo_etag): the ETag, or the canonical text around the seed.
+    etags: dict[bool, str | tuple[bytes, bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,7 @@ class TensorPlan:
     """A validated request: everything that fixes the bytes, nothing allocated yet."""
 
     request: TensorFields
+    checked: Checked
     init: engine.Initializer
     resolved: Resolved
     keras_config: dict[str, Any]  # seed included
@@ -379,6 +382,7 @@ def plan_tensor(
         seed = secrets.randbelow(SEED_MAX + 1)
     return TensorPlan(
         request=req,
+        checked=checked,
         init=init,
         resolved=resolved,
         keras_config=resolved.keras_config(seed),
@@ -395,11 +399,19 @@ def plan_tensor(
 
 def tensor_etag(plan: TensorPlan, version: str) -> str:
     """A strong ETag: the hash of the canonical request and the encoding."""
+    return _etag(_etag_text(plan, plan.keras_config, version))
+
+
+def _etag(canonical: bytes) -> str:
+    return f'"{hashlib.blake2b(canonical, digest_size=16).hexdigest()}"'
+
+
+def _etag_text(plan: TensorPlan, keras_config: dict[str, Any], version: str) -> bytes:
     req = plan.request
     canonical = {
         "v": [ETAG_VERSION, version],
         "shape": plan.shape,
-        "initializer": plan.keras_config,
+        "initializer": keras_config,
         "dtype": req.dtype,
         "layout": req.layout,
         "fan_in": req.fan_in,
@@ -408,8 +420,33 @@ def tensor_etag(plan: TensorPlan, version: str) -> str:
         "media_type": plan.media_type,
         "stats": plan.stats and plan.media_type == formats.JSON,
     }
-    digest = hashlib.blake2b(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS), digest_size=16)
-    return f'"{digest.hexdigest()}"'
+    return orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+
+
+# Stands for the seed in an ETag template: no seed, dimension, fan or parameter (64-bit
+# signed) is this integer, and a template is used only if its digits occur exactly once.
+_SEED_MARK = 2**64 - 1
+_SEED_MARK_TEXT = str(_SEED_MARK).encode()
+
+
+def memo_etag(plan: TensorPlan, version: str) -> str:
+    """``tensor_etag(plan, version)`` from a template kept with the plan's :class:`Checked`
+    (the canonical text around the seed), so a new seed costs one hash."""
+    template = plan.checked.etags.get(plan.stats)
+    if template is None:
+        if "seed" not in plan.resolved.keras["config"]:  # deterministic: the seed is not in it
+            template = tensor_etag(plan, version)
+        else:
+            text = _etag_text(plan, plan.resolved.keras_config(_SEED_MARK), version)
+            parts = text.split(_SEED_MARK_TEXT)
+            if len(parts) != 2:
+                return tensor_etag(plan, version)
+            template = (parts[0], parts[1])
+        plan.checked.etags[plan.stats] = template
+    if isinstance(template, str):
+        return template
+    head, tail = template
+    return _etag(head + str(plan.seed).encode() + tail)
 
 
 def _etag_matches(if_none_match: str, etag: str) -> bool:
@@ -806,7 +843,7 @@ async def read_tensor(request: Request) -> Response:
     if not plan.seeded:
         headers["Cache-Control"] = "no-store"
         return await respond(plan, settings, headers)
-    etag = headers["ETag"] = tensor_etag(plan, context.version)
+    etag = headers["ETag"] = memo_etag(plan, context.version)
     headers["Cache-Control"] = IMMUTABLE
     if if_none_match and _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
