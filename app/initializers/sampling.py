@@ -29,8 +29,9 @@ rare wedge and tail draws call the C library's ``exp``/``log``, not NumPy's SIMD
 
 Uniforms: ``Generator.random`` in the drawing dtype, then low + (high-low)·u.
 
-Truncated normals: the normal draw, then only the rejected positions are redrawn, in order,
-from further float32 (float64) ziggurat draws of the same chunk generator until none is left.
+Truncated normals: float32 ones by the same ziggurat, which refuses attempts outside the
+bounds; float64 ones by the normal draw, then only the rejected positions are redrawn, in
+order, from further ziggurat draws of the same chunk generator until none is left.
 
 Keras compat (``keras_*``): exactly the calls of Keras 3's NumPy backend
 (``keras/src/backend/numpy/random.py``) so the bytes match bit for bit.
@@ -259,28 +260,52 @@ def scale(values: np.ndarray, std: float) -> None:
         values *= values.dtype.type(std)
 
 
-def _ziggurat(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
-    """out (flat float32) ← N(0, std²) by the compiled ziggurat (``app.initializers.ziggurat``).
+def _float32_within(lo: float, hi: float) -> tuple[float, float]:
+    """The float32 bounds of [lo, hi] rounded inwards (±inf stay): a float32 z between them
+    lies in [lo, hi]."""
+    with np.errstate(over="ignore"):
+        low, high = np.float32(lo), np.float32(hi)
+    if low < lo:
+        low = np.nextafter(low, np.float32(np.inf))
+    if high > hi:
+        high = np.nextafter(high, np.float32(-np.inf))
+    return float(low), float(high)
 
-    Words: one ``random_raw(⌈n/2⌉ + n // 64 + 4)`` call read as 32-bit words (low half of each
-    64-bit word first). The first ⌈n/2⌉·2 give the first attempts, one per element (for odd n
-    the last is unused); the rest feed the rare second attempts in element order. When they
-    run out, a further ``random_raw(n // 64 + 4)`` extends them and the kernel runs again.
+
+def _ziggurat(
+    gen: np.random.Generator,
+    out: np.ndarray,
+    std: float,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+) -> None:
+    """out (flat float32) ← std·Z, Z a standard normal restricted to [lo, hi] (σ units), by
+    the compiled ziggurat (``app.initializers.ziggurat``).
+
+    Words: ``random_raw(⌈n/2⌉ + pad)`` read as 32-bit words (low half of each 64-bit word
+    first). The first ⌈n/2⌉·2 give the first attempts, one per element (for odd n the last is
+    unused); the rest feed the second attempts (rare; more with truncation) in element order.
+    pad = ⌊n·(1.25·(1/p − 1) + 0.025)⌋ // 2 + 4 with p the probability of [lo, hi]. When they
+    run out, a further ``random_raw(pad)`` extends them and the kernel runs again.
     """
     n = out.size
     # std folds into the kernel where std·z stays a normal float32; otherwise unit normals
     # are scaled afterwards, in float64 (``scale``).
     folded = _F32_STD_MIN <= std <= _F32_STD_MAX
     factor = std if folded else 1.0
+    if lo == -math.inf and hi == math.inf:
+        low, high, acceptance = lo, hi, 1.0
+    else:
+        (low, high), acceptance = _float32_within(lo, hi), normal_acceptance(lo, hi)
     first = (n + 1) // 2 * 2  # 32-bit words the first attempts take (odd n: one unused)
-    pad = n // 64 + 4  # 64-bit words for the second attempts (≈ 0.6 % of n needed)
+    pad = int(n * (1.25 * (1.0 / acceptance - 1.0) + 0.025)) // 2 + 4
     state = getattr(gen, "state_words", None)
     if state is not None:
-        ziggurat.normals(state, out, factor, first, pad)
+        ziggurat.normals(state, out, factor, low, high, first, pad)
     else:  # a plain Generator: the same words through random_raw
         raw = gen.bit_generator.random_raw
         words = raw(first // 2 + pad)
-        while not ziggurat.fill(words, out, factor, first):
+        while not ziggurat.fill(words, out, factor, low, high, first):
             words = np.concatenate((words, raw(pad)))
     if not folded:
         scale(out, std)
@@ -415,8 +440,9 @@ def fill_truncated_normal(
 ) -> None:
     """out ← mean + std·Z with Z a standard normal restricted to [lo, hi] (σ units).
 
-    The chunk is drawn whole; only the positions outside [lo·std, hi·std] are then redrawn,
-    in order, from further ziggurat draws of the same generator until none is left.
+    float32: the ziggurat refuses attempts outside [lo, hi] itself. float64: the chunk is
+    drawn whole; only the positions outside [lo·std, hi·std] are then redrawn, in order, from
+    further ziggurat draws of the same generator until none is left.
     """
     if std == 0.0:
         out.fill(mean)
@@ -425,12 +451,18 @@ def fill_truncated_normal(
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
-        _normal_into(gen, view, std)
-        _truncate(gen, view, std, lo, hi)
+        if view.dtype == np.float32:
+            _ziggurat(gen, view, std, lo, hi)
+        else:
+            _normal_into(gen, view, std)
+            _truncate(gen, view, std, lo, hi)
         if mean != 0.0:
             view += shift
 
-    _run_chunked(rng, out.size, fill)
+    if out.size <= SMALL:
+        fill(rng, 0, out.size)
+    else:
+        _run_chunked(rng, out.size, fill)
 
 
 def draw_dtype(dtype: np.dtype) -> np.dtype:

@@ -14,6 +14,8 @@ One word w per output (Doornik's fix: the layer index and the value use disjoint
   tail by Marsaglia's method (a = -ln(u₁)/R, b = -ln(u₂) until 2b > a²; z = ±(R + a)); any
   other layer draws y uniform in the layer's height and accepts z when y < f(z); a refused
   attempt starts again from a new word.
+- Truncation to [low, high]: an accepted z outside it is refused like any other attempt, so
+  the result is exactly the normal restricted to [low, high].
 
 The bulk pass is branch-free (one table gather, a multiply and compares per element) so LLVM
 vectorises it; the rare rest runs in a second, sequential pass. Every floating-point operation
@@ -84,9 +86,11 @@ def bulk(
     out: np.ndarray,
     todo: np.ndarray,
     scale: np.float32,
+    low: np.float32,
+    high: np.float32,
 ) -> int:  # pragma: no cover - compiled
-    """out[i] ← scale·z(words[i]) where the first attempt is accepted; todo[i] marks the
-    others. Returns how many are marked."""
+    """out[i] ← scale·z(words[i]) where the first attempt is accepted and within [low, high];
+    todo[i] marks the others. Returns how many are marked."""
     marked = 0
     half = np.float32(0.5)
     for i in range(out.size):
@@ -94,7 +98,7 @@ def bulk(
         j = w & np.uint32(0xFF)
         h = np.float32(np.int32(w) >> np.int32(8)) + half
         z = h * W[j]
-        miss = abs(h) >= K[j]
+        miss = (abs(h) >= K[j]) | (z < low) | (z > high)
         out[i] = z * scale
         todo[i] = miss
         marked += miss
@@ -108,9 +112,12 @@ def finish(
     todo: np.ndarray,
     extra: np.ndarray,
     scale: np.float32,
+    low: np.float32,
+    high: np.float32,
 ) -> bool:  # pragma: no cover - compiled
-    """Complete the marked positions in order, drawing from ``extra``; False when ``extra`` ran
-    out first (the caller then runs again with more words: the same prefix, the same bytes)."""
+    """Complete the marked positions in order, drawing from ``extra``: a z outside [low, high]
+    is refused like any other attempt. False when ``extra`` ran out first (the caller then
+    runs again with more words: the same prefix, the same bytes)."""
     m = extra.size
     e = 0
     for i in range(out.size):
@@ -142,7 +149,7 @@ def finish(
                 e += 1
                 zz = np.float64(z)
                 accepted = -2.0 * _ln(y) > zz * zz
-            if accepted:
+            if accepted and low <= z <= high:
                 out[i] = z * scale
                 break
             if e + 1 > m:
@@ -153,15 +160,18 @@ def finish(
 
 
 @njit(cache=True, nogil=True)
-def fill(words: np.ndarray, out: np.ndarray, scale: float, first: int) -> bool:
-    """out ← scale·Z from the 64-bit ``words`` read as 32-bit words w: w[:out.size] for the
-    first attempts, w[first:] for the rest (``finish``). False when those ran out."""
+def fill(
+    words: np.ndarray, out: np.ndarray, scale: float, low: float, high: float, first: int
+) -> bool:  # pragma: no cover - compiled
+    """out ← scale·Z, Z a standard normal restricted to [low, high] (float32 values, ±inf for
+    none), from the 64-bit ``words`` read as 32-bit words w: w[:out.size] for the first
+    attempts, w[first:] for the rest (``finish``). False when those ran out."""
     w = words.view(np.uint32)
     todo = np.empty(out.size, np.bool_)
-    factor = np.float32(scale)
-    if bulk(w, out, todo, factor) == 0:
+    factor, lo, hi = np.float32(scale), np.float32(low), np.float32(high)
+    if bulk(w, out, todo, factor, lo, hi) == 0:
         return True
-    return finish(w, out, todo, w[first:], factor)
+    return finish(w, out, todo, w[first:], factor, lo, hi)
 
 
 @njit(inline="always")
@@ -191,13 +201,13 @@ def draw(state: np.ndarray, words: np.ndarray) -> None:  # pragma: no cover - co
 
 @njit(cache=True, nogil=True)
 def normals(
-    state: np.ndarray, out: np.ndarray, scale: float, first: int, pad: int
+    state: np.ndarray, out: np.ndarray, scale: float, low: float, high: float, first: int, pad: int
 ) -> None:  # pragma: no cover - compiled
     """``fill`` with words drawn by ``draw`` from ``state``: first // 2 + pad of them, then pad
     more at a time until ``fill`` succeeds (what ``random_raw`` calls would give)."""
     words = np.empty(first // 2 + pad, np.uint64)
     draw(state, words)
-    while not fill(words, out, scale, first):
+    while not fill(words, out, scale, low, high, first):
         more = np.empty(pad, np.uint64)
         draw(state, more)
         words = np.concatenate((words, more))

@@ -144,10 +144,28 @@ def test_more_words_for_second_attempts_do_not_change_the_bytes() -> None:
     n = 100_000
     stream = np.random.PCG64DXSM(7).random_raw(n // 2 + 20_000)
     short, ample = np.empty(n, np.float32), np.empty(n, np.float32)
-    assert not ziggurat.fill(stream[: n // 2 + 2], short, 1.0, n)
-    assert ziggurat.fill(stream, ample, 1.0, n)
-    assert ziggurat.fill(stream[: n // 2 + 8_000], short, 1.0, n)
+    inf = math.inf
+    assert not ziggurat.fill(stream[: n // 2 + 2], short, 1.0, -inf, inf, n)
+    assert ziggurat.fill(stream, ample, 1.0, -inf, inf, n)
+    assert ziggurat.fill(stream[: n // 2 + 8_000], short, 1.0, -inf, inf, n)
     assert np.array_equal(short, ample)
+    # Truncated to [-2, 2]: far more second attempts, the same rule.
+    assert not ziggurat.fill(stream[: n // 2 + 1_000], short, 1.0, -2.0, 2.0, n)
+    assert ziggurat.fill(stream, ample, 1.0, -2.0, 2.0, n)
+    assert ziggurat.fill(stream[: n // 2 + 19_000], short, 1.0, -2.0, 2.0, n)
+    assert np.array_equal(short, ample) and np.abs(ample).max() <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(-2.0, 2.0), (-0.5, 1.5), (2.5, 5.0), (-6.0, -1.0)]
+)
+def test_float32_truncated_normals_follow_the_truncated_normal(lo: float, hi: float) -> None:
+    # The ziggurat refuses attempts outside [lo, hi] itself (float32); against scipy.
+    init = resolve({"name": "trunc_normal", "params": {"mean": 0.0, "std": 1.0, "a": lo,
+                                                        "b": hi}})
+    values = generate(init, (1 << 19,), seed=21).astype(np.float64)
+    assert values.min() >= lo and values.max() <= hi
+    assert scipy.stats.kstest(values, scipy.stats.truncnorm(lo, hi).cdf).pvalue > 1e-3
 
 
 def test_float32_normals_follow_the_standard_normal() -> None:
