@@ -38,8 +38,8 @@ class DirectRoutes:
     a request whose path and method are exactly those of one of ``routes`` (each a
     :class:`RawRoute` without path parameters) goes straight to that route's endpoint, with
     ``scope["route"]`` and ``scope["endpoint"]`` set as the router sets them. Everything else
-    — other paths and methods, ``HEAD``, a ``root_path``, requests FastAPI traces — goes to
-    the router unchanged."""
+    — other paths and methods, ``HEAD``, a ``root_path``, requests that FastAPI's telemetry
+    traces (``fastapi.telemetry`` in the scope) — goes to the router unchanged."""
 
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute]) -> None:
         self.app = app
