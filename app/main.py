@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
@@ -33,6 +37,16 @@ class InitlabAPI(FastAPI):
         return BodyLimitProblemMiddleware(super().build_middleware_stack())
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Load the compiled initializer kernels before serving (off the event loop), so the first
+    tensor request does not pay for it."""
+    from app.initializers import warm_up
+
+    await anyio.to_thread.run_sync(warm_up)
+    yield
+
+
 def create_app(settings: Settings | None = None, *, direct_routes: bool = True) -> FastAPI:
     """Build the FastAPI application with its routers, middleware and error handlers.
 
@@ -49,6 +63,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         # Every request body, counted while it arrives (413 problem+json from app.api.errors);
         # the dataset upload route lifts it and streams against max_upload_bytes instead.
         max_body_size=settings.max_body_bytes,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -44,7 +44,8 @@ Where = Literal["body", "query"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Bump when the bytes for the same request may change (engine or encoding changes).
-ETAG_VERSION = "tensors-2"
+# tensors-3: float32 normals by the compiled ziggurat, chunks of 2**17 elements.
+ETAG_VERSION = "tensors-3"
 # The non-zero dimensions of an empty tensor multiply to at most this (× 8-byte items, NumPy's
 # size arithmetic stays within 63 bits).
 MAX_EMPTY_SPAN = 2**59
