@@ -3,8 +3,11 @@
 Published (train / test accuracy after 15,000 full-batch steps): zeros 0.50 / 0.50, large
 random N(0,1)×10 0.83 / 0.86, He 0.99 / 0.96. Weights here come from initlab's own seeded
 generator, not the assignment's ``np.random.seed(3)`` stream, so the random schemes are
-checked against bounds: large random ≥ 0.75, He ≥ 0.9; zeros is exactly 0.5 whatever the seed
-(the network never breaks symmetry and predicts one class for the balanced set).
+checked against bounds that hold for every draw: large random depends much on it (test
+accuracy 0.65–0.89 over the preset seeds 3–10 with the current generator), so it must beat
+chance (≥ 0.6) and lose to He, which is ≥ 0.9 (0.92–0.96 over those seeds); zeros is exactly 0.5
+whatever the seed (the network never breaks symmetry and predicts one class for the balanced
+set).
 
 The path is the service's: preset → ``validate_job`` → ``build_run_spec`` →
 ``load_dataset`` → ``train_run``.
@@ -57,15 +60,17 @@ def test_dlai_circles_reproduces_the_published_table(tmp_path) -> None:
 
     large, _ = results["large random"]
     assert large.status == "succeeded"
-    assert large.final_train_accuracy is not None and large.final_train_accuracy >= 0.75
-    assert large.final_val_accuracy is not None and large.final_val_accuracy >= 0.75
+    assert large.final_train_accuracy is not None and large.final_train_accuracy >= 0.6
+    assert large.final_val_accuracy is not None and large.final_val_accuracy >= 0.6
 
     he, _ = results["He"]
     assert he.status == "succeeded"
     assert he.final_train_accuracy is not None and he.final_train_accuracy >= 0.9
     assert he.final_val_accuracy is not None and he.final_val_accuracy >= 0.9
-    # He starts far better than large random (whose saturated sigmoid starts with a huge loss).
-    assert he.batch_losses[0] < large.batch_losses[0]
+    # He starts far better than large random (whose saturated sigmoid starts with a huge loss)
+    # and ends better on the test set.
+    assert he.batch_losses[0] < 2.0 < 100.0 < large.batch_losses[0]
+    assert he.final_val_accuracy > large.final_val_accuracy
 
     print(
         "\ndlai-circles train/test accuracy: "
