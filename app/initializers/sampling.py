@@ -282,13 +282,14 @@ def _ziggurat(
     """out (flat float32) ← std·Z, Z a standard normal restricted to [lo, hi] (σ units), by
     the compiled ziggurat (``app.initializers.ziggurat``).
 
-    Words: ``random_raw(⌈n/2⌉ + pad)`` read as 32-bit words (low half of each 64-bit word
-    first). The first ⌈n/2⌉·2 give the first attempts, one per element (for odd n the last is
-    unused); the rest feed the second attempts (rare; more with truncation) in element order.
-    pad = ⌊n·(1.25·(1/p − 1) + 0.025)⌋ // 2 + 4 with p the probability of [lo, hi]. When they
-    run out, a further ``random_raw(pad)`` extends them and the kernel runs again.
+    Words, for each block of ``ziggurat.BLOCK`` outputs in turn (m of them): one
+    ``random_raw(⌈m/2⌉ + pad)`` call read as 32-bit words (low half of each 64-bit word first).
+    The first ⌈m/2⌉·2 give the first attempts, one per output (for odd m the last is unused);
+    the rest feed the second attempts (rare; more with truncation) in output order.
+    pad = ⌊m·(1.25·(1/p − 1) + 0.025)⌋ // 2 + 4 with p the probability of [lo, hi]
+    (``ziggurat.layout``). When they run out, a further ``random_raw(pad)`` extends them and
+    the block is drawn again.
     """
-    n = out.size
     # std folds into the kernel where std·z stays a normal float32; otherwise unit normals
     # are scaled afterwards, in float64 (``scale``).
     folded = _F32_STD_MIN <= std <= _F32_STD_MAX
@@ -297,16 +298,18 @@ def _ziggurat(
         low, high, acceptance = lo, hi, 1.0
     else:
         (low, high), acceptance = _float32_within(lo, hi), normal_acceptance(lo, hi)
-    first = (n + 1) // 2 * 2  # 32-bit words the first attempts take (odd n: one unused)
-    pad = int(n * (1.25 * (1.0 / acceptance - 1.0) + 0.025)) // 2 + 4
+    rate = 1.25 * (1.0 / acceptance - 1.0) + 0.025
     state = getattr(gen, "state_words", None)
     if state is not None:
-        ziggurat.normals(state, out, factor, low, high, first, pad)
+        ziggurat.normals(state, out, factor, low, high, rate)
     else:  # a plain Generator: the same words through random_raw
         raw = gen.bit_generator.random_raw
-        words = raw(first // 2 + pad)
-        while not ziggurat.fill(words, out, factor, low, high, first):
-            words = np.concatenate((words, raw(pad)))
+        for start in range(0, out.size, ziggurat.BLOCK):
+            block = out[start : start + ziggurat.BLOCK]
+            first, pad = ziggurat.layout(block.size, rate)
+            words = raw(first // 2 + pad)
+            while not ziggurat.fill(words, block, factor, low, high, first):
+                words = np.concatenate((words, raw(pad)))
     if not folded:
         scale(out, std)
 

@@ -36,6 +36,7 @@ LAYERS = 256
 R = 3.6541528853610088  # start of the tail (Marsaglia & Tsang's 256-layer value)
 V = 4.92867323399e-3  # area of each layer under exp(-x²/2)
 PEAK = R + 24 * math.log(2.0) / R  # largest |z| the kernels return (≈ 8.21)
+BLOCK = 8192  # outputs drawn and transformed together (their words stay in the L1/L2 cache)
 _LN2 = math.log(2.0)
 # PCG64DXSM (NumPy's ``pcg64_cm_random_r``): 128-bit LCG with a 64-bit multiplier.
 _PCG_MULT = np.uint64(0xDA942042E4DD58B5)
@@ -117,61 +118,100 @@ def finish(
 ) -> bool:  # pragma: no cover - compiled
     """Complete the marked positions in order, drawing from ``extra``: a z outside [low, high]
     is refused like any other attempt. False when ``extra`` ran out first (the caller then
-    runs again with more words: the same prefix, the same bytes)."""
-    m = extra.size
+    runs again with more words: the same prefix, the same bytes). ``todo`` is padded with
+    False to a multiple of 8 entries."""
     e = 0
-    for i in range(out.size):
-        if not todo[i]:
+    marks = todo.view(np.uint64)  # 8 marks a word: most words have none (1.2 % are marked)
+    for k in range(marks.size):
+        if marks[k] == 0:
             continue
-        w = words[i]
-        while True:
-            j = w & np.uint32(0xFF)
-            h = np.float32(np.int32(w) >> np.int32(8)) + np.float32(0.5)
-            z = h * W[j]
-            accepted = abs(h) < K[j]
-            if not accepted and j == 0:  # the tail beyond R
-                while True:
-                    if e + 2 > m:
-                        return False
-                    a = -_ln(((extra[e] >> 8) + 1) * _U24) / R
-                    b = -_ln(((extra[e + 1] >> 8) + 1) * _U24)
-                    e += 2
-                    if b + b > a * a:
-                        break
-                z = np.float32(R + a)
-                if h < 0:
-                    z = -z
-                accepted = True
-            elif not accepted:  # a wedge: y uniform in [f(X[j]), f(X[j+1])], accept y < f(z)
-                if e + 1 > m:
+        for i in range(8 * k, 8 * k + 8):
+            if todo[i]:
+                e = _complete(i, words, out, extra, e, scale, low, high)
+                if e < 0:
                     return False
-                y = F[j] + ((extra[e] >> 8) + 1) * _U24 * (F[j + 1] - F[j])
-                e += 1
-                zz = np.float64(z)
-                accepted = -2.0 * _ln(y) > zz * zz
-            if accepted and low <= z <= high:
-                out[i] = z * scale
-                break
-            if e + 1 > m:
-                return False
-            w = extra[e]
-            e += 1
     return True
+
+
+@njit(inline="always")
+def _complete(
+    i: int,
+    words: np.ndarray,
+    out: np.ndarray,
+    extra: np.ndarray,
+    e: int,
+    scale: np.float32,
+    low: np.float32,
+    high: np.float32,
+) -> int:  # pragma: no cover - compiled
+    """Complete position i (marked by ``bulk``) from extra[e:]: the rest of its first attempt,
+    then new attempts until one is accepted within [low, high]. Returns the next unused word,
+    or -1 when ``extra`` ran out."""
+    m = extra.size
+    w = words[i]
+    while True:
+        j = w & np.uint32(0xFF)
+        h = np.float32(np.int32(w) >> np.int32(8)) + np.float32(0.5)
+        z = h * W[j]
+        accepted = abs(h) < K[j]
+        if not accepted and j == 0:  # the tail beyond R
+            while True:
+                if e + 2 > m:
+                    return -1
+                a = -_ln(((extra[e] >> 8) + 1) * _U24) / R
+                b = -_ln(((extra[e + 1] >> 8) + 1) * _U24)
+                e += 2
+                if b + b > a * a:
+                    break
+            z = np.float32(R + a)
+            if h < 0:
+                z = -z
+            accepted = True
+        elif not accepted:  # a wedge: y uniform in [f(X[j]), f(X[j+1])], accept y < f(z)
+            if e + 1 > m:
+                return -1
+            y = F[j] + ((extra[e] >> 8) + 1) * _U24 * (F[j + 1] - F[j])
+            e += 1
+            zz = np.float64(z)
+            accepted = -2.0 * _ln(y) > zz * zz
+        if accepted and low <= z <= high:
+            out[i] = z * scale
+            return e
+        if e + 1 > m:
+            return -1
+        w = extra[e]
+        e += 1
 
 
 @njit(cache=True, nogil=True)
 def fill(
-    words: np.ndarray, out: np.ndarray, scale: float, low: float, high: float, first: int
+    words: np.ndarray,
+    out: np.ndarray,
+    scale: float,
+    low: float,
+    high: float,
+    first: int,
+    todo: np.ndarray | None = None,
 ) -> bool:  # pragma: no cover - compiled
     """out ← scale·Z, Z a standard normal restricted to [low, high] (float32 values, ±inf for
     none), from the 64-bit ``words`` read as 32-bit words w: w[:out.size] for the first
-    attempts, w[first:] for the rest (``finish``). False when those ran out."""
+    attempts, w[first:] for the rest (``finish``). False when those ran out. ``todo``: a
+    scratch buffer of at least ``marks_size(out.size)`` entries (allocated when None)."""
     w = words.view(np.uint32)
-    todo = np.empty(out.size, np.bool_)
+    n = out.size
+    size = marks_size(n)
+    marks = np.empty(size, np.bool_) if todo is None else todo[:size]
+    marks[n:] = False
     factor, lo, hi = np.float32(scale), np.float32(low), np.float32(high)
-    if bulk(w, out, todo, factor, lo, hi) == 0:
+    if bulk(w, out, marks, factor, lo, hi) == 0:
         return True
-    return finish(w, out, todo, w[first:], factor, lo, hi)
+    return finish(w, out, marks, w[first:], factor, lo, hi)
+
+
+@njit(inline="always")
+def marks_size(n: int) -> int:  # pragma: no cover - compiled
+    """Entries of ``fill``'s marks for n outputs: whole 64-bit words for ``finish``'s scan."""
+    return (n + 7) // 8 * 8
 
 
 @njit(inline="always")
@@ -199,15 +239,30 @@ def draw(state: np.ndarray, words: np.ndarray) -> None:  # pragma: no cover - co
     state[0], state[1] = s_lo, s_hi
 
 
+@njit(cache=True)
+def layout(m: int, rate: float) -> tuple[int, int]:  # pragma: no cover - compiled
+    """For a block of m outputs: (first, pad). The first attempts take w[:first] (one 32-bit
+    word each, m rounded up to even); the second attempts start with ``pad`` more 64-bit words
+    (``rate`` = expected extra 32-bit words per output, with a margin)."""
+    return (m + 1) // 2 * 2, int(m * rate) // 2 + 4
+
+
 @njit(cache=True, nogil=True)
 def normals(
-    state: np.ndarray, out: np.ndarray, scale: float, low: float, high: float, first: int, pad: int
+    state: np.ndarray, out: np.ndarray, scale: float, low: float, high: float, rate: float
 ) -> None:  # pragma: no cover - compiled
-    """``fill`` with words drawn by ``draw`` from ``state``: first // 2 + pad of them, then pad
-    more at a time until ``fill`` succeeds (what ``random_raw`` calls would give)."""
-    words = np.empty(first // 2 + pad, np.uint64)
-    draw(state, words)
-    while not fill(words, out, scale, low, high, first):
-        more = np.empty(pad, np.uint64)
-        draw(state, more)
-        words = np.concatenate((words, more))
+    """``fill`` block by block (``BLOCK`` outputs, so a block's words stay in cache), with
+    words drawn by ``draw`` from ``state``: first // 2 + pad for a block, then pad more at a
+    time until ``fill`` succeeds — what the same ``random_raw`` calls would give."""
+    first, pad = layout(min(out.size, BLOCK), rate)
+    buffer = np.empty(first // 2 + pad, np.uint64)
+    todo = np.empty(marks_size(BLOCK), np.bool_)
+    for start in range(0, out.size, BLOCK):
+        block = out[start : start + BLOCK]
+        first, pad = layout(block.size, rate)
+        words = buffer[: first // 2 + pad]
+        draw(state, words)
+        while not fill(words, block, scale, low, high, first, todo):
+            more = np.empty(pad, np.uint64)
+            draw(state, more)
+            words = np.concatenate((words, more))

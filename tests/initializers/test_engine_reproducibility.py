@@ -111,7 +111,7 @@ def test_kernels_draw_exactly_numpys_pcg64dxsm_words() -> None:
     assert (int(state[0]), int(state[1])) == (after & M64, after >> 64)
 
 
-@pytest.mark.parametrize("n", [1, 2, 9, 1_001, 70_000, sampling.SMALL])
+@pytest.mark.parametrize("n", [1, 2, 9, 1_001, 3 * ziggurat.BLOCK + 1, 70_000, sampling.SMALL])
 def test_keyed_and_plain_generators_give_the_same_bytes_and_state(n: int) -> None:
     # The kernels draw the words themselves from a KeyedGenerator's state; a plain Generator
     # goes through random_raw. Same values, and the generator ends in the same state.
