@@ -294,12 +294,18 @@ def _ziggurat(
     # are scaled afterwards, in float64 (``scale``).
     folded = _F32_STD_MIN <= std <= _F32_STD_MAX
     factor = std if folded else 1.0
-    if lo == -math.inf and hi == math.inf:
-        low, high, acceptance = lo, hi, 1.0
-    else:
-        (low, high), acceptance = _float32_within(lo, hi), normal_acceptance(lo, hi)
-    rate = 1.25 * (1.0 / acceptance - 1.0) + 0.025
     state = getattr(gen, "state_words", None)
+    untruncated = lo == -math.inf and hi == math.inf
+    if untruncated and state is not None:
+        ziggurat.standard(state, out, factor)
+        if not folded:
+            scale(out, std)
+        return
+    if untruncated:
+        low, high, rate = lo, hi, ziggurat.UNTRUNCATED_RATE
+    else:
+        (low, high), p = _float32_within(lo, hi), normal_acceptance(lo, hi)
+        rate = 1.25 * (1.0 / p - 1.0) + ziggurat.UNTRUNCATED_RATE
     if state is not None:
         ziggurat.normals(state, out, factor, low, high, rate)
     else:  # a plain Generator: the same words through random_raw

@@ -74,7 +74,12 @@ def _finish(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _normal(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, mean: float, std: float
 ) -> np.ndarray:
+    if dtype is _FLOAT32:  # drawn in its own dtype, C-contiguous: nothing to finish
+        return sampling.normal(rng, shape, dtype, mean, std)
     return _finish(sampling.normal(rng, shape, sampling.draw_dtype(dtype), mean, std), dtype)
+
+
+_FLOAT32 = np.dtype(np.float32)
 
 
 def _uniform(

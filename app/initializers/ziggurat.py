@@ -266,3 +266,12 @@ def normals(
             more = np.empty(pad, np.uint64)
             draw(state, more)
             words = np.concatenate((words, more))
+
+
+UNTRUNCATED_RATE = 0.025  # ``rate`` with nothing refused: ≈ 0.018 extra words per output
+
+
+@njit(cache=True, nogil=True)
+def standard(state: np.ndarray, out: np.ndarray, scale: float) -> None:  # pragma: no cover
+    """``normals`` untruncated (the common case, one argument-typing less per call)."""
+    normals(state, out, scale, -np.inf, np.inf, UNTRUNCATED_RATE)
