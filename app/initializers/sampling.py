@@ -324,7 +324,9 @@ def warm_up() -> None:
     """Load (or, the first time on a machine, compile: ~1.5 s) the float32 kernels now, so the
     first request or run that draws normals does not pay for it. Numba caches the machine code
     beside this package, or under ``NUMBA_CACHE_DIR`` where that is not writable."""
-    fill_normal(seeded(0, reuse=False), np.empty(2, np.float32), 0.0, 1.0)
+    gen = seeded(0, reuse=False)
+    fill_normal(gen, np.empty(2, np.float32), 0.0, 1.0)
+    fill_truncated_normal(gen, np.empty(2, np.float32), 0.0, 1.0, -2.0, 2.0)
 
 
 def _normal_into(gen: np.random.Generator, out: np.ndarray, std: float) -> None:
