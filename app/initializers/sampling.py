@@ -40,6 +40,7 @@ Keras compat (``keras_*``): exactly the calls of Keras 3's NumPy backend
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -260,16 +261,19 @@ def scale(values: np.ndarray, std: float) -> None:
         values *= values.dtype.type(std)
 
 
-def _float32_within(lo: float, hi: float) -> tuple[float, float]:
-    """The float32 bounds of [lo, hi] rounded inwards (±inf stay): a float32 z between them
-    lies in [lo, hi]."""
+@functools.lru_cache(maxsize=1024)
+def _truncation(lo: float, hi: float) -> tuple[float, float, float]:
+    """(low, high, rate) for the kernels: [lo, hi] rounded inwards to float32 (±inf stay: a
+    float32 z between them lies in [lo, hi]) and the second-attempt word rate for its
+    acceptance p = P(lo ≤ Z ≤ hi)."""
     with np.errstate(over="ignore"):
         low, high = np.float32(lo), np.float32(hi)
     if low < lo:
         low = np.nextafter(low, np.float32(np.inf))
     if high > hi:
         high = np.nextafter(high, np.float32(-np.inf))
-    return float(low), float(high)
+    rate = 1.25 * (1.0 / normal_acceptance(lo, hi) - 1.0) + ziggurat.UNTRUNCATED_RATE
+    return float(low), float(high), rate
 
 
 def _ziggurat(
@@ -304,8 +308,7 @@ def _ziggurat(
     if untruncated:
         low, high, rate = lo, hi, ziggurat.UNTRUNCATED_RATE
     else:
-        (low, high), p = _float32_within(lo, hi), normal_acceptance(lo, hi)
-        rate = 1.25 * (1.0 / p - 1.0) + ziggurat.UNTRUNCATED_RATE
+        low, high, rate = _truncation(lo, hi)
     if state is not None:
         ziggurat.normals(state, out, factor, low, high, rate)
     else:  # a plain Generator: the same words through random_raw
@@ -459,6 +462,9 @@ def fill_truncated_normal(
         out.fill(mean)
         return
     shift = out.dtype.type(mean)
+    if out.dtype == np.float32 and mean == 0.0 and out.size <= SMALL:  # fill(), unrolled
+        _ziggurat(rng, out, std, lo, hi)
+        return
 
     def fill(gen: np.random.Generator, start: int, stop: int) -> None:
         view = out[start:stop]
