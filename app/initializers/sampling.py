@@ -298,20 +298,13 @@ def _ziggurat(
     # are scaled afterwards, in float64 (``scale``).
     folded = _F32_STD_MIN <= std <= _F32_STD_MAX
     factor = std if folded else 1.0
-    state = getattr(gen, "state_words", None)
     untruncated = lo == -math.inf and hi == math.inf
-    if untruncated and state is not None:
-        ziggurat.standard(state, out, factor)
-        if not folded:
-            scale(out, std)
-        return
     if untruncated:
         low, high, rate = lo, hi, ziggurat.UNTRUNCATED_RATE
     else:
         low, high, rate = _truncation(lo, hi)
-    if state is not None:
-        ziggurat.normals(state, out, factor, low, high, rate)
-    else:  # a plain Generator: the same words through random_raw
+    state = getattr(gen, "state_words", None)
+    if state is None:  # a plain Generator: the same words through random_raw
         raw = gen.bit_generator.random_raw
         for start in range(0, out.size, ziggurat.BLOCK):
             block = out[start : start + ziggurat.BLOCK]
@@ -319,6 +312,10 @@ def _ziggurat(
             words = raw(first // 2 + pad)
             while not ziggurat.fill(words, block, factor, low, high, first):
                 words = np.concatenate((words, raw(pad)))
+    elif untruncated:
+        ziggurat.standard(state, out, factor)
+    else:
+        ziggurat.normals(state, out, factor, low, high, rate)
     if not folded:
         scale(out, std)
 

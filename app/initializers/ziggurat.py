@@ -46,23 +46,37 @@ _SQRT_HALF = math.sqrt(0.5)
 _U24 = 2.0**-24
 
 
+def _exp(x: float) -> float:
+    """eˣ for -745 < x ≤ 0 from IEEE-754 double operations only (no C library): x = k·ln 2 + r
+    with ln 2 split in two (fdlibm's constants), |r| ≤ ln 2 / 2, e^r by its Taylor series to
+    r¹⁴/14! (error below 1e-17), times 2^k (exact)."""
+    k = round(x / _LN2)
+    r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    term = total = 1.0
+    for n in range(1, 15):
+        term *= r / n
+        total += term
+    return math.ldexp(total, k)
+
+
 def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(W, K, F): W[j] = X[j]/2²³ (float32), K[j] = floor(2²³·X[j+1]/X[j]) (float32, exact),
-    F[j] = f(X[j]) for j = 0..256 (float64)."""
+    F[j] = f(X[j]) for j = 0..256 (float64). Built from IEEE-754 double operations and
+    ``_exp``/``_ln`` (not the C library's, whose last bits may differ between machines), so
+    the tables, and the bytes, are the same everywhere."""
 
     def f(x: float) -> float:
-        return math.exp(-0.5 * x * x)
+        return _exp(-0.5 * x * x)
 
+    ln = _ln.py_func
     x = [V / f(R), R]
     for i in range(1, LAYERS - 1):
-        x.append(math.sqrt(-2.0 * math.log(V / x[i] + f(x[i]))))
+        x.append(math.sqrt(-2.0 * ln(V / x[i] + f(x[i]))))
     x.append(0.0)
     w = np.array([x[j] / 2**23 for j in range(LAYERS)], np.float32)
     k = np.array([math.floor(2**23 * x[j + 1] / x[j]) for j in range(LAYERS)], np.float32)
     return w, k, np.array([f(v) for v in x], np.float64)
 
-
-W, K, F = _tables()
 
 
 @njit(cache=True, nogil=True)
@@ -79,6 +93,9 @@ def _ln(x: float) -> float:  # pragma: no cover - compiled
     for k in range(17, 0, -2):
         p = p * z + 1.0 / k
     return 2.0 * s * p + e * _LN2
+
+
+W, K, F = _tables()
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -217,3 +217,32 @@ def test_generate_reseeds_the_thread_generator_on_every_call() -> None:
     generate(init, (20, 20), seed=4)  # re-seeds this thread's generator
     assert generate(init, (40, 30), seed=3).tobytes() == expected
     assert outer is sampling.seeded(99)  # the same per-thread object, re-seeded on each call
+
+
+def test_ziggurat_layers_have_equal_areas() -> None:
+    # Marsaglia & Tsang's construction: every layer i ≥ 1 covers X[i]·(f(X[i+1]) − f(X[i])) = V,
+    # the base layer R·f(R) plus the tail beyond R (scipy's normal tail, unnormalised).
+    x = ziggurat.W.astype(np.float64) * 2**23
+    f = ziggurat.F
+    areas = x[1:-1] * (f[2:-1] - f[1:-2])
+    np.testing.assert_allclose(areas, ziggurat.V, rtol=1e-6)
+    assert x[255] * (f[256] - f[255]) == pytest.approx(ziggurat.V, rel=1e-6)  # the top layer
+    tail = math.sqrt(2 * math.pi) * scipy.stats.norm.sf(ziggurat.R)
+    assert ziggurat.R * f[1] + tail == pytest.approx(ziggurat.V, rel=1e-9)
+    # Acceptance of a first attempt: K[j] / 2²³ = X[j+1] / X[j] (rounded down; X from float32
+    # W here, so to within two steps), whole numbers; the top layer accepts nothing at once.
+    np.testing.assert_allclose(ziggurat.K[:-1] / 2**23, x[1:] / x[:-1], atol=2 * 2**-23)
+    assert np.array_equal(ziggurat.K, np.floor(ziggurat.K)) and ziggurat.K[255] == 0
+
+
+def test_ziggurat_tables_are_pinned() -> None:
+    # The tables come from IEEE-754 double operations only (no C library exp/log), so they are
+    # the same on every machine. Their bytes define every float32 normal: a change here must
+    # come with a new ETAG_VERSION in app/api/routes/tensors.py.
+    tables = ziggurat.W.tobytes() + ziggurat.K.tobytes() + ziggurat.F.tobytes()
+    assert hashlib.sha256(tables).hexdigest() == (
+        "5ed2d1a616dd88db838c0ed610871fe6ed776468c75a1d8e692d977eda548efc"
+    )
+    x = np.linspace(-60.0, 0.0, 10_001)
+    got = np.array([ziggurat._exp(float(v)) for v in x])
+    np.testing.assert_allclose(got, np.exp(x), rtol=2e-15)
