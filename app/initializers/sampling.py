@@ -20,10 +20,10 @@ kernels release the GIL) and the bytes depend only on (seed, n), never on the nu
 
 float32 normals: the 256-layer ziggurat of ``app.initializers.ziggurat``, compiled by Numba,
 one 32-bit word per element plus the rare second attempts' words (``_ziggurat``). Its kernels
-draw the PCG64DXSM words themselves, advancing the NumPy generator's state in place
-(``KeyedGenerator``); they are exactly ``random_raw``'s, which is used for any other
-generator. Integer operations, a table gather, correctly rounded float products and our own
-``ln`` series: the bytes do not depend on the CPU or its SIMD level.
+draw the PCG64DXSM words themselves (exactly ``random_raw``'s), advancing the NumPy
+generator's state in place (``KeyedGenerator``), or a copy written back for any other
+PCG64DXSM generator. Integer operations, a table gather, correctly rounded float products
+and our own ``ln`` series: the bytes do not depend on the CPU or its SIMD level.
 float64 normals: NumPy's ziggurat in every chunk. The ziggurat is integer/table based; its
 rare wedge and tail draws call the C library's ``exp``/``log``, not NumPy's SIMD kernels.
 
@@ -46,7 +46,7 @@ import math
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -128,9 +128,9 @@ class KeyedGenerator(np.random.Generator):
     Assigning ``bit_generator.state`` goes through a dict and costs ~0.9 µs. When the bit
     generator's C state has the layout this module expects (checked on creation by writing
     through both paths and reading back), the four words are written in place instead, and
-    ``state_words`` (a uint64 view of them) lets the compiled kernels draw the same stream and
-    advance it themselves. Otherwise ``state_words`` is None and the kernels are given
-    ``random_raw`` words: the same bytes either way.
+    ``state_words`` (a uint64 view of them) lets the compiled kernels draw the stream and
+    advance it in place. Otherwise ``state_words`` is None and the kernels work on a copy of the
+    state that is written back afterwards: the same bytes either way.
     """
 
     def __init__(self) -> None:
@@ -154,12 +154,7 @@ class KeyedGenerator(np.random.Generator):
         return state
 
     def _by_dict(self, words: tuple[int, int, int, int]) -> None:
-        self.bit_generator.state = {
-            "bit_generator": "PCG64DXSM",
-            "state": {"state": words[0] | words[1] << 64, "inc": words[2] | words[3] << 64},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
+        _set_pcg_words(self.bit_generator, words)
 
     def key(self, words: tuple[int, int, int, int]) -> KeyedGenerator:
         """Re-key to (state low, state high, inc low, inc high); returns ``self``."""
@@ -169,6 +164,30 @@ class KeyedGenerator(np.random.Generator):
             self._c_words[:] = words
             self._c_state.has_uint32 = self._c_state.uinteger = 0
         return self
+
+
+def _set_pcg_words(bitgen: np.random.BitGenerator, words: Sequence[int]) -> None:
+    """A PCG64DXSM's (state low, state high, inc low, inc high), through its ``state`` dict."""
+    s_lo, s_hi, i_lo, i_hi = (int(w) for w in words)
+    bitgen.state = {
+        "bit_generator": "PCG64DXSM",
+        "state": {"state": s_lo | s_hi << 64, "inc": i_lo | i_hi << 64},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+
+
+def _pcg_words(bitgen: np.random.BitGenerator) -> np.ndarray:
+    """A PCG64DXSM's (state low, state high, inc low, inc high), copied out of its ``state``."""
+    state = bitgen.state
+    if state["bit_generator"] != "PCG64DXSM":
+        raise TypeError(f"the canonical stream is PCG64DXSM, not {state['bit_generator']}")
+    pcg = state["state"]
+    words = (pcg["state"] & _M64, pcg["state"] >> 64, pcg["inc"] & _M64, pcg["inc"] >> 64)
+    return np.array(words, np.uint64)
+
+
+_M64 = (1 << 64) - 1
 
 
 def _thread_generator(slot: str) -> KeyedGenerator:
@@ -286,13 +305,14 @@ def _ziggurat(
     """out (flat float32) ← std·Z, Z a standard normal restricted to [lo, hi] (σ units), by
     the compiled ziggurat (``app.initializers.ziggurat``).
 
-    Words, for each block of ``ziggurat.BLOCK`` outputs in turn (m of them): one
-    ``random_raw(⌈m/2⌉ + pad)`` call read as 32-bit words (low half of each 64-bit word first).
+    Words (the kernels run ``gen``'s PCG64DXSM themselves, exactly as ``random_raw`` would),
+    for each block of ``ziggurat.BLOCK`` outputs in turn (m of them): ⌈m/2⌉ + pad 64-bit
+    words read as 32-bit words (low half of each 64-bit word first).
     The first ⌈m/2⌉·2 give the first attempts, one per output (for odd m the last is unused);
     the rest feed the second attempts (rare; more with truncation) in output order.
     pad = ⌊m·(1.25·(1/p − 1) + 0.025)⌋ // 2 + 4 with p the probability of [lo, hi]
-    (``ziggurat.layout``). When they run out, a further ``random_raw(pad)`` extends them and
-    the block is drawn again.
+    (``ziggurat.layout``). When they run out, pad more words extend them and the block is
+    drawn again.
     """
     # std folds into the kernel where std·z stays a normal float32; otherwise unit normals
     # are scaled afterwards, in float64 (``scale``).
@@ -303,19 +323,16 @@ def _ziggurat(
         low, high, rate = lo, hi, ziggurat.UNTRUNCATED_RATE
     else:
         low, high, rate = _truncation(lo, hi)
-    state = getattr(gen, "state_words", None)
-    if state is None:  # a plain Generator: the same words through random_raw
-        raw = gen.bit_generator.random_raw
-        for start in range(0, out.size, ziggurat.BLOCK):
-            block = out[start : start + ziggurat.BLOCK]
-            first, pad = ziggurat.layout(block.size, rate)
-            words = raw(first // 2 + pad)
-            while not ziggurat.fill(words, block, factor, low, high, first):
-                words = np.concatenate((words, raw(pad)))
-    elif untruncated:
+    view: np.ndarray | None = getattr(gen, "state_words", None)
+    # Without an in-place view (another layout, a plain Generator): draw from a copy of the
+    # state, then write it back.
+    state = _pcg_words(gen.bit_generator) if view is None else view
+    if untruncated:
         ziggurat.standard(state, out, factor)
     else:
         ziggurat.normals(state, out, factor, low, high, rate)
+    if view is None:
+        _set_pcg_words(gen.bit_generator, state.tolist())
     if not folded:
         scale(out, std)
 
@@ -323,7 +340,8 @@ def _ziggurat(
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile: ~1.5 s) the float32 kernels now, so the
     first request or run that draws normals does not pay for it. Numba caches the machine code
-    beside this package, or under ``NUMBA_CACHE_DIR`` where that is not writable."""
+    under ``NUMBA_CACHE_DIR`` when set, else beside this package, or in ``~/.cache/numba``
+    where that is not writable."""
     gen = seeded(0, reuse=False)
     fill_normal(gen, np.empty(2, np.float32), 0.0, 1.0)
     fill_truncated_normal(gen, np.empty(2, np.float32), 0.0, 1.0, -2.0, 2.0)

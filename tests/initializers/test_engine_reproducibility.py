@@ -111,20 +111,28 @@ def test_kernels_draw_exactly_numpys_pcg64dxsm_words() -> None:
     assert (int(state[0]), int(state[1])) == (after & M64, after >> 64)
 
 
+@pytest.mark.parametrize("bounds", [(-math.inf, math.inf), (-2.0, 2.0)], ids=["normal", "cut"])
 @pytest.mark.parametrize("n", [1, 2, 9, 1_001, 3 * ziggurat.BLOCK + 1, 70_000, sampling.SMALL])
-def test_keyed_and_plain_generators_give_the_same_bytes_and_state(n: int) -> None:
-    # The kernels draw the words themselves from a KeyedGenerator's state; a plain Generator
-    # goes through random_raw. Same values, and the generator ends in the same state.
+def test_keyed_and_plain_generators_give_the_same_bytes_and_state(
+    n: int, bounds: tuple[float, float]
+) -> None:
+    # The kernels advance a KeyedGenerator's state in place; a plain Generator's state is
+    # copied out and written back. Same values, and the generator ends in the same state.
     key = sampling._pcg_key(77, 0, sampling._SEED_KEY)
     keyed = sampling.KeyedGenerator().key(key)
     assert keyed.state_words is not None  # the in-place path is the one under test
     plain = np.random.Generator(np.random.PCG64DXSM(0))
     plain.bit_generator.state = keyed.bit_generator.state
     a, b = np.empty(n, np.float32), np.empty(n, np.float32)
-    sampling._ziggurat(keyed, a, 0.3)
-    sampling._ziggurat(plain, b, 0.3)
+    sampling._ziggurat(keyed, a, 0.3, *bounds)
+    sampling._ziggurat(plain, b, 0.3, *bounds)
     assert np.array_equal(a, b)
     assert keyed.bit_generator.random_raw() == plain.bit_generator.random_raw()
+
+
+def test_kernels_refuse_a_generator_that_is_not_pcg64dxsm() -> None:
+    with pytest.raises(TypeError, match="PCG64DXSM"):
+        sampling._ziggurat(np.random.Generator(np.random.PCG64(0)), np.empty(4, np.float32), 1.0)
 
 
 def test_keying_in_place_equals_keying_through_the_state_dict() -> None:
