@@ -13,6 +13,8 @@ one ``uvicorn app.main:app``, and Celery worker processes (prefork, concurrency 
 2. Time from ``POST /v1/jobs`` to the first ``progress`` event in the job's stream (the
    first batch-loss points a client sees over SSE), and to ``running``, over ``--probes``
    small jobs with one idle worker.
+3. ``--report-gets`` (default 16) concurrent ``GET /v1/jobs/{id}/report.png`` of one finished
+   job: wall time of the whole batch (median of ``--reps`` batches, after one warm-up GET).
 
     .venv/bin/python bench/bench_jobs.py [--quick] [--write]
 """
@@ -32,6 +34,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -245,6 +248,31 @@ def first_progress(args: argparse.Namespace, base_env: dict[str, str], tmp: Path
     }
 
 
+def _get_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=120) as resp:
+        resp.read()
+        return int(resp.status)
+
+
+def report_gets(args: argparse.Namespace, base_env: dict[str, str], tmp: Path) -> dict:
+    """``--report-gets`` concurrent GETs of a finished job's PNG: the wall time of each batch."""
+    with ExitStack() as stack:
+        api = start_api(stack, base_env, tmp)
+        start_workers(stack, 1, {**base_env, "OPENBLAS_NUM_THREADS": "1"}, tmp)
+        body = {**fashion_job(2000, 2, 2, seed=97), "record": {"plot_n_batches": 20}}
+        _, doc = timed_job(api, body)
+        url = f"{api}/v1/jobs/{doc['id']}/report.png"
+        assert _get_status(url) == 200  # warm-up (and, with a kept report, its only render)
+        walls = []
+        with ThreadPoolExecutor(args.report_gets) as pool:
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                codes = list(pool.map(_get_status, [url] * args.report_gets))
+                walls.append(time.perf_counter() - t0)
+                assert codes == [200] * args.report_gets, codes
+    return {"n": args.report_gets, "wall": statistics.median(walls), "walls": walls}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-size", type=int, default=20_000)
@@ -252,6 +280,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--report-gets", type=int, default=16)
     parser.add_argument(
         "--compare-threads",
         action="store_true",
@@ -274,16 +303,21 @@ def main() -> None:
         base_env.pop("REDIS_URL", None)
         rows = scaling(args, base_env, tmp)
         probe = first_progress(args, base_env, tmp)
+        reports = report_gets(args, base_env, tmp)
     print(
         f"POST → running {probe['running'] * 1000:.0f} ms, → first progress "
         f"{probe['progress'] * 1000:.0f} ms (median of {probe['n']}; max "
         f"{probe['progress_max'] * 1000:.0f} ms)"
     )
+    print(
+        f"{reports['n']} concurrent GETs of a finished job's report.png: "
+        f"{reports['wall']:.2f} s (median of {len(reports['walls'])})"
+    )
     if args.write:
-        write(args, rows, probe)
+        write(args, rows, probe, reports)
 
 
-def write(args: argparse.Namespace, rows: list[dict], probe: dict) -> None:
+def write(args: argparse.Namespace, rows: list[dict], probe: dict, reports: dict) -> None:
     one = next(r for r in rows if r["workers"] == 1 and r["blas_threads"] == args.blas_threads)
     load = os.getloadavg()[0]
     lines = [
@@ -316,6 +350,10 @@ def write(args: argparse.Namespace, rows: list[dict], probe: dict) -> None:
         f"{probe['progress'] * 1000:.0f} ms (median of {probe['n']} one-run jobs on an idle "
         f"worker; max {probe['progress_max'] * 1000:.0f} ms). A run writes its first batch at "
         "once, then at most one progress write per 0.25 s.",
+        "",
+        f"{reports['n']} concurrent `GET /v1/jobs/{{id}}/report.png` of one finished job "
+        f"(2 runs, 2,000 examples, 2 epochs): {reports['wall']:.2f} s for the batch (median of "
+        f"{len(reports['walls'])}, after one warm-up GET).",
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
