@@ -133,9 +133,15 @@ def start_workers(stack: ExitStack, n: int, env: dict[str, str], tmp: Path) -> l
     return [n for n, _ in names]
 
 
+# ``--dataset blobs``: the same shapes as Fashion-MNIST (784 inputs, 10 classes) from the
+# synthetic generator, for machines without the Fashion-MNIST files.
+DATASET = {"name": "fashion-mnist"}
+BLOBS = {"name": "blobs", "centers": 10, "n_features": 784}
+
+
 def fashion_job(train_size: int, epochs: int, repeats: int, seed: int = 0) -> dict[str, Any]:
     return {
-        "dataset": {"name": "fashion-mnist", "train_size": train_size, "validation_size": 5000},
+        "dataset": {**DATASET, "train_size": train_size, "validation_size": 5000},
         "model": {"hidden_layers": [256, 128], "activation": "relu"},
         "training": {
             "optimizer": {"name": "adam", "learning_rate": 0.001},
@@ -281,6 +287,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--report-gets", type=int, default=16)
+    parser.add_argument("--dataset", choices=["fashion-mnist", "blobs"], default="fashion-mnist")
     parser.add_argument(
         "--compare-threads",
         action="store_true",
@@ -289,6 +296,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller figures, for a smoke run")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.dataset == "blobs":
+        DATASET.clear()
+        DATASET.update(BLOBS)
     if args.quick:
         args.train_size, args.epochs, args.reps, args.probes = 5_000, 1, 1, 3
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedRedis(Path(tmp_dir) / "redis") as rds:
@@ -330,7 +340,7 @@ def write(args: argparse.Namespace, rows: list[dict], probe: dict, reports: dict
         f"{platform.python_version()}; embedded redis-server, one uvicorn, Celery prefork "
         "workers with concurrency 1.",
         "",
-        f"Job: Fashion-MNIST {args.train_size} training examples (5,000 validation), "
+        f"Job: {DATASET['name']} {args.train_size} training examples (5,000 validation), "
         f"784-256-128-10 ReLU, Adam 0.001, batch 128, {args.epochs} epochs, diagnostics off; "
         "one scheme × 4 repeats = 4 runs. Wall time from the POST to `succeeded` (median of "
         f"{args.reps}), after a warm-up job (each worker decodes the dataset once).",
