@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task
 
+from app.jobs.queue import TASK_NAME
 from app.jobs.reporter import execute_run
 from app.jobs.store import JobStore
 from worker.celery_app import celery_app
@@ -18,7 +19,7 @@ def _job_store() -> JobStore:
     return _store
 
 
-@celery_app.task(name="initlab.train_run", bind=True, acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_run(self: Task, job_id: str, run_index: int) -> str:
     """Train run ``run_index`` of job ``job_id`` and record it (idempotent)."""
     return execute_run(_job_store(), job_id, int(run_index), str(self.request.hostname))

@@ -103,6 +103,7 @@ def negotiate(accept: str | None, available: Sequence[str] = MEDIA_TYPES) -> str
     if best is None:
         shown = accept if len(accept) <= 200 else accept[:200] + "..."
         formats = ", ".join(f"{m} (?format={f})" for f, m in FORMATS.items() if m in available)
+        formats = formats or ", ".join(available)  # not a tensor encoding (a job output)
         raise NotAcceptableError(
             f"Cannot produce any type in Accept: {shown!r}. Available: {formats}.",
             errors=[

@@ -1,7 +1,7 @@
 """The task queue: the Celery configuration shared by the API (which only sends) and the
 workers (``worker/celery_app.py`` builds its app here), and :func:`send_run`.
 
-Runs are sent by name (``initlab.train_run``), so the API never imports the trainer or the
+Runs are sent by name (:data:`TASK_NAME`, which ``worker/tasks.py`` registers), so the API never imports the trainer or the
 worker package. Celery only executes: results live in the job record (``app.jobs.store``), so
 the result backend is off. Long runs: tasks are acknowledged late and rejected when their
 worker is lost, prefetch is one task per pool process, and the broker's visibility timeout
@@ -17,7 +17,7 @@ from celery import Celery
 
 from app.config import Settings
 
-TASK_NAME = "initlab.train_run"
+TASK_NAME = "initlab.train_run"  # the one place the run task's name is spelled
 QUEUE = "initlab"
 # Seconds between the soft time limit (the run records "failed: over the time limit") and the
 # hard one (the pool process is killed).
@@ -70,6 +70,6 @@ def _cached_client(broker: str, soft_limit: int) -> Celery:
 
 
 def send_run(job_id: str, index: int, settings: Settings, app: Celery | None = None) -> None:
-    """Send one ``initlab.train_run(job_id, index)`` task (through ``app``, default
+    """Send one :data:`TASK_NAME` ``(job_id, index)`` task (through ``app``, default
     :func:`client`). Raises the broker's error when it is unreachable."""
     (app or client(settings)).send_task(TASK_NAME, args=[job_id, index], queue=QUEUE)

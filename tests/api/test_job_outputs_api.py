@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.jobs.reporter import RedisRunReporter
-from app.jobs.store import JobStore, _events_key, redis_client
+from app.jobs.keys import events_key as _events_key
+from app.jobs.store import JobStore, redis_client
 
 LABELS = ("all zeros", "He normal")
 EPOCHS, BATCHES = 2, 15  # 30 steps per run; plot_n_batches 20 → the rest is strided
@@ -153,9 +154,11 @@ def test_outputs_of_a_running_then_finished_job(client: TestClient, store: JobSt
     assert client.get(f"/v1/jobs/{job_id}/results.csv?kind=all").status_code == 422
 
 
-def stream_pos(event_id: str) -> tuple[int, int]:
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq or 0)
+def stream_pos(event_id: str) -> tuple[int, int, int]:
+    """``<ms>-<seq>[.<n>]`` as a sortable tuple (``.n``: the n-th event derived after it)."""
+    position, _, derived = event_id.partition(".")
+    ms, _, seq = position.partition("-")
+    return int(ms), int(seq or 0), int(derived or 0)
 
 
 def data(event: httpx_sse.ServerSentEvent) -> Any:

@@ -54,6 +54,7 @@ def test_create_job_is_queued_with_its_runs_and_a_ttl(store: JobStore) -> None:
     assert doc["progress"] == {
         "runs_total": 4,
         "runs_done": 0,
+        "runs_cancelled": 0,
         "fraction": 0.0,
         "eta_seconds": None,
     }

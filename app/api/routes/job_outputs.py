@@ -1,13 +1,18 @@
 """A job's outputs: the comparison report (PNG/SVG), the results CSV and the SSE event stream.
 
-Only the job's owner (``CallerDep``) sees them; for anyone else the job is a 404.
+Only the job's owner (``CallerDep``) sees them; for anyone else the job is a 404. Each answers
+406 for an ``Accept`` it cannot produce. A finished job's report is rendered once and kept with
+the job (strong ``ETag``, ``If-None-Match`` → 304); a running job's is rendered on each GET.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -18,10 +23,12 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, JobStoreDep
+from app.api.formats import negotiate
 from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.jobs.documents import progress as job_progress
 from app.jobs.reports import REPORT_MEDIA_TYPES, has_data, render_report, results_csv
-from app.jobs.store import RUN_TERMINAL as _RUN_DONE
-from app.jobs.store import EventsUnreadableError, JobStore, is_terminal
+from app.jobs.status import FINISHED, JobStatus, is_finished
+from app.jobs.store import STORE_ERRORS, EventsUnreadableError, JobStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -32,8 +39,9 @@ SSE_RETRY_MS = 2000
 # Blocking stream reads run in threads; their own limiter keeps many open streams from
 # starving the default thread pool that sync handlers use.
 _SSE_THREADS = anyio.CapacityLimiter(64)
-# A Redis stream id: <milliseconds>-<sequence>, each an unsigned 64-bit integer.
-_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+# An event id: a Redis stream id <milliseconds>-<sequence>, each an unsigned 64-bit integer,
+# then ".<n>" for the n-th event the server derived after that entry (see _EventIds).
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?(?:\.([0-9]{1,20}))?")
 _UINT64_MAX = 2**64 - 1
 # Run statuses in the order a run goes through them; a replayed event never moves a run back.
 _RUN_RANK = {"queued": 0, "running": 1}
@@ -46,26 +54,52 @@ def _load_job(store: JobStore, job_id: str, owner: str) -> dict[str, Any]:
     return job
 
 
+AcceptHeader = Annotated[str | None, Header(description="The media types the client takes.")]
+CSV = "text/csv"
+EVENT_STREAM = "text/event-stream"
+# A finished job's outputs never change again; a running one's change every few seconds.
+FINISHED_CACHE = "private, max-age=3600"
+
+
 def _cache_control(job: Mapping[str, Any]) -> str:
-    # A finished job's outputs never change again; a running one's change every few seconds.
-    return "private, max-age=3600" if is_terminal(str(job.get("status"))) else "no-store"
+    return FINISHED_CACHE if is_finished(str(job.get("status"))) else "no-store"
 
 
-def _report(store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"]) -> Response:
-    job = _load_job(store, job_id, owner)
-    if not has_data(job):
-        raise ConflictError(
-            f"Job {job_id!r} has no recorded batches or epochs yet (status {job.get('status')!r}); "
-            "the report exists once the first run reports progress."
-        )
-    return Response(
-        render_report(job, fmt),
-        media_type=REPORT_MEDIA_TYPES[fmt],
-        headers={
-            "Cache-Control": _cache_control(job),
-            "Content-Disposition": f'inline; filename="{job_id}-report.{fmt}"',
-        },
-    )
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _not_modified(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 §13.1.2: ``*`` or any listed tag equal to ``etag`` (weak comparison)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _report(
+    store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"], if_none_match: str | None
+) -> Response:
+    disposition = f'inline; filename="{job_id}-report.{fmt}"'
+    data = store.kept_report(job_id, fmt, owner=owner)
+    if data is None:
+        job = _load_job(store, job_id, owner)
+        if not has_data(job):
+            raise ConflictError(
+                f"Job {job_id!r} has no recorded batches or epochs yet (status "
+                f"{job.get('status')!r}); the report exists once the first run reports progress."
+            )
+        data = render_report(job, fmt)
+        if not is_finished(job["status"]):
+            headers = {"Cache-Control": "no-store", "Content-Disposition": disposition}
+            return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=headers)
+        store.keep_report(job_id, fmt, data)
+    etag = _etag(data)
+    headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
+    if _not_modified(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Disposition"] = disposition
+    return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get(
@@ -73,22 +107,30 @@ def _report(store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"]
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}, "image/svg+xml": {}}},
+        304: {"description": "A finished job's report, unchanged since the given ETag."},
         404: {"description": "Unknown or expired job."},
+        406: {"description": "The Accept header excludes the format (problem+json)."},
         409: {"description": "No run has reported yet."},
     },
 )
 def read_job_report(
-    job_id: str, fmt: Literal["png", "svg"], caller: CallerDep, store: JobStoreDep
+    job_id: str,
+    fmt: Literal["png", "svg"],
+    caller: CallerDep,
+    store: JobStoreDep,
+    accept: AcceptHeader = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The comparison report (loss curves, validation accuracy, summary table): `report.png`
     or `report.svg`."""
-    return _report(store, job_id, caller, fmt)
+    negotiate(accept, (REPORT_MEDIA_TYPES[fmt],))
+    return _report(store, job_id, caller, fmt, if_none_match)
 
 
 @router.get(
     "/{job_id}/results.csv",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}, 404: {}},
+    responses={200: {"content": {CSV: {}}}, 404: {}, 406: {}},
 )
 def read_job_results_csv(
     job_id: str,
@@ -98,13 +140,15 @@ def read_job_results_csv(
         Literal["runs", "summary"],
         Query(description="`runs`: one row per run × epoch; `summary`: one row per scheme."),
     ] = "runs",
+    accept: AcceptHeader = None,
 ) -> Response:
     """The job's results as CSV (per run × epoch, or the per-scheme summary)."""
+    negotiate(accept, (CSV,))
     job = _load_job(store, job_id, caller)
     suffix = "results" if kind == "runs" else "summary"
     return Response(
         results_csv(job, kind),
-        media_type="text/csv; charset=utf-8",
+        media_type=f"{CSV}; charset=utf-8",
         headers={
             "Cache-Control": _cache_control(job),
             "Content-Disposition": f'attachment; filename="{job_id}-{suffix}.csv"',
@@ -112,11 +156,17 @@ def read_job_results_csv(
     )
 
 
+def _started(job: Mapping[str, Any]) -> float | None:
+    text = job.get("started_at")
+    return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
+
+
 class _Progress:
     """Job-level progress kept up to date from the event stream (monotonic under replay)."""
 
     def __init__(self, job: Mapping[str, Any]) -> None:
         self.status = str(job.get("status"))
+        self.started = _started(job)
         self.runs: list[dict[str, Any]] = [
             {
                 "run": run.get("index", i),
@@ -134,11 +184,16 @@ class _Progress:
             return self.runs[index]
         return None
 
+    def set_status(self, status: Any, entry_id: str) -> None:
+        self.status = str(status)
+        if self.status == JobStatus.RUNNING and self.started is None:
+            self.started = int(entry_id.partition("-")[0]) / 1000  # stream ids are Unix ms
+
     def set_run_status(self, index: Any, status: Any) -> dict[str, Any] | None:
         run = self._run(index)
-        if run is None or not isinstance(status, str) or run["status"] in _RUN_DONE:
+        if run is None or not isinstance(status, str) or run["status"] in FINISHED:
             return run
-        if status in _RUN_DONE or _RUN_RANK.get(status, 0) >= _RUN_RANK.get(run["status"], 0):
+        if status in FINISHED or _RUN_RANK.get(status, 0) >= _RUN_RANK.get(run["status"], 0):
             run["status"] = status
         return run
 
@@ -152,42 +207,58 @@ class _Progress:
         return run
 
     def document(self, changed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """``{status, runs_total, runs_done, fraction, runs: [{run, label, status, epoch,
-        batch, total_batches}]}`` — every run, or only those ``changed``."""
-        total = len(self.runs)
-        done = sum(1 for run in self.runs if run["status"] in _RUN_DONE)
-        # Like the job document: finished runs plus the batch fraction of running ones.
-        partial = sum(
-            min(1.0, run["batch"] / run["total_batches"])
-            for run in self.runs
-            if run["status"] == "running" and run["total_batches"]
-        )
-        fraction = 1.0 if is_terminal(self.status) or not total else (done + partial) / total
+        """``{status, runs_total, runs_done, runs_cancelled, fraction, eta_seconds, runs: [{run,
+        label, status, epoch, batch, total_batches}]}`` — every run, or only those ``changed``;
+        the counts as in the job document."""
         return {
             "status": self.status,
-            "runs_total": total,
-            "runs_done": done,
-            "fraction": round(min(1.0, fraction), 4),
+            **job_progress(self.status, self.runs, self.started, time.time()),
             "runs": self.runs if changed is None else changed,
         }
 
 
-def _sse(event: str, data: Any, event_id: str | None = None) -> ServerSentEvent:
+class _EventIds:
+    """Unique, resumable event ids: an event translated from stream entry ``X`` has id ``X``;
+    the n-th event the server derives after it (a progress summary, the first snapshot, an
+    ``end`` read from the job's status) has ``X.n``. Resuming after either resumes after
+    ``X`` (derived events are derived again)."""
+
+    def __init__(self, resume: str) -> None:
+        self.position = resume.partition(".")[0]
+        self._derived = 0
+
+    def entry(self, entry_id: str) -> str:
+        self.position, self._derived = entry_id, 0
+        return entry_id
+
+    def derived(self) -> str:
+        self._derived += 1
+        return f"{self.position}.{self._derived}"
+
+
+def _sse(event: str, data: Any, event_id: str) -> ServerSentEvent:
     return ServerSentEvent(data=orjson.dumps(data).decode(), event=event, id=event_id)
 
 
 def _translate(
-    progress: _Progress, entries: list[tuple[str, dict[str, Any]]]
+    progress: _Progress, ids: _EventIds, entries: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[ServerSentEvent], str | None]:
     """SSE events for a batch of stream entries, and the final status if the job ended."""
     out: list[ServerSentEvent] = []
     changed: dict[int, dict[str, Any]] = {}
-    last_id = ""
     for entry_id, event in entries:
-        last_id = entry_id
         kind = event.get("type")
         run_index = event.get("run")
         run: dict[str, Any] | None = None
+        if kind == "end":
+            progress.status = str(event.get("status"))
+            if changed:  # derived from the entries before this one
+                out.append(
+                    _sse("progress", progress.document(list(changed.values())), ids.derived())
+                )
+            out.append(_sse("end", {"status": progress.status}, ids.entry(entry_id)))
+            return out, progress.status
+        ids.entry(entry_id)
         if kind == "progress":
             run = progress.set_position(run_index, event.get("epoch"), event.get("batch"))
             points = event.get("points") or []
@@ -209,60 +280,71 @@ def _translate(
         elif kind == "epoch":
             out.append(_sse("epoch", {"run": run_index, "record": event.get("record")}, entry_id))
         elif kind == "status":
-            progress.status = str(event.get("status"))
+            progress.set_status(event.get("status"), entry_id)
             out.append(_sse("status", {"status": progress.status}, entry_id))
-        elif kind == "end":
-            progress.status = str(event.get("status"))
-            if changed:
-                out.append(_sse("progress", progress.document(list(changed.values())), entry_id))
-            out.append(_sse("end", {"status": progress.status}, entry_id))
-            return out, progress.status
         if run is not None:
             changed[run["run"]] = run
     if changed:
-        out.append(_sse("progress", progress.document(list(changed.values())), last_id))
+        out.append(_sse("progress", progress.document(list(changed.values())), ids.derived()))
     return out, None
 
 
 async def _event_stream(
-    store: JobStore, job_id: str, job: dict[str, Any], last_id: str
+    store: JobStore, job_id: str, job: dict[str, Any], resume: str
 ) -> AsyncIterator[ServerSentEvent]:
     progress = _Progress(job)
-    first = _sse("progress", progress.document())
+    ids = _EventIds(resume)
+    first = _sse("progress", progress.document(), ids.derived())
     first.retry = SSE_RETRY_MS
     yield first
     while True:
-        read = functools.partial(store.read_events, job_id, last_id, SSE_BLOCK_MS, SSE_READ_COUNT)
+        read = functools.partial(
+            store.read_events, job_id, ids.position, SSE_BLOCK_MS, SSE_READ_COUNT
+        )
         try:
             entries = await anyio.to_thread.run_sync(
                 read, limiter=_SSE_THREADS, abandon_on_cancel=True
             )
+            # Nothing new: the job may have ended without its "end" entry in reach (trimmed
+            # stream, or a resumed client past it), or expired.
+            status = None
+            if not entries:
+                status = await anyio.to_thread.run_sync(
+                    store.get_status, job_id, limiter=_SSE_THREADS
+                )
         except EventsUnreadableError as exc:
             # Redis refused the read (an id it cannot take, a key of another type): end the
             # stream cleanly, so an EventSource client stops instead of reconnecting forever.
-            yield _sse("end", {"status": progress.status, "detail": f"cannot read events: {exc}"})
+            detail = f"cannot read events: {exc}"
+            yield _sse("end", {"status": progress.status, "detail": detail}, ids.derived())
+            return
+        except STORE_ERRORS as exc:
+            # Redis went away mid-stream (the response has started: no 503 any more).
+            end = {
+                "status": progress.status,
+                "reason": "store_unavailable",
+                "detail": f"the job store is unreachable: {exc}",
+            }
+            yield _sse("end", end, ids.derived())
             return
         if entries:
-            last_id = entries[-1][0]
-            events, ended = _translate(progress, entries)
+            events, ended = _translate(progress, ids, entries)
             for event in events:
                 yield event
             if ended is not None:
                 return
             continue
-        # Nothing new: the job may have ended without its "end" entry in reach (trimmed
-        # stream, or a resumed client past it), or expired.
-        status = await anyio.to_thread.run_sync(store.get_status, job_id, limiter=_SSE_THREADS)
         if status is None:
-            yield _sse("end", {"status": "expired", "detail": f"Job {job_id!r} no longer exists."})
+            end = {"status": "expired", "detail": f"Job {job_id!r} no longer exists."}
+            yield _sse("end", end, ids.derived())
             return
-        if is_terminal(status):
-            yield _sse("end", {"status": status})
+        if is_finished(status):
+            yield _sse("end", {"status": status}, ids.derived())
             return
 
 
 def _valid_stream_id(text: str) -> bool:
-    """``<ms>`` or ``<ms>-<seq>``, ASCII digits, each part at most 2**64 - 1."""
+    """``<ms>``, ``<ms>-<seq>``, either then ``.<n>``; ASCII digits, each at most 2**64 - 1."""
     match = _STREAM_ID.fullmatch(text)
     return match is not None and all(
         int(part) <= _UINT64_MAX for part in match.groups() if part is not None
@@ -272,7 +354,7 @@ def _valid_stream_id(text: str) -> bool:
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, 404: {}},
+    responses={200: {"content": {EVENT_STREAM: {}}}, 404: {}, 406: {}},
 )
 async def stream_job_events(
     job_id: str,
@@ -282,12 +364,15 @@ async def stream_job_events(
     after: Annotated[
         str | None, Query(description="Resume after this event id (for clients without headers).")
     ] = None,
+    accept: AcceptHeader = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: `progress`, `points` (new batch losses), `epoch`, `status`, then `end`.
 
-    Event ids are stream positions: reconnecting with `Last-Event-ID` resumes after it;
-    without one the stream replays the job's history from the start, then follows it live.
+    Every event has a unique id (a stream position, `.n` for events derived after it):
+    reconnecting with `Last-Event-ID` resumes after it; without one the stream replays the
+    job's history from the start, then follows it live.
     """
+    negotiate(accept, (EVENT_STREAM,))
     resume = last_event_id if last_event_id is not None else after
     if resume is not None and not _valid_stream_id(resume):
         loc: list[str | int] = (
@@ -296,7 +381,8 @@ async def stream_job_events(
         raise InvalidInputError(
             loc,
             resume,
-            "must be an event id such as '1718000000000-0' (two unsigned 64-bit integers)",
+            "must be an event id such as '1718000000000-0' (two unsigned 64-bit integers, "
+            "optionally followed by '.<n>')",
         )
     job = await anyio.to_thread.run_sync(_load_job, store, job_id, caller)
     return EventSourceResponse(

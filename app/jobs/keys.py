@@ -1,0 +1,135 @@
+"""The ``initlab:`` Redis keys, and the one ``KEYS`` layout every job script takes.
+
+Keys (every key of a job expires with the job's TTL, refreshed on each write):
+
+- ``initlab:job:{id}``                 hash: spec, owner, status, timestamps, run counters
+  (``runs_total``, ``runs_done``, ``runs_failed``, ``runs_cancelled``), error
+- ``initlab:job:{id}:run:{i}``         hash: one (scheme, repeat) run: status, attempt, epoch,
+  batch, final (JSON), seconds, worker, error, enqueued_at, resends
+- ``initlab:job:{id}:run:{i}:loss``    list: JSON chunks ``[[step, loss], ...]`` of batch losses
+- ``initlab:job:{id}:run:{i}:epochs``  list: one JSON epoch record per item (append-only)
+- ``initlab:job:{id}:run:{i}:diag``    list: JSON ``[when, layers]`` diagnostics snapshots
+- ``initlab:job:{id}:lease:{i}``       string with a short TTL: the worker running run ``i``
+- ``initlab:job:{id}:events``          stream (MAXLEN-capped): progress events for SSE
+- ``initlab:job:{id}:cancel``          string: present once the job is cancelled
+- ``initlab:job:{id}:report``          hash: a finished job's rendered report, ``png`` / ``svg``
+  → bytes (kept until the job expires; dropped if a run writes after all)
+- ``initlab:jobs``                     sorted set: every job id by creation time
+- ``initlab:owner:{owner}:jobs``       sorted set: one caller's job ids by creation time (listing)
+- ``initlab:running``                  set: ``{id}:{i}`` of runs that are running (watchdog)
+- ``initlab:queued``                   sorted set: ``{id}:{i}`` of queued runs, score = when
+  the watchdog sends it again if still queued (``queued_resend_seconds`` after each send)
+- ``initlab:workers``                  sorted set: worker hostnames, score = heartbeat expiry
+  (Redis server time; ``/readyz``)
+- ``initlab:dataset:{id}``             hash: an uploaded ``.npz`` and its metadata
+- ``initlab:datasets``                 sorted set: upload ids by creation time
+- ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
+"""
+
+from __future__ import annotations
+
+PREFIX = "initlab:"
+INDEX_KEY = PREFIX + "jobs"
+RUNNING_KEY = PREFIX + "running"
+QUEUED_KEY = PREFIX + "queued"
+WORKERS_KEY = PREFIX + "workers"
+DATASETS_KEY = PREFIX + "datasets"
+
+# The KEYS of every job script, in this order: the scripts name them KEYS[JOB], KEYS[RUN], ...
+# (``app.jobs.scripts`` defines those Lua constants from this tuple). A script about the job
+# as a whole gets run 0's keys in the run slots; the cancel script gets every run's hash
+# after the layout (KEYS[#LAYOUT + 1 + i] is run i).
+LAYOUT: tuple[str, ...] = (
+    "job",
+    "run",
+    "loss",
+    "epochs",
+    "diag",
+    "lease",
+    "events",
+    "cancel",
+    "report",
+    "running",
+    "queued",
+)
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def run_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}"
+
+
+def loss_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}:loss"
+
+
+def epochs_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}:epochs"
+
+
+def diag_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:run:{index}:diag"
+
+
+def lease_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}job:{job_id}:lease:{index}"
+
+
+def events_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:events"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:cancel"
+
+
+def report_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:report"
+
+
+def cancel_channel(job_id: str) -> str:
+    """The pub/sub channel a cancel is announced on (runs stop on it within one batch)."""
+    return f"{PREFIX}job:{job_id}:cancelled"
+
+
+def dataset_key(dataset_id: str) -> str:
+    return f"{PREFIX}dataset:{dataset_id}"
+
+
+def owner_jobs_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:jobs"
+
+
+def owner_datasets_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:datasets"
+
+
+def member(job_id: str, index: int) -> str:
+    """A run's member in the running and queued indexes."""
+    return f"{job_id}:{index}"
+
+
+def parse_member(raw: bytes) -> tuple[str, int]:
+    job_id, _, index = raw.decode().rpartition(":")
+    return job_id, int(index)
+
+
+def script_keys(job_id: str, index: int = 0) -> list[str]:
+    """The :data:`LAYOUT` keys of run ``index`` of ``job_id``."""
+    by_slot = {
+        "job": job_key(job_id),
+        "run": run_key(job_id, index),
+        "loss": loss_key(job_id, index),
+        "epochs": epochs_key(job_id, index),
+        "diag": diag_key(job_id, index),
+        "lease": lease_key(job_id, index),
+        "events": events_key(job_id),
+        "cancel": cancel_key(job_id),
+        "report": report_key(job_id),
+        "running": RUNNING_KEY,
+        "queued": QUEUED_KEY,
+    }
+    return [by_slot[slot] for slot in LAYOUT]

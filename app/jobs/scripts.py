@@ -1,0 +1,245 @@
+"""The Lua scripts: every status transition of a job or run is one atomic script, so it holds
+across API processes and workers.
+
+Every job script takes the ``KEYS`` of :data:`app.jobs.keys.LAYOUT` (built by
+:func:`app.jobs.keys.script_keys`) and names them ``KEYS[JOB]``, ``KEYS[RUN]``, ...; only the
+two worker-registry scripts take ``KEYS = {workers}``. A run is claimed with an attempt
+counter; every write of a run carries that attempt and is dropped when it is stale, so a
+redelivered or re-enqueued run overwrites its record (the claim resets its curves) and never
+duplicates points.
+"""
+
+from __future__ import annotations
+
+from app.jobs.keys import LAYOUT
+from app.jobs.status import FINISHED
+
+_SLOTS = ", ".join(slot.upper() for slot in LAYOUT)
+_INDEXES = ", ".join(str(i) for i in range(1, len(LAYOUT) + 1))
+_FINISHED = ", ".join(f"{status}=true" for status in sorted(FINISHED))
+
+_PRELUDE = f"""
+local {_SLOTS} = {_INDEXES}
+local LAYOUT = {len(LAYOUT)}
+local FINISHED = {{{_FINISHED}}}
+local function finished(status) return status ~= false and FINISHED[status] == true end
+"""
+_PRELUDE += """
+local function expire_all(slots, ttl)
+  for _, slot in ipairs(slots) do redis.call('EXPIRE', KEYS[slot], ttl) end
+end
+local function event(maxlen, data)
+  redis.call('XADD', KEYS[EVENTS], 'MAXLEN', '~', maxlen, '*', 'data', data)
+end
+local function push_chunks(key, argv, first)
+  for i = first, #argv do redis.call('RPUSH', key, argv[i]) end
+end
+-- Whether the job exists and is not final, and the run has status want.
+local function run_is(want)
+  local jstatus = redis.call('HGET', KEYS[JOB], 'status')
+  if (not jstatus) or finished(jstatus) then return false end
+  return redis.call('HGET', KEYS[RUN], 'status') == want
+end
+-- ARGV[at] = n, then n items appended to key; returns the index after them.
+local function push_counted(key, argv, at)
+  local n = tonumber(argv[at])
+  for i = at + 1, at + n do redis.call('RPUSH', key, argv[i]) end
+  return at + n + 1
+end
+"""
+
+# ARGV: worker, lease_ms, now, ttl, member, maxlen, run_index
+CLAIM = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[JOB]) == 0 then return {'gone', 0} end
+local jstatus = redis.call('HGET', KEYS[JOB], 'status')
+if finished(jstatus) then return {'terminal', 0} end
+local rstatus = redis.call('HGET', KEYS[RUN], 'status')
+if rstatus ~= 'queued' and rstatus ~= 'running' then return {'done', 0} end
+if redis.call('EXISTS', KEYS[LEASE]) == 1 then return {'busy', 0} end
+local attempt = redis.call('HINCRBY', KEYS[RUN], 'attempt', 1)
+redis.call('HSET', KEYS[RUN], 'status', 'running', 'started_at', ARGV[3], 'worker', ARGV[1],
+  'epoch', 0, 'batch', 0, 'final', 'null',
+  'error', '', 'seconds', '', 'last_batch_loss', '', 'finished_at', '')
+redis.call('HDEL', KEYS[RUN], 'epochs', 'diagnostics')
+redis.call('DEL', KEYS[LOSS], KEYS[EPOCHS], KEYS[DIAG])
+redis.call('SET', KEYS[LEASE], ARGV[1] .. '#' .. attempt, 'PX', ARGV[2])
+redis.call('SADD', KEYS[RUNNING], ARGV[5])
+redis.call('ZREM', KEYS[QUEUED], ARGV[5])
+if jstatus == 'queued' then
+  redis.call('HSET', KEYS[JOB], 'status', 'running', 'started_at', ARGV[3])
+  event(ARGV[6], '{"type":"status","status":"running"}')
+end
+event(ARGV[6], '{"type":"run","run":' .. ARGV[7] .. ',"status":"running","attempt":'
+  .. attempt .. '}')
+expire_all({JOB, RUN, LOSS, EVENTS}, ARGV[4])
+return {'ok', attempt}
+"""
+)
+
+# ARGV: attempt, ttl, maxlen, event ('' for none), n_fields, field, value, ...,
+#       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
+# Returns 1 if the job was cancelled, 0 to carry on, -1 if the attempt is stale.
+UPDATE = (
+    _PRELUDE
+    + """
+if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return -1 end
+local rstatus = redis.call('HGET', KEYS[RUN], 'status')
+if rstatus == 'cancelled' then return 1 end
+if rstatus ~= 'running' then return -1 end
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
+local at = push_counted(KEYS[EPOCHS], ARGV, 6 + 2 * n)
+at = push_counted(KEYS[DIAG], ARGV, at)
+push_chunks(KEYS[LOSS], ARGV, at)
+if ARGV[4] ~= '' then event(ARGV[3], ARGV[4]) end
+expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
+return redis.call('EXISTS', KEYS[CANCEL])
+"""
+)
+
+# ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ..., chunks
+# A run cancelled with its job keeps "cancelled" (its last fields and points are still
+# written); the last run to finish sets the job's final status.
+FINISH = (
+    _PRELUDE
+    + """
+if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return 'stale' end
+local rstatus = redis.call('HGET', KEYS[RUN], 'status')
+if rstatus ~= 'running' and rstatus ~= 'cancelled' then return 'stale' end
+local n = tonumber(ARGV[9])
+for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
+push_chunks(KEYS[LOSS], ARGV, 10 + 2 * n)
+redis.call('SREM', KEYS[RUNNING], ARGV[5])
+redis.call('ZREM', KEYS[QUEUED], ARGV[5])
+redis.call('DEL', KEYS[LEASE], KEYS[REPORT])
+expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
+if rstatus == 'cancelled' then return 'cancelled' end
+local status = ARGV[6]
+redis.call('HSET', KEYS[RUN], 'status', status, 'finished_at', ARGV[4], 'error', ARGV[7])
+event(ARGV[3], '{"type":"run","run":' .. ARGV[8] .. ',"status":"' .. status .. '"}')
+local done = redis.call('HINCRBY', KEYS[JOB], 'runs_done', 1)
+if status == 'failed' then
+  redis.call('HINCRBY', KEYS[JOB], 'runs_failed', 1)
+  if redis.call('HGET', KEYS[JOB], 'error') == '' then
+    redis.call('HSET', KEYS[JOB], 'error', 'run ' .. ARGV[8] .. ': ' .. ARGV[7])
+  end
+end
+if finished(redis.call('HGET', KEYS[JOB], 'status')) then return status end
+if done >= tonumber(redis.call('HGET', KEYS[JOB], 'runs_total')) then
+  local final = 'succeeded'
+  if tonumber(redis.call('HGET', KEYS[JOB], 'runs_failed') or '0') > 0 then final = 'failed' end
+  redis.call('HSET', KEYS[JOB], 'status', final, 'finished_at', ARGV[4])
+  event(ARGV[3], '{"type":"status","status":"' .. final .. '"}')
+  event(ARGV[3], '{"type":"end","status":"' .. final .. '"}')
+end
+return status
+"""
+)
+
+# KEYS: the layout, then run 0 .. n-1's hashes. ARGV: now, ttl, maxlen, job_id
+# Runs still queued or running become cancelled and are counted in runs_cancelled (not in
+# runs_done: a cancelled job's progress does not read as complete).
+CANCEL = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[JOB]) == 0 then return false end
+local jstatus = redis.call('HGET', KEYS[JOB], 'status')
+if finished(jstatus) then return jstatus end
+redis.call('SET', KEYS[CANCEL], '1', 'EX', ARGV[2])
+redis.call('HSET', KEYS[JOB], 'status', 'cancelled', 'finished_at', ARGV[1])
+for i = LAYOUT + 1, #KEYS do
+  local rs = redis.call('HGET', KEYS[i], 'status')
+  if rs == 'queued' or rs == 'running' then
+    redis.call('HSET', KEYS[i], 'status', 'cancelled', 'finished_at', ARGV[1])
+    redis.call('HINCRBY', KEYS[JOB], 'runs_cancelled', 1)
+  end
+  redis.call('SREM', KEYS[RUNNING], ARGV[4] .. ':' .. (i - LAYOUT - 1))
+  redis.call('ZREM', KEYS[QUEUED], ARGV[4] .. ':' .. (i - LAYOUT - 1))
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+event(ARGV[3], '{"type":"status","status":"cancelled"}')
+event(ARGV[3], '{"type":"end","status":"cancelled"}')
+expire_all({JOB, EVENTS}, ARGV[2])
+return jstatus
+"""
+)
+
+# ARGV: member, maxlen, run_index, now, resend_at
+# A running run whose lease lapsed becomes queued again (1: the caller enqueues it).
+REQUEUE = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[LEASE]) == 1 then return 0 end
+if not run_is('running') then
+  redis.call('SREM', KEYS[RUNNING], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[RUN], 'status', 'queued', 'enqueued_at', ARGV[4], 'resends', 0)
+redis.call('HINCRBY', KEYS[RUN], 'requeues', 1)
+redis.call('SREM', KEYS[RUNNING], ARGV[1])
+redis.call('ZADD', KEYS[QUEUED], ARGV[5], ARGV[1])
+event(ARGV[2], '{"type":"run","run":' .. ARGV[3] .. ',"status":"queued"}')
+return 1
+"""
+)
+
+# A queued run whose resend time passed: send it again (1), pushing the next resend out by
+# resend_seconds × 2^resends (at most 64×); a run no longer queued leaves the index (0).
+# ARGV: member, now, resend_seconds
+RESEND = (
+    _PRELUDE
+    + """
+local due = redis.call('ZSCORE', KEYS[QUEUED], ARGV[1])
+if (not due) or tonumber(due) > tonumber(ARGV[2]) then return 0 end
+if not run_is('queued') then
+  redis.call('ZREM', KEYS[QUEUED], ARGV[1])
+  return 0
+end
+local n = redis.call('HINCRBY', KEYS[RUN], 'resends', 1)
+local wait = tonumber(ARGV[3]) * math.pow(2, math.min(n, 6))
+redis.call('ZADD', KEYS[QUEUED], tonumber(ARGV[2]) + wait, ARGV[1])
+redis.call('HSET', KEYS[RUN], 'enqueued_at', ARGV[2])
+return 1
+"""
+)
+
+# ARGV: token, lease_ms. Extends the lease if the token still holds it.
+RENEW = (
+    _PRELUDE
+    + """
+if redis.call('GET', KEYS[LEASE]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[LEASE], ARGV[2])
+end
+return 0
+"""
+)
+
+# ARGV: format, bytes. Keeps a finished job's report until the job expires (1), else 0.
+KEEP_REPORT = (
+    _PRELUDE
+    + """
+if not finished(redis.call('HGET', KEYS[JOB], 'status')) then return 0 end
+local ttl = redis.call('PTTL', KEYS[JOB])
+if ttl <= 0 then return 0 end
+redis.call('HSET', KEYS[REPORT], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[REPORT], ttl)
+return 1
+"""
+)
+
+# Worker heartbeats on the Redis server's clock. KEYS: workers ; ARGV: hostname, seconds
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: workers
+LIVE_WORKERS = """
+local t = redis.call('TIME')
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (tonumber(t[1]) + tonumber(t[2]) / 1e6), '+inf')
+"""
