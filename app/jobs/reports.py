@@ -568,7 +568,8 @@ def _draw(fig: Figure, job: Mapping[str, Any], layout: _Layout) -> None:
     styles = [_style(i, len(series)) for i in range(len(series))]
     accuracy = _uses_accuracy(job, series)
     columns, rows = _summary_rows(job, series, accuracy)
-    longest = max((s.losses[0].size for s in series if s.losses), default=0)
+    # The x axis runs to the longest curve of any repeat: the title counts what is drawn.
+    longest = max((c.size for s in series for c in s.losses), default=0)
     n_plot = min(plot_n_batches(job), longest) if longest else plot_n_batches(job)
 
     title, subtitle, small = _header(job, len(series))

@@ -301,3 +301,27 @@ def test_unknown_format_and_kind_are_refused() -> None:
         render_report(make_job(), "gif")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind"):
         results_csv(make_job(), "everything")  # type: ignore[arg-type]
+
+
+def _loss_title(svg: bytes) -> str:
+    """The loss panel's title (SVG text is drawn as paths, each preceded by its text)."""
+    comments = [c.split(" -->")[0] for c in svg.decode().split("<!-- ")[1:]]
+    return next(c for c in comments if c.startswith("Training loss"))
+
+
+def test_loss_title_counts_the_batches_drawn_when_the_first_repeat_diverged_early() -> None:
+    job = make_job(repeats=2, n_batches=29, plot_n=29)
+    job["spec"]["record"]["plot_n_batches"] = 50
+    for run in job["runs"]:
+        run["total_batches"] = 29
+    for first in job["runs"][::2]:  # repeat 0 of every scheme diverges after 5 batches
+        first["batch_losses"] = [*first["batch_losses"][:4], None]
+        first["batch_steps"], first["status"] = [*range(5)], "diverged"
+    series = collect_series(job)
+    assert all(s.losses[0].size == 5 for s in series) and series[0].losses[1].size == 29
+    title = _loss_title(render_report(job, "svg"))
+    assert title.startswith("Training loss, all 29 batches"), title
+    # Shorter records (a running job): the title gives the drawn length too.
+    for run in job["runs"]:
+        run["total_batches"] = 400
+    assert _loss_title(render_report(job, "svg")).startswith("Training loss, first 29 batches")
