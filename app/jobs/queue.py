@@ -1,11 +1,12 @@
 """The task queue: the Celery configuration shared by the API (which only sends) and the
 workers (``worker/celery_app.py`` builds its app here), and :func:`send_run`.
 
-Runs are sent by name (:data:`TASK_NAME`, which ``worker/tasks.py`` registers), so the API never imports the trainer or the
-worker package. Celery only executes: results live in the job record (``app.jobs.store``), so
-the result backend is off. Long runs: tasks are acknowledged late and rejected when their
-worker is lost, prefetch is one task per pool process, and the broker's visibility timeout
-sits above the hard time limit, so Redis never redelivers a run that is still going.
+Runs are sent by name (:data:`TASK_NAME`, which ``worker/tasks.py`` registers), so the API
+never imports the trainer or the worker package. Celery only executes: results live in the
+job record (``app.jobs.store``), so the result backend is off. Long runs: tasks are
+acknowledged late and rejected when their worker is lost, prefetch is one task per pool
+process, and the broker's visibility timeout sits above the hard time limit, so Redis never
+redelivers a run that is still going.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import matplotlib.image
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.reporter import RedisRunReporter
 from app.jobs.keys import events_key as _events_key
+from app.jobs.reporter import RedisRunReporter
 from app.jobs.store import JobStore, redis_client
 
 LABELS = ("all zeros", "He normal")
@@ -288,3 +288,122 @@ def test_a_redis_error_on_read_ends_the_stream_cleanly(client: TestClient, store
     assert [e.event for e in events] == ["progress", "end"]
     end = data(events[-1])
     assert end["status"] == "queued" and "cannot read events" in end["detail"]
+
+
+def finished_job(store: JobStore) -> str:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    run_to_end(store, job_id, 1)
+    return job_id
+
+
+# (path, an Accept it cannot produce, Accepts it answers)
+NEGOTIATED = [
+    ("report.png", "image/svg+xml", ["image/png", "image/*", "text/html, */*;q=0.8"]),
+    ("report.svg", "image/png", ["image/svg+xml", "image/*;q=0.5"]),
+    ("results.csv", "application/json", ["text/csv", "text/*"]),
+    ("events", "application/json", ["text/event-stream"]),
+]
+
+
+@pytest.mark.parametrize(("path", "refused", "accepted"), NEGOTIATED)
+def test_job_outputs_answer_406_for_an_accept_they_cannot_produce(
+    client: TestClient, store: JobStore, path: str, refused: str, accepted: list[str]
+) -> None:
+    job_id = finished_job(store)
+    url = f"/v1/jobs/{job_id}/{path}"
+    res = client.get(url, headers={"Accept": refused})
+    assert res.status_code == 406, res.text
+    assert res.headers["content-type"].startswith("application/problem+json")
+    problem = res.json()
+    assert problem["errors"][0]["loc"] == ["header", "accept"]
+    assert problem["errors"][0]["input"] == refused
+    assert refused in problem["detail"]
+    refused_q0 = client.get(url, headers={"Accept": f"{accepted[0]};q=0"})
+    assert refused_q0.status_code == 406
+    for accept in [*accepted, "*/*"]:
+        assert client.get(url, headers={"Accept": accept}).status_code == 200, accept
+    assert client.get(url, headers={"Accept": ""}).status_code == 200  # as if absent
+    assert client.get(url).status_code == 200  # httpx sends */*
+
+
+def test_a_finished_jobs_report_is_rendered_once_with_a_strong_etag(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    running = client.get(f"/v1/jobs/{job_id}/report.png")
+    assert running.status_code == 200 and "etag" not in running.headers
+    assert running.headers["cache-control"] == "no-store"
+    assert store.kept_report(job_id, "png") is None  # a running job's report is not kept
+
+    run_to_end(store, job_id, 1)
+    identity = {"Accept-Encoding": "identity"}  # a gzipped SVG's ETag is weak (compression.py)
+    for fmt in ("png", "svg"):
+        url = f"/v1/jobs/{job_id}/report.{fmt}"
+        first = client.get(url, headers=identity)
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        assert etag.startswith('"') and etag.endswith('"')  # strong: no W/
+        assert first.headers["cache-control"] == "private, max-age=3600"
+        assert store.kept_report(job_id, fmt) == first.content  # kept with the job
+        again = client.get(url, headers=identity)
+        assert (again.content, again.headers["etag"]) == (first.content, etag)
+        for tag in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+            res = client.get(url, headers={**identity, "If-None-Match": tag})
+            assert res.status_code == 304 and res.content == b"", tag
+            assert res.headers["etag"] == etag
+        changed = client.get(url, headers={**identity, "If-None-Match": '"not-this-one"'})
+        assert changed.status_code == 200 and changed.content == first.content
+        # Through gzip (SVG): the weak tag it was given still revalidates.
+        zipped = client.get(url)
+        assert zipped.content == first.content
+        res = client.get(url, headers={"If-None-Match": zipped.headers["etag"]})
+        assert res.status_code == 304
+
+
+def test_every_event_has_a_unique_id_and_resuming_before_end_gets_end(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = finished_job(store)
+    full = sse_events(client, f"/v1/jobs/{job_id}/events")
+    ids = [e.id for e in full]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    assert [e.event for e in full[-2:]] == ["progress", "end"]
+    # A client that saw the last progress event but not "end" resumes and gets that "end".
+    resumed = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": ids[-2]})
+    assert [e.event for e in resumed] == ["progress", "end"]
+    assert resumed[-1].id == ids[-1] and data(resumed[-1]) == {"status": "succeeded"}
+    # Any id resumes: the events after it are the same, the derived ones aside.
+    for resume in ids:
+        after = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": resume})
+        assert after[-1].event == "end"
+        tail = [e.id for e in after if e.event != "progress"]
+        expected = [
+            e.id for e in full if e.event != "progress" and stream_pos(e.id) > stream_pos(resume)
+        ]
+        assert tail == expected or (not expected and tail == [after[-1].id])
+
+
+def test_progress_events_carry_eta_and_cancelled_runs_apart(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    claim = store.claim_run(job_id, 1, "test-worker@host", 30.0)
+    assert store.update_run(job_id, 1, claim.attempt, fields={"batch": 3}) == 0
+    seen: list[httpx_sse.ServerSentEvent] = []
+    with httpx_sse.connect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
+        for event in source.iter_sse():
+            seen.append(event)
+            if len(seen) == 1:
+                first = data(event)
+                assert first["status"] == "running"
+                assert isinstance(first["eta_seconds"], float) and first["eta_seconds"] >= 0
+                # 1 of 2 runs done, 3 of 30 batches of the other: 55 %.
+                assert (first["runs_done"], first["fraction"]) == (1, 0.55)
+                store.cancel_job(job_id)
+    assert seen[-1].event == "end" and data(seen[-1])["status"] == "cancelled"
+    last = [data(e) for e in seen if e.event == "progress"][-1]
+    assert (last["runs_done"], last["runs_cancelled"], last["fraction"]) == (1, 1, 0.55)
+    assert last["eta_seconds"] is None

@@ -346,3 +346,67 @@ def test_runs_of_a_finished_or_expired_job_leave_the_queued_index(redis_url: str
     assert store.resend_if_queued(job_id, 0) is False
     assert client.zscore("initlab:queued", f"{job_id}:0") is None
     client.close()
+
+
+def test_a_cancelled_job_counts_cancelled_runs_apart_and_reads_the_work_done(
+    store: JobStore,
+) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 2))["id"]  # 4 runs of 10 batches
+    claim = store.claim_run(job_id, 0, "w", 30)
+    assert store.update_run(job_id, 0, claim.attempt, fields={"batch": 2}) == 0
+    store.cancel_job(job_id)
+    doc = store.get_job(job_id)
+    assert doc is not None and doc["status"] == "cancelled"
+    # 2 of 40 batches ran: 5 %, not 100 %; no run finished by itself.
+    assert doc["progress"] == {
+        "runs_total": 4,
+        "runs_done": 0,
+        "runs_cancelled": 4,
+        "fraction": 0.05,
+        "eta_seconds": None,
+    }
+    assert store.redis.hget(f"initlab:job:{job_id}", "runs_cancelled") == b"4"
+
+
+def test_a_job_cancelled_after_some_runs_finished_counts_those_done(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    _finish_all(store, job_id, 1)
+    store.cancel_job(job_id)
+    doc = store.get_job(job_id)
+    assert doc is not None
+    progress = doc["progress"]
+    assert (progress["runs_done"], progress["runs_cancelled"], progress["fraction"]) == (1, 1, 0.5)
+
+
+def test_status_sets_one_finished_test_for_jobs_and_runs() -> None:
+    from app.jobs.status import FINISHED, JobStatus, RunStatus, is_finished
+
+    assert {s for s in RunStatus if is_finished(s)} == FINISHED
+    assert {s for s in JobStatus if is_finished(s)} == {"succeeded", "failed", "cancelled"}
+    assert not is_finished(None) and not is_finished("running") and is_finished("diverged")
+
+
+def test_a_report_is_kept_only_for_a_finished_job_with_its_ttl(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    assert store.keep_report(job_id, "png", b"early") is False  # queued: not kept
+    assert store.kept_report(job_id, "png") is None
+    _finish_all(store, job_id, 1)
+    assert store.keep_report(job_id, "png", b"\x89PNG...") is True
+    assert store.kept_report(job_id, "png") == b"\x89PNG..."
+    assert store.kept_report(job_id, "svg") is None
+    assert store.kept_report(job_id, "png", owner="someone-else") is None
+    job_ttl = store.redis.pttl(f"initlab:job:{job_id}")
+    report_ttl = store.redis.pttl(f"initlab:job:{job_id}:report")
+    assert 0 < report_ttl <= job_ttl
+    assert job_ttl - report_ttl < 5_000  # expires with the job, not a fresh full TTL later
+
+
+def test_a_late_write_of_a_cancelled_run_drops_the_kept_report(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    store.cancel_job(job_id)
+    assert store.keep_report(job_id, "svg", b"<svg/>") is True
+    assert store.finish_run(job_id, 0, claim.attempt, "cancelled", points=[(0, 1.0)]) == (
+        "cancelled"
+    )
+    assert store.kept_report(job_id, "svg") is None  # the document changed: render again

@@ -27,7 +27,7 @@ from app.api.formats import negotiate
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.jobs.documents import progress as job_progress
 from app.jobs.reports import REPORT_MEDIA_TYPES, has_data, render_report, results_csv
-from app.jobs.status import FINISHED, JobStatus, is_finished
+from app.jobs.status import FINISHED, JobStatus, RunStatus, is_finished
 from app.jobs.store import STORE_ERRORS, EventsUnreadableError, JobStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -184,10 +184,17 @@ class _Progress:
             return self.runs[index]
         return None
 
-    def set_status(self, status: Any, entry_id: str) -> None:
+    def set_status(self, status: Any, entry_id: str) -> list[dict[str, Any]]:
+        """Record the job's new status; returns the runs it changed (a cancel stops them all)."""
         self.status = str(status)
         if self.status == JobStatus.RUNNING and self.started is None:
             self.started = int(entry_id.partition("-")[0]) / 1000  # stream ids are Unix ms
+        if self.status != JobStatus.CANCELLED:
+            return []
+        stopped = [run for run in self.runs if run["status"] not in FINISHED]
+        for run in stopped:
+            run["status"] = RunStatus.CANCELLED.value
+        return stopped
 
     def set_run_status(self, index: Any, status: Any) -> dict[str, Any] | None:
         run = self._run(index)
@@ -251,7 +258,8 @@ def _translate(
         run_index = event.get("run")
         run: dict[str, Any] | None = None
         if kind == "end":
-            progress.status = str(event.get("status"))
+            for stopped in progress.set_status(event.get("status"), entry_id):
+                changed[stopped["run"]] = stopped
             if changed:  # derived from the entries before this one
                 out.append(
                     _sse("progress", progress.document(list(changed.values())), ids.derived())
@@ -280,7 +288,8 @@ def _translate(
         elif kind == "epoch":
             out.append(_sse("epoch", {"run": run_index, "record": event.get("record")}, entry_id))
         elif kind == "status":
-            progress.set_status(event.get("status"), entry_id)
+            for stopped in progress.set_status(event.get("status"), entry_id):
+                changed[stopped["run"]] = stopped
             out.append(_sse("status", {"status": progress.status}, entry_id))
         if run is not None:
             changed[run["run"]] = run
