@@ -296,9 +296,7 @@ def test_a_run_recorded_but_never_sent_is_picked_up_by_the_watchdog(
         circles_job(repeats=1, epochs=3), DatasetStore(store.redis, ttl_seconds=60), settings
     )
     job_id = store.create_job(spec, runs)["id"]  # recorded as queued; nothing sent
-    worker = start_worker(
-        concurrency=1, env={**WORKER_ENV, "INITLAB_QUEUED_RESEND_SECONDS": "1"}
-    )
+    worker = start_worker(concurrency=1, env={**WORKER_ENV, "INITLAB_QUEUED_RESEND_SECONDS": "1"})
     deadline = time.monotonic() + 60
     doc = store.get_job(job_id)
     while doc is not None and doc["status"] not in TERMINAL and time.monotonic() < deadline:

@@ -185,3 +185,66 @@ def test_upload_round_trip_bad_catalogue_then_a_job_on_the_upload(
     missing = circles_job(dataset={"name": "upload", "id": "ds_" + "0" * 24})
     res = api.post("/v1/jobs", json=missing)
     assert res.status_code == 404 and "ds_000" in res.text  # api.md: unknown dataset → 404
+
+
+@pytest.mark.parametrize("api_server", [API_ENV], indirect=True)
+def test_a_job_cancelled_early_reads_its_work_done_not_complete(
+    api: httpx.Client, worker: Any
+) -> None:
+    steps = 100_000
+    training = {"optimizer": {"name": "adam", "learning_rate": 0.01}, "batch_size": 16}
+    res = api.post("/v1/jobs", json=circles_job(training={**training, "steps": steps}, repeats=2))
+    assert res.status_code == 202, res.text
+    job_id = res.json()["id"]
+    events: list[httpx_sse.ServerSentEvent] = []
+    cancelled = False
+    with httpx_sse.connect_sse(api, "GET", f"/v1/jobs/{job_id}/events") as source:
+        for event in source.iter_sse():  # the live stream, while the worker runs
+            events.append(event)
+            if not cancelled and event.event == "points" and event.json()["batch"] >= 200:
+                with httpx.Client(base_url=api.base_url, timeout=30) as other:
+                    assert other.delete(f"/v1/jobs/{job_id}").status_code == 200
+                cancelled = True
+    assert cancelled and events[-1].event == "end", [e.event for e in events][-5:]
+    assert events[-1].json()["status"] == "cancelled"
+    ids = [e.id for e in events]
+    assert all(ids) and len(set(ids)) == len(ids)  # every event resumable, none shared
+
+    total = len(SCHEMES) * 2
+    job = wait_done(api, job_id)
+    progress = job["progress"]
+    assert job["status"] == "cancelled"
+    assert (progress["runs_done"], progress["runs_cancelled"]) == (0, total)
+    assert 0 < progress["fraction"] < 0.5 and progress["eta_seconds"] is None
+    # The stream's last progress says the same: cancelled, not complete.
+    last = [e.json() for e in events if e.event == "progress"][-1]
+    assert (last["runs_done"], last["runs_cancelled"]) == (0, total)
+    assert last["fraction"] < 0.5 and last["eta_seconds"] is None
+    running = [e.json() for e in events if e.event == "progress"][:-1]
+    assert any(p["status"] == "running" and p["eta_seconds"] is not None for p in running)
+
+
+def test_redis_gone_mid_stream_ends_it_with_the_reason(
+    start_api: Callable[..., Any], tmp_path: Any
+) -> None:
+    from app.embedded_redis import EmbeddedRedis
+
+    redis_server = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        server = start_api({**API_ENV, "INITLAB_REDIS_URL": redis_server.url})
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            res = client.post("/v1/jobs", json=circles_job())  # no worker: it stays queued
+            assert res.status_code == 202, res.text
+            url = f"/v1/jobs/{res.json()['id']}/events"
+            events: list[httpx_sse.ServerSentEvent] = []
+            with httpx_sse.connect_sse(client, "GET", url) as source:
+                for event in source.iter_sse():
+                    events.append(event)
+                    if len(events) == 1:
+                        redis_server.stop()  # the response has started: no 503 any more
+    finally:
+        redis_server.stop()
+    assert events[0].event == "progress" and events[-1].event == "end"
+    end = events[-1].json()
+    assert end["status"] == "queued" and end["reason"] == "store_unavailable"
+    assert "unreachable" in end["detail"]

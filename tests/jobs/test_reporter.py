@@ -36,9 +36,7 @@ def _reporter(
     claim = store.claim_run(job_id, 0, "w", 30)
     assert claim.ok
     # The fallback flag read is pushed out of reach: only the published cancel can stop it.
-    settings = get_settings().model_copy(
-        update={"cancel_check_seconds": 3600.0, **settings_update}
-    )
+    settings = get_settings().model_copy(update={"cancel_check_seconds": 3600.0, **settings_update})
     reporter = RedisRunReporter(
         store,
         job_id,
@@ -141,8 +139,15 @@ def test_epoch_writes_do_not_grow_with_the_run(
     for epoch in range(1, 2001):
         before = (len(sizes), sum(sizes))
         reporter.on_batch(epoch, epoch, 1.0 / epoch)
-        record = {"epoch": epoch, "step": epoch, "train_loss": 1.0 / epoch, "val_loss": 0.5,
-                  "train_accuracy": 0.75, "val_accuracy": 0.7, "seconds": 0.001}
+        record = {
+            "epoch": epoch,
+            "step": epoch,
+            "train_loss": 1.0 / epoch,
+            "val_loss": 0.5,
+            "train_accuracy": 0.75,
+            "val_accuracy": 0.7,
+            "seconds": 0.001,
+        }
         reporter.on_epoch(record)
         reporter.on_diagnostics(f"epoch_{epoch}", LAYERS)
         per_epoch.append((len(sizes) - before[0], sum(sizes) - before[1]))
