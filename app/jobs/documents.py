@@ -30,7 +30,7 @@ def iso(ts: bytes | str | float | None) -> str | None:
     """A Unix time as ISO 8601 UTC (``...Z``); None for a missing one."""
     if ts in (None, b"", ""):
         return None
-    value = float(ts)  # type: ignore[arg-type]
+    value = float(ts)
     return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
 
 
