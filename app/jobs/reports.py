@@ -2,7 +2,8 @@
 
 The report mirrors the Udacity notebook's comparison plot: the first ``plot_n_batches``
 training losses per scheme (mean over repeats, min–max band when there are several), then
-validation accuracy per epoch, then the summary table. Rendering uses an explicit
+validation accuracy per epoch, then the summary table (its text: ``app.jobs.report_text``).
+Rendering uses an explicit
 ``matplotlib.figure.Figure`` on the Agg canvas (no pyplot state); the same job document always
 gives the same bytes (fixed SVG id salt, no dates in the metadata).
 """
@@ -26,6 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
+
+from app.jobs.report_text import header, num, short, summary_rows
 
 ReportFormat = Literal["png", "svg"]
 REPORT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
@@ -79,19 +82,10 @@ _RC: dict[Any, Any] = {
     "font.family": "DejaVu Sans",
 }
 
-_ACTIVATIONS = {
-    "relu": "ReLU",
-    "leaky_relu": "leaky ReLU",
-    "elu": "ELU",
-    "selu": "SELU",
-    "gelu": "GELU",
-}
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 # One (line style, marker) per scheme on top of its colour, so curves that lie on top of each
 # other (all zeros and all ones at chance; the best schemes within a point) stay apart.
 _LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 1)))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-_LABEL_CHARS = 36  # legend and table cells cut longer labels with "…"
 
 # Layout, in inches (the figure is 10 in wide at 100 dpi: 1000 px).
 _WIDTH = 10.0
@@ -143,10 +137,6 @@ def _style(i: int, n: int) -> _Style:
     )
 
 
-def _short(label: str, limit: int = _LABEL_CHARS) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
-
-
 @dataclass
 class SchemeSeries:
     """Everything the report shows for one scheme, aggregated over its repeats."""
@@ -156,16 +146,6 @@ class SchemeSeries:
     losses: list[np.ndarray] = field(default_factory=list)  # one (n,) float64 per repeat
     val_accuracy: dict[int, list[float]] = field(default_factory=dict)  # epoch -> per repeat
     val_loss: dict[int, list[float]] = field(default_factory=dict)
-
-
-def _num(value: Any) -> float:
-    """A JSON number (or None / "nan" / "inf" text) as a float; missing → NaN."""
-    if value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def plot_n_batches(job: Mapping[str, Any]) -> int:
@@ -190,7 +170,7 @@ def loss_points(
         while exact < n and exact < len(batch_steps) and int(batch_steps[exact]) == exact:
             exact += 1
         n = exact
-    return np.fromiter((_num(v) for v in batch_losses[:n]), dtype=np.float64, count=n)
+    return np.fromiter((num(v) for v in batch_losses[:n]), dtype=np.float64, count=n)
 
 
 def _scheme_key(run: Mapping[str, Any]) -> tuple[str, str]:
@@ -212,8 +192,8 @@ def collect_series(job: Mapping[str, Any]) -> list[SchemeSeries]:
             s.losses.append(losses)
         for rec in run.get("epochs") or []:
             epoch = int(rec.get("epoch", 0))
-            s.val_accuracy.setdefault(epoch, []).append(_num(rec.get("val_accuracy")))
-            s.val_loss.setdefault(epoch, []).append(_num(rec.get("val_loss")))
+            s.val_accuracy.setdefault(epoch, []).append(num(rec.get("val_accuracy")))
+            s.val_loss.setdefault(epoch, []).append(num(rec.get("val_loss")))
     return list(series.values())
 
 
@@ -238,182 +218,14 @@ def _nanstats(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.nanmean(finite, 0), np.nanmin(finite, 0), np.nanmax(finite, 0)
 
 
-def _decimals(value: float, significant: int, most: int = 4) -> int:
-    """Decimals that show ``value`` with about ``significant`` significant digits (0 to
-    ``most``)."""
-    magnitude = abs(value)
-    if not math.isfinite(magnitude) or magnitude == 0:
-        return most
-    return min(most, max(0, significant - 1 - math.floor(math.log10(magnitude))))
-
-
-def _fmt_num(value: float, digits: int = 4, decimals: int | None = None) -> str:
-    """A loss with about ``digits`` significant digits (fixed point), or an accuracy
-    (``digits=-3``: exactly 3 decimals)."""
-    if not math.isfinite(value):
-        return "–" if math.isnan(value) else ("∞" if value > 0 else "-∞")
-    if digits < 0:
-        return f"{value:.{-digits}f}"
-    if abs(value) >= 1e6:
-        return f"{value:.3g}"
-    return f"{value:.{_decimals(value, digits) if decimals is None else decimals}f}"
-
-
-def _fmt_stat(stats: Any, digits: int = 4, *, single: bool = False) -> str:
-    """``mean ± std`` of a summary statistics object (the value alone for a ``single`` run),
-    both with the decimals the more precise of the two needs; "–" when missing."""
-    if not isinstance(stats, Mapping):
-        return "–"
-    mean, std = _num(stats.get("mean")), _num(stats.get("std"))
-    if math.isnan(mean):
-        return "–"
-    if math.isnan(std) or single:
-        return _fmt_num(mean, digits)
-    if digits < 0:
-        return f"{_fmt_num(mean, digits)} ± {_fmt_num(std, digits)}"
-    # The std to 2 significant digits, the mean to ``digits``; both with the same decimals.
-    decimals = max(_decimals(mean, digits), _decimals(std, 2) if std > 0 else 0)
-    return f"{_fmt_num(mean, digits, decimals)} ± {_fmt_num(std, digits, decimals)}"
-
-
-def _fmt_range(stats: Any, digits: int = 4, *, single: bool = False) -> str:
-    """``min–max`` of a summary statistics object; "–" when missing or for a ``single`` run."""
-    if single or not isinstance(stats, Mapping):
-        return "–"
-    low, high = _num(stats.get("min")), _num(stats.get("max"))
-    if math.isnan(low) or math.isnan(high):
-        return "–"
-    return f"{_fmt_num(low, digits)}–{_fmt_num(high, digits)}"
-
-
 def _uses_accuracy(job: Mapping[str, Any], series: list[SchemeSeries]) -> bool:
     """Accuracy is the headline metric when any run or summary has one (classification)."""
     for item in job.get("summary") or []:
         if isinstance(item.get("final_val_accuracy"), Mapping) and math.isfinite(
-            _num(item["final_val_accuracy"].get("mean"))
+            num(item["final_val_accuracy"].get("mean"))
         ):
             return True
     return any(math.isfinite(v) for s in series for vals in s.val_accuracy.values() for v in vals)
-
-
-def _summary_rows(
-    job: Mapping[str, Any], series: list[SchemeSeries], accuracy: bool
-) -> tuple[list[str], list[list[str]]]:
-    """Column labels and one row of text per scheme (request order)."""
-    metric = "val accuracy" if accuracy else "val loss"
-    columns = [
-        "scheme",
-        f"final {metric} (mean ± std)",
-        "min–max",
-        "final val loss" if accuracy else "last batch loss",
-        "last batch loss" if accuracy else "diverged",
-        "diverged" if accuracy else "s / run",
-    ]
-    if accuracy:
-        columns.append("s / run")
-    repeats = (job.get("spec") or {}).get("repeats")
-    rows = []
-    for item in job.get("summary") or []:
-        diverged = item.get("diverged")
-        div_text = "–" if diverged is None else str(diverged)
-        if diverged is not None and isinstance(repeats, int):
-            div_text = f"{diverged}/{repeats}"
-        seconds = _num(item.get("seconds"))
-        sec_text = f"{seconds:.1f}" if math.isfinite(seconds) else "–"
-        headline = item.get("final_val_accuracy" if accuracy else "final_val_loss")
-        digits = -3 if accuracy else 4
-        single = item.get("runs_finished", item.get("runs")) == 1
-        row = [
-            _short(str(item.get("label") or item.get("scheme"))),
-            _fmt_stat(headline, digits, single=single),
-            _fmt_range(headline, digits, single=single),
-        ]
-        if accuracy:
-            row.append(_fmt_stat(item.get("final_val_loss"), single=single))
-        row.extend([_fmt_stat(item.get("last_batch_loss"), single=single), div_text, sec_text])
-        rows.append(row)
-    if not rows:  # no summary yet (running): one row per scheme so the table still reads
-        rows = [[_short(s.label)] + ["–"] * (len(columns) - 1) for s in series]
-    return columns, rows
-
-
-def _activation(model: Mapping[str, Any]) -> str:
-    act = model.get("activation", "relu")
-    name = act.get("name") if isinstance(act, Mapping) else act
-    text = str(name or "relu")
-    return _ACTIVATIONS.get(text.lower(), text)
-
-
-def _architecture(spec: Mapping[str, Any]) -> str:
-    """``784-256-128-10 ReLU`` from the model and the dataset's sizes."""
-    model = spec.get("model") or {}
-    info = spec.get("dataset_info") or {}
-    hidden = [str(h) for h in model.get("hidden_layers") or []]
-    out = model.get("output_units") or info.get("n_outputs")
-    layers = [str(info["input_dim"])] if info.get("input_dim") else []
-    layers += hidden + ([str(out)] if out else [])
-    text = "-".join(layers) if layers else "MLP"
-    return f"{text} {_activation(model)}"
-
-
-def _training(spec: Mapping[str, Any]) -> str:
-    """``Adam lr 0.001, batch 128, 2 epochs``."""
-    training = spec.get("training") or {}
-    opt = training.get("optimizer") or {}
-    name = str(opt.get("name") or "adam")
-    parts = [_OPTIMIZERS.get(name.lower(), name)]
-    lr = opt.get("learning_rate")
-    if isinstance(lr, int | float):
-        parts[0] += f" lr {lr:g}"
-    if isinstance(opt.get("momentum"), int | float) and opt["momentum"]:
-        parts[0] += f" momentum {opt['momentum']:g}"
-    batch = training.get("batch_size")
-    if batch == "full":
-        parts.append("full batch")
-    elif isinstance(batch, int):
-        parts.append(f"batch {batch}")
-    if isinstance(training.get("steps"), int):
-        parts.append(f"{training['steps']} steps")
-    elif isinstance(training.get("epochs"), int):
-        epochs = training["epochs"]
-        parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
-    return ", ".join(parts)
-
-
-def _repeats(job: Mapping[str, Any]) -> str:
-    spec = job.get("spec") or {}
-    repeats = spec.get("repeats")
-    seeds = sorted(
-        {int(r["seed"]) for r in job.get("runs") or [] if isinstance(r.get("seed"), int)}
-    )
-    if not isinstance(repeats, int):
-        return ""
-    text = f"{repeats} repeat{'s' if repeats != 1 else ''}"
-    if seeds:
-        first, last = seeds[0], seeds[-1]
-        if len(seeds) == 1:
-            text += f" (seed {first})"
-        elif last - first + 1 == len(seeds):
-            text += f" (seeds {first}–{last})"
-        else:
-            text += f" ({len(seeds)} seeds)"
-    return text
-
-
-def _header(job: Mapping[str, Any], n_schemes: int) -> tuple[str, str, str]:
-    """Title (dataset and model), subtitle (training and repeats), and the small id line."""
-    spec = job.get("spec") or {}
-    dataset = (spec.get("dataset") or {}).get("name") or (spec.get("dataset_info") or {}).get(
-        "name"
-    )
-    title = f"{n_schemes} initialization scheme{'s' if n_schemes != 1 else ''}"
-    if dataset:
-        title += f" on {dataset}"
-    title += f": {_architecture(spec)}"
-    subtitle = " · ".join(t for t in (_training(spec), _repeats(job)) if t)
-    runs = len(job.get("runs") or [])
-    small = f"job {job.get('id', '?')} · {job.get('status', '?')} · {runs} runs"
-    return title, subtitle, small
 
 
 def _legend_columns(labels: list[str], width: float) -> int:
@@ -555,7 +367,7 @@ def _draw_finals(
             markeredgewidth=1.6,
             linestyle="none",
         )
-    ax.set_yticks(range(n), [_short(s.label, 24) for s in reversed(series)], fontsize=8)
+    ax.set_yticks(range(n), [short(s.label, 24) for s in reversed(series)], fontsize=8)
     ax.set_ylim(-0.6, n - 0.4)
     metric = "accuracy" if accuracy else "loss"
     ax.set_title(f"Final validation {metric} per run", fontsize=10, y=1.0)
@@ -567,12 +379,12 @@ def _draw(fig: Figure, job: Mapping[str, Any], layout: _Layout) -> None:
     series = collect_series(job)
     styles = [_style(i, len(series)) for i in range(len(series))]
     accuracy = _uses_accuracy(job, series)
-    columns, rows = _summary_rows(job, series, accuracy)
+    columns, rows = summary_rows(job, [s.label for s in series], accuracy)
     # The x axis runs to the longest curve of any repeat: the title counts what is drawn.
     longest = max((c.size for s in series for c in s.losses), default=0)
     n_plot = min(plot_n_batches(job), longest) if longest else plot_n_batches(job)
 
-    title, subtitle, small = _header(job, len(series))
+    title, subtitle, small = header(job, len(series))
     fig.text(0.5, 1 - 0.2 / layout.height, title, ha="center", va="top", fontsize=13)
     fig.text(0.5, 1 - 0.47 / layout.height, subtitle, ha="center", va="top", fontsize=10)
     fig.text(
@@ -582,7 +394,7 @@ def _draw(fig: Figure, job: Mapping[str, Any], layout: _Layout) -> None:
     ax_legend = fig.add_axes(layout.legend)
     ax_legend.axis("off")
     handles = [Line2D([], [], **{**st.line(6, None), "alpha": 1.0}) for st in styles]
-    labels = [_short(s.label) for s in series]
+    labels = [short(s.label) for s in series]
     if handles:
         ax_legend.legend(
             handles,
@@ -630,13 +442,13 @@ def render_report(job: Mapping[str, Any], fmt: ReportFormat = "png") -> bytes:
     if fmt not in REPORT_MEDIA_TYPES:
         raise ValueError(f"fmt must be one of {sorted(REPORT_MEDIA_TYPES)}, got {fmt!r}")
     labels = [
-        _short(label)
+        short(label)
         for label in dict.fromkeys(_scheme_key(run)[1] for run in job.get("runs") or [])
     ]
     summary_rows = len(job.get("summary") or [])
     n_rows = summary_rows or len(labels)
     legend_rows = math.ceil(len(labels) / _legend_columns(labels, _WIDTH - _MARGIN_L - _MARGIN_R))
-    finals_chars = max((len(_short(label, 24)) for label in labels), default=4)
+    finals_chars = max((len(short(label, 24)) for label in labels), default=4)
     layout = _layout(max(legend_rows, 1), max(n_rows, 1), finals_chars)
     buf = io.BytesIO()
     with _RENDER_LOCK, matplotlib.rc_context(_RC):
