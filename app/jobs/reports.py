@@ -3,9 +3,9 @@
 The report mirrors the Udacity notebook's comparison plot: the first ``plot_n_batches``
 training losses per scheme (mean over repeats, min–max band when there are several), then
 validation accuracy per epoch, then the summary table (its text: ``app.jobs.report_text``).
-Rendering uses an explicit
-``matplotlib.figure.Figure`` on the Agg canvas (no pyplot state); the same job document always
-gives the same bytes (fixed SVG id salt, no dates in the metadata).
+Rendering uses an explicit ``matplotlib.figure.Figure`` on the Agg canvas (no pyplot state);
+the same job document always gives the same bytes (fixed SVG id salt, no dates in the
+metadata).
 """
 
 from __future__ import annotations
