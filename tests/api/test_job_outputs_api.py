@@ -250,6 +250,10 @@ def test_bad_last_event_id_is_422(client: TestClient, store: JobStore) -> None:
         "1-0\n",
         "1-",
         "-1",
+        f"1-0.{2**64}",
+        "1-0.",
+        "1-0.1.2",
+        ".1",
     ],
 )
 def test_event_ids_beyond_uint64_or_malformed_are_422(
