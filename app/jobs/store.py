@@ -69,6 +69,11 @@ def is_terminal(status: str | None) -> bool:
     return status in TERMINAL
 
 
+def new_job_id() -> str:
+    """A fresh job id (``job_<24 hex>``)."""
+    return "job_" + secrets.token_hex(12)
+
+
 def _job_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
 
@@ -441,14 +446,16 @@ class JobStore:
         runs: Sequence[Mapping[str, Any]],
         *,
         owner: str = ANONYMOUS,
+        job_id: str | None = None,
     ) -> dict:
         """Store a new job (status ``queued``) of ``owner`` and its runs; returns the job
-        document.
+        document. ``job_id``: one chosen beforehand (:func:`new_job_id`), e.g. reserved for
+        an ``Idempotency-Key``.
 
         ``runs``: one mapping per (scheme, repeat) with ``scheme`` (index), ``label``,
         ``initializer``, ``repeat``, ``seed`` and ``total_batches``.
         """
-        job_id = "job_" + secrets.token_hex(12)
+        job_id = job_id or new_job_id()
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         job_key = _job_key(job_id)
@@ -620,9 +627,7 @@ class JobStore:
         n, stored_owner = self.redis.hmget(_job_key(job_id), ["runs_total", "owner"])
         if n is None or not _owned(stored_owner, owner):
             return None
-        keys = [
-            _job_key(job_id), _events_key(job_id), _cancel_key(job_id), RUNNING_KEY, QUEUED_KEY
-        ]
+        keys = [_job_key(job_id), _events_key(job_id), _cancel_key(job_id), RUNNING_KEY, QUEUED_KEY]
         keys += [_run_key(job_id, i) for i in range(int(n))]
         before = self._cancel(
             keys=keys, args=[repr(time.time()), self.ttl, self.events_maxlen, job_id]
@@ -1047,84 +1052,3 @@ def redis_client(url: str | None) -> redis.Redis:
     return redis.Redis.from_url(
         url or "redis://127.0.0.1:6379/0", socket_connect_timeout=5, health_check_interval=30
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Uploaded datasets
-
-
-class DatasetStore:
-    """Uploaded ``.npz`` datasets, kept in Redis with a TTL (one hash per upload)."""
-
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int) -> None:
-        self.redis: Any = client
-        self.ttl = int(ttl_seconds)
-
-    @classmethod
-    def from_settings(cls, settings: Any = None) -> DatasetStore:
-        from app.config import get_settings
-
-        settings = settings or get_settings()
-        return cls(redis_client(settings.redis_url), ttl_seconds=settings.dataset_ttl_seconds)
-
-    def put(
-        self, data: bytes, meta: Mapping[str, Any] | None = None, *, owner: str = ANONYMOUS
-    ) -> str:
-        """Store an upload of ``owner``; returns its id (``ds_<hex>``)."""
-        dataset_id = "ds_" + secrets.token_hex(12)
-        now = time.time()
-        info = {
-            **(meta or {}),
-            "id": dataset_id,
-            "bytes": len(data),
-            "created_at": _iso(now),
-            "expires_at": _iso(now + self.ttl),
-        }
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            _dataset_key(dataset_id), mapping={"data": data, "meta": _dumps(info), "owner": owner}
-        )
-        pipe.expire(_dataset_key(dataset_id), self.ttl)
-        pipe.zadd(DATASETS_KEY, {dataset_id: now})
-        pipe.zadd(_owner_datasets_key(owner), {dataset_id: now})
-        pipe.expire(_owner_datasets_key(owner), self.ttl)
-        pipe.execute()
-        return dataset_id
-
-    def get(self, dataset_id: str) -> bytes | None:
-        return self.redis.hget(_dataset_key(dataset_id), "data")
-
-    def meta(self, dataset_id: str, *, owner: str | None = None) -> dict | None:
-        """The upload's metadata; None if unknown, expired or (given ``owner``) another's."""
-        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
-            return None
-        return orjson.loads(raw)
-
-    def exists(self, dataset_id: str) -> bool:
-        return bool(self.redis.exists(_dataset_key(dataset_id)))
-
-    def delete(self, dataset_id: str, *, owner: str | None = None) -> bool:
-        """Remove an upload (given ``owner``, only its own); False if there was none."""
-        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
-            return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(_dataset_key(dataset_id))
-        pipe.zrem(DATASETS_KEY, dataset_id)
-        pipe.zrem(_owner_datasets_key(_s(stored_owner) or ANONYMOUS), dataset_id)
-        return bool(pipe.execute()[0])
-
-    def list(self, *, owner: str | None = None) -> list[dict]:
-        """Live uploads' metadata (``owner``'s only, if given), newest first (expired ids are
-        pruned)."""
-        index = DATASETS_KEY if owner is None else _owner_datasets_key(owner)
-        out = []
-        for member in self.redis.zrevrange(index, 0, -1):
-            dataset_id = member.decode()
-            info = self.meta(dataset_id)
-            if info is None:
-                self.redis.zrem(index, dataset_id)
-                continue
-            out.append(info)
-        return out
