@@ -216,6 +216,8 @@ def _chunks(zf: zipfile.ZipFile, member: _Member) -> Iterator[tuple[int, npt.NDA
                 raise DatasetError(member.key, None, "cannot read array: the data is truncated")
             yield done, np.frombuffer(raw, dtype=member.dtype)
             done += n
+        if fp.read(1):  # reaching the end also checks the member's CRC
+            raise DatasetError(member.key, None, "has data after the array its header declares")
 
 
 def describe_npz(
