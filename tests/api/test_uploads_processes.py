@@ -7,8 +7,10 @@ made the process grow by (a memory bound, not a timing one).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -227,3 +229,122 @@ def test_one_idempotency_key_on_two_api_processes_makes_one_job(two_apis: Any) -
     jobs = httpx.get(f"{b.url}/v1/jobs", headers=auth).json()["jobs"]
     assert [j["id"] for j in jobs] == [retry_a.json()["id"]]
     httpx.delete(f"{a.url}/v1/jobs/{retry_a.json()['id']}", headers=auth)
+
+
+class FreezingRedisProxy:
+    """A TCP proxy to Redis that freezes a client at a chosen command: once the client sends
+    bytes containing ``trigger`` nothing more reaches it (``forward``: the triggering command
+    still reaches Redis, so it is executed; else it is dropped). The test then kills the
+    frozen process: a crash at exactly that point of the request."""
+
+    def __init__(self, upstream_port: int, trigger: bytes, *, forward: bool) -> None:
+        import socket
+
+        self.upstream_port = upstream_port
+        self.trigger = trigger
+        self.forward = forward
+        self.triggered = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._sockets: list[Any] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if from_client and not self.triggered.is_set() and self.trigger in data:
+                    self.triggered.set()
+                    if not self.forward:
+                        continue
+                if not from_client and self.triggered.is_set():
+                    continue  # the frozen client never hears back
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["after-recording", "before-recording"])
+def test_an_api_killed_mid_request_leaves_one_job_for_the_retry(
+    start_api: Callable, redis_url: str, redis_client: Any, recorded: bool
+) -> None:
+    from urllib.parse import urlsplit
+
+    from app.api.auth import caller_id
+
+    key = "crash-" + uuid.uuid4().hex
+    parts = urlsplit(redis_url)
+    # create_job's transaction is the only command of a submission that names runs_failed.
+    proxy = FreezingRedisProxy(parts.port or 6379, b"runs_failed", forward=recorded)
+    try:
+        proxied = f"redis://127.0.0.1:{proxy.port}{parts.path}"
+        a = start_api(env={"INITLAB_API_KEYS": key, "INITLAB_REDIS_URL": proxied})
+        b = start_api(env={"INITLAB_API_KEYS": key})
+        auth = {"X-API-Key": key}
+        headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+        body = {
+            "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
+            "model": {"hidden_layers": [4]},
+            "training": {"epochs": 1},
+            "schemes": [{"label": "He", "initializer": "he_normal"}],
+            "repeats": 1,
+            "seed": 5,
+        }
+        outcome: list[Any] = []
+
+        def first_request() -> None:
+            try:
+                outcome.append(
+                    httpx.post(f"{a.url}/v1/jobs", json=body, headers=headers, timeout=60)
+                )
+            except httpx.HTTPError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=first_request)
+        thread.start()
+        assert proxy.triggered.wait(30), "the submission never reached create_job"
+        owner_jobs = f"initlab:owner:{caller_id(key)}:jobs"
+        if recorded:  # wait until Redis has executed the transaction, then crash
+            for _ in range(300):
+                if redis_client.zcard(owner_jobs):
+                    break
+                time.sleep(0.05)
+        a.kill9()
+        thread.join(30)
+        assert isinstance(outcome[0], httpx.HTTPError)  # the client got a connection error
+        assert redis_client.zcard(owner_jobs) == (1 if recorded else 0)
+
+        retry = httpx.post(f"{b.url}/v1/jobs", json=body, headers=headers, timeout=30)
+        if not recorded:
+            # The reservation of the dead process is live for its lease: 409, then (lease
+            # lapsed, here by hand) the retry records the job.
+            assert retry.status_code == 409, retry.text
+            [name] = redis_client.keys(f"initlab:owner:{caller_id(key)}:idempotency:*")
+            redis_client.hset(name, "lease_until", 0)
+            retry = httpx.post(f"{b.url}/v1/jobs", json=body, headers=headers, timeout=30)
+        assert retry.status_code == 202, retry.text
+        assert (retry.headers.get("idempotent-replayed") == "true") is recorded
+        again = httpx.post(f"{b.url}/v1/jobs", json=body, headers=headers, timeout=30)
+        assert again.json()["id"] == retry.json()["id"]
+        jobs = httpx.get(f"{b.url}/v1/jobs", headers=auth).json()["jobs"]
+        assert [j["id"] for j in jobs] == [retry.json()["id"]]
+        httpx.delete(f"{b.url}/v1/jobs/{retry.json()['id']}", headers=auth)
+    finally:
+        proxy.close()
