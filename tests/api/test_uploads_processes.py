@@ -348,3 +348,28 @@ def test_an_api_killed_mid_request_leaves_one_job_for_the_retry(
         httpx.delete(f"{b.url}/v1/jobs/{retry.json()['id']}", headers=auth)
     finally:
         proxy.close()
+
+
+def test_the_run_quota_holds_across_two_api_processes(start_api: Callable) -> None:
+    key = "runs-" + uuid.uuid4().hex
+    env = {"INITLAB_API_KEYS": key, "INITLAB_MAX_QUEUED_RUNS_PER_CALLER": "3"}
+    a, b, auth = start_api(env=env), start_api(env=env), {"X-API-Key": key}
+    body = {
+        "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
+        "model": {"hidden_layers": [4]},
+        "training": {"epochs": 1},
+        "schemes": [{"label": "He", "initializer": "he_normal"}],
+        "repeats": 1,
+    }
+    calls = [
+        (lambda url=(a if i % 2 else b).url: httpx.post(f"{url}/v1/jobs", json=body, headers=auth))
+        for i in range(6)
+    ]
+    responses = _fire(calls)
+    assert sorted(r.status_code for r in responses) == [202] * 3 + [429] * 3
+    refused = next(r for r in responses if r.status_code == 429).json()
+    assert refused["errors"][0]["loc"] == ["quota", "max_queued_runs_per_caller"]
+    jobs = httpx.get(f"{a.url}/v1/jobs", headers=auth).json()["jobs"]
+    assert len(jobs) == 3
+    for job in jobs:
+        httpx.delete(f"{a.url}/v1/jobs/{job['id']}", headers=auth)

@@ -172,6 +172,17 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]
     return bytes(part.data), part.filename
 
 
+def _announced_size(request: Request) -> int:
+    """About how many bytes of file the request's Content-Length announces (0 if none), for
+    the early quota check before the body is read."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return 0
+    ctype, _ = parse_options_header(request.headers.get("content-type", ""))
+    envelope = MULTIPART_OVERHEAD if ctype == b"multipart/form-data" else 0
+    return max(0, int(length) - envelope)
+
+
 def _display_name(name: str | None, filename: str | None) -> str:
     if name is not None:
         if not _NAME.match(name):
@@ -287,9 +298,7 @@ async def create_dataset(
     """
     if name is not None:
         _display_name(name, None)
-    length = request.headers.get("content-length", "")
-    incoming = min(int(length), settings.max_upload_bytes) if length.isdigit() else 0
-    await anyio.to_thread.run_sync(store.check_quota, caller, incoming)
+    await anyio.to_thread.run_sync(store.check_quota, caller, _announced_size(request))
     async with _upload_slot(request, settings):
         data, filename = await _read_upload(request, settings.max_upload_bytes)
         display = _display_name(name, filename)
