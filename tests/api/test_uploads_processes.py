@@ -1,4 +1,6 @@
-"""Uploads, quotas and idempotent submission against real uvicorn API processes on real Redis.
+"""Uploads, quotas and idempotent submission against real uvicorn API processes on real Redis
+(memory per upload, quotas and one Idempotency-Key across two API processes, an API killed
+mid-submission).
 
 Memory is read from the API process itself: ``/proc/<pid>/clear_refs`` resets the peak RSS
 (``VmHWM``) before a request, so ``VmHWM`` after it minus ``VmRSS`` before is what that request
@@ -25,6 +27,14 @@ MiB = 1 << 20
 # Lowered for these tests so the crafted x_train (deflated zeros) is quick to build; the
 # bench (bench/upload_memory.py) runs the default 200M-element limit with a 35 MiB file.
 MAX_ELEMENTS = 20_000_000
+# A one-run job (nothing runs it here: the tests cancel what they submit).
+JOB: dict[str, Any] = {
+    "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
+    "model": {"hidden_layers": [4]},
+    "training": {"epochs": 1},
+    "schemes": [{"label": "He", "initializer": "he_normal"}],
+    "repeats": 1,
+}
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -206,14 +216,7 @@ def test_the_upload_quota_holds_across_two_api_processes(two_apis: Any) -> None:
 
 def test_one_idempotency_key_on_two_api_processes_makes_one_job(two_apis: Any) -> None:
     a, b, auth = two_apis
-    body = {
-        "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
-        "model": {"hidden_layers": [4]},
-        "training": {"epochs": 1},
-        "schemes": [{"label": "He", "initializer": "he_normal"}],
-        "repeats": 1,
-        "seed": 3,
-    }
+    body = {**JOB, "seed": 3}
     headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
 
     def submit(url: str) -> httpx.Response:
@@ -299,14 +302,7 @@ def test_an_api_killed_mid_request_leaves_one_job_for_the_retry(
         b = start_api(env={"INITLAB_API_KEYS": key})
         auth = {"X-API-Key": key}
         headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
-        body = {
-            "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
-            "model": {"hidden_layers": [4]},
-            "training": {"epochs": 1},
-            "schemes": [{"label": "He", "initializer": "he_normal"}],
-            "repeats": 1,
-            "seed": 5,
-        }
+        body = {**JOB, "seed": 5}
         outcome: list[Any] = []
 
         def first_request() -> None:
@@ -354,13 +350,7 @@ def test_the_run_quota_holds_across_two_api_processes(start_api: Callable) -> No
     key = "runs-" + uuid.uuid4().hex
     env = {"INITLAB_API_KEYS": key, "INITLAB_MAX_QUEUED_RUNS_PER_CALLER": "3"}
     a, b, auth = start_api(env=env), start_api(env=env), {"X-API-Key": key}
-    body = {
-        "dataset": {"name": "circles", "train_size": 32, "validation_size": 8},
-        "model": {"hidden_layers": [4]},
-        "training": {"epochs": 1},
-        "schemes": [{"label": "He", "initializer": "he_normal"}],
-        "repeats": 1,
-    }
+    body = JOB  # no seed: each submission draws its own, so none is a duplicate
     calls = [
         (lambda url=(a if i % 2 else b).url: httpx.post(f"{url}/v1/jobs", json=body, headers=auth))
         for i in range(6)
