@@ -296,7 +296,7 @@ async def create_dataset(
     Multipart (field `file`) or the raw body. No pickles; shapes, dtypes, finiteness and
     labels are checked. Reference it in a job as `{"name": "upload", "id": ...}`.
     """
-    if name is not None:
+    if name is not None:  # a bad name is refused before the body is read
         _display_name(name, None)
     await anyio.to_thread.run_sync(store.check_quota, caller, _announced_size(request))
     async with _upload_slot(request, settings):
@@ -307,7 +307,6 @@ async def create_dataset(
         dataset_id = await anyio.to_thread.run_sync(
             functools.partial(store.put, owner=caller), data, meta
         )
-        del data
     stored = await anyio.to_thread.run_sync(store.meta, dataset_id)
     entry = _upload_entry(stored or {**meta, "id": dataset_id})
     return JSONResponse(entry, status_code=201, headers={"Location": f"/v1/datasets/{dataset_id}"})
