@@ -19,10 +19,9 @@ canonical JSON body), ``job_id``, ``state``, ``lease_until``; it expires after t
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from app.errors import ConflictError, InvalidInputError
 from app.jobs.store import PREFIX
@@ -41,7 +40,9 @@ def _key(owner: str, key: str) -> str:
 
 def fingerprint(body: Any) -> str:
     """SHA-256 of the body's canonical JSON (keys sorted): equal for equal JSON values."""
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # json, not orjson: any integer (orjson stops at 64 bits), NaN and lone surrogates.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_key(value: str) -> str:

@@ -169,6 +169,7 @@ def test_keys_are_per_caller_and_fingerprints_canonical(
         c.delete(f"/v1/jobs/{job.json()['id']}", headers={"X-API-Key": who})
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 1.5})
+    assert fingerprint({"seed": 2**80}) != fingerprint({"seed": 2**80 + 1})
     assert parse_key(' "k-1" ') == "k-1"
 
 
