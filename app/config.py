@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
     worker_blas_threads: int = Field(default=1, ge=1)
 
+    # Uploads, quotas and idempotent submission (uploads: app/jobs/uploads.py, quotas.py,
+    # idempotency.py). Uploads parsed at once per API process (more wait, then 503); what one
+    # caller may keep (uploads, their bytes) and have waiting or training (runs, over all its
+    # jobs), 429 beyond; how long an Idempotency-Key of POST /v1/jobs is remembered.
+    max_concurrent_uploads: int = Field(default=2, ge=1)
+    max_uploads_per_caller: int = Field(default=16, ge=1)
+    max_upload_bytes_per_caller: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_queued_runs_per_caller: int = Field(default=256, ge=1)
+    idempotency_window_seconds: int = Field(default=24 * 3600, ge=60)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:

@@ -11,7 +11,8 @@ from fastapi import Depends, Request
 
 from app.api.auth import get_caller
 from app.config import Settings
-from app.jobs.store import DatasetStore, JobStore
+from app.jobs.store import JobStore
+from app.jobs.uploads import DatasetStore
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -43,7 +44,7 @@ async def get_dataset_store(request: Request) -> DatasetStore:
     if store is None:
         jobs = await get_job_store(request)
         settings: Settings = request.app.state.settings
-        store = DatasetStore(jobs.redis, ttl_seconds=settings.dataset_ttl_seconds)
+        store = DatasetStore.from_settings(settings, jobs.redis)
         request.app.state.dataset_store = store
     return store
 

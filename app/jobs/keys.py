@@ -24,6 +24,10 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 - ``initlab:dataset:{id}``             hash: an uploaded ``.npz`` and its metadata
 - ``initlab:datasets``                 sorted set: upload ids by creation time
 - ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
+- ``initlab:owner:{owner}:active``     sorted set: ``{job id}:{runs}`` of the caller's jobs with
+  unfinished runs (the queued-runs quota, ``app.jobs.quotas``)
+- ``initlab:owner:{owner}:idempotency:{sha256(key)}``  hash: an ``Idempotency-Key``'s body
+  fingerprint, job id and state (``app.jobs.idempotency``)
 """
 
 from __future__ import annotations
@@ -54,8 +58,12 @@ LAYOUT: tuple[str, ...] = (
 )
 
 
+# What every job key starts with (Lua scripts that are given a job id build its key with it).
+JOB_KEY_PREFIX = PREFIX + "job:"
+
+
 def job_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
+    return f"{JOB_KEY_PREFIX}{job_id}"
 
 
 def run_key(job_id: str, index: int) -> str:
@@ -105,6 +113,14 @@ def owner_jobs_key(owner: str) -> str:
 
 def owner_datasets_key(owner: str) -> str:
     return f"{PREFIX}owner:{owner}:datasets"
+
+
+def owner_active_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:active"
+
+
+def idempotency_key(owner: str, digest: str) -> str:
+    return f"{PREFIX}owner:{owner}:idempotency:{digest}"
 
 
 def member(job_id: str, index: int) -> str:

@@ -31,7 +31,8 @@ from typing import Any
 import orjson
 
 from app.config import Settings, get_settings
-from app.jobs.store import DatasetStore, JobStore, cancel_channel
+from app.jobs.store import JobStore, cancel_channel
+from app.jobs.uploads import DatasetStore
 
 log = logging.getLogger("initlab.jobs")
 

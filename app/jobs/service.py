@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,7 +25,8 @@ from app.errors import (
     TooLargeError,
 )
 from app.jobs.queue import send_run
-from app.jobs.store import ANONYMOUS, DatasetStore, JobStore
+from app.jobs.store import ANONYMOUS, JobStore
+from app.jobs.uploads import DatasetStore
 from app.schemas.jobs import MAX_SEED, JobCreate
 
 # Bytes per value: runs train in float32.
@@ -288,6 +289,8 @@ def submit_job(
     *,
     owner: str = ANONYMOUS,
     settings: Settings | None = None,
+    job_id: str | None = None,
+    admit: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict:
     """Validate and check the job against ``settings`` (the application's; default
     :func:`get_settings`), record it (owned by ``owner``) and send one task per run.
@@ -296,8 +299,10 @@ def submit_job(
     workers' watchdog sends them (``queued_resend_seconds``)."""
     settings = settings or get_settings()
     spec, runs = prepare_job(body, uploads, settings, owner)
+    if admit is not None:  # per-caller quotas (app.jobs.admission), before anything is recorded
+        admit(runs)
     with _redis_available():
-        doc = store.create_job(spec, runs, owner=owner)
+        doc = store.create_job(spec, runs, owner=owner, job_id=job_id)
     try:
         for index in range(len(runs)):
             send_run(doc["id"], index, settings)

@@ -25,11 +25,9 @@ import orjson
 import redis
 
 from app.jobs.documents import dumps as _dumps
-from app.jobs.documents import iso as _iso
 from app.jobs.documents import job_doc, run_doc, summarize
 from app.jobs.documents import text as _s
 from app.jobs.keys import (
-    DATASETS_KEY,
     INDEX_KEY,
     QUEUED_KEY,
     diag_key,
@@ -43,23 +41,21 @@ from app.jobs.keys import (
     script_keys,
 )
 from app.jobs.keys import cancel_channel as cancel_channel
-from app.jobs.keys import dataset_key as _dataset_key
 from app.jobs.keys import (
     member as run_member,
 )
-from app.jobs.keys import owner_datasets_key as _owner_datasets_key
 from app.jobs.runs import RunClaim, RunStore
 from app.jobs.status import RunStatus, is_finished
 
 __all__ = [
     "ANONYMOUS",
     "STORE_ERRORS",
-    "DatasetStore",
     "EventsUnreadableError",
     "JobStore",
     "RunClaim",
     "cancel_channel",
     "is_finished",
+    "new_job_id",
     "redis_client",
     "summarize",
 ]
@@ -70,6 +66,11 @@ ANONYMOUS = "anonymous"
 # What a store call raises when Redis cannot be reached (callers that must not let it out,
 # such as a response already streaming, catch these).
 STORE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+
+def new_job_id() -> str:
+    """A fresh job id (``job_<24 hex>``)."""
+    return "job_" + secrets.token_hex(12)
 
 
 def _owned(stored: bytes | None, owner: str | None) -> bool:
@@ -107,14 +108,16 @@ class JobStore(RunStore):
         runs: Sequence[Mapping[str, Any]],
         *,
         owner: str = ANONYMOUS,
+        job_id: str | None = None,
     ) -> dict:
         """Store a new job (status ``queued``) of ``owner`` and its runs; returns the job
-        document.
+        document. ``job_id``: one chosen beforehand (:func:`new_job_id`), e.g. reserved for
+        an ``Idempotency-Key``.
 
         ``runs``: one mapping per (scheme, repeat) with ``scheme`` (index), ``label``,
         ``initializer``, ``repeat``, ``seed`` and ``total_batches``.
         """
-        job_id = "job_" + secrets.token_hex(12)
+        job_id = job_id or new_job_id()
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
@@ -361,84 +364,3 @@ def redis_client(url: str | None) -> redis.Redis:
     return redis.Redis.from_url(
         url or "redis://127.0.0.1:6379/0", socket_connect_timeout=5, health_check_interval=30
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Uploaded datasets
-
-
-class DatasetStore:
-    """Uploaded ``.npz`` datasets, kept in Redis with a TTL (one hash per upload)."""
-
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int) -> None:
-        self.redis: Any = client
-        self.ttl = int(ttl_seconds)
-
-    @classmethod
-    def from_settings(cls, settings: Any = None) -> DatasetStore:
-        from app.config import get_settings
-
-        settings = settings or get_settings()
-        return cls(redis_client(settings.redis_url), ttl_seconds=settings.dataset_ttl_seconds)
-
-    def put(
-        self, data: bytes, meta: Mapping[str, Any] | None = None, *, owner: str = ANONYMOUS
-    ) -> str:
-        """Store an upload of ``owner``; returns its id (``ds_<hex>``)."""
-        dataset_id = "ds_" + secrets.token_hex(12)
-        now = time.time()
-        info = {
-            **(meta or {}),
-            "id": dataset_id,
-            "bytes": len(data),
-            "created_at": _iso(now),
-            "expires_at": _iso(now + self.ttl),
-        }
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            _dataset_key(dataset_id), mapping={"data": data, "meta": _dumps(info), "owner": owner}
-        )
-        pipe.expire(_dataset_key(dataset_id), self.ttl)
-        pipe.zadd(DATASETS_KEY, {dataset_id: now})
-        pipe.zadd(_owner_datasets_key(owner), {dataset_id: now})
-        pipe.expire(_owner_datasets_key(owner), self.ttl)
-        pipe.execute()
-        return dataset_id
-
-    def get(self, dataset_id: str) -> bytes | None:
-        return self.redis.hget(_dataset_key(dataset_id), "data")
-
-    def meta(self, dataset_id: str, *, owner: str | None = None) -> dict | None:
-        """The upload's metadata; None if unknown, expired or (given ``owner``) another's."""
-        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
-            return None
-        return orjson.loads(raw)
-
-    def exists(self, dataset_id: str) -> bool:
-        return bool(self.redis.exists(_dataset_key(dataset_id)))
-
-    def delete(self, dataset_id: str, *, owner: str | None = None) -> bool:
-        """Remove an upload (given ``owner``, only its own); False if there was none."""
-        raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
-            return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(_dataset_key(dataset_id))
-        pipe.zrem(DATASETS_KEY, dataset_id)
-        pipe.zrem(_owner_datasets_key(_s(stored_owner) or ANONYMOUS), dataset_id)
-        return bool(pipe.execute()[0])
-
-    def list(self, *, owner: str | None = None) -> list[dict]:
-        """Live uploads' metadata (``owner``'s only, if given), newest first (expired ids are
-        pruned)."""
-        index = DATASETS_KEY if owner is None else _owner_datasets_key(owner)
-        out = []
-        for member in self.redis.zrevrange(index, 0, -1):
-            dataset_id = member.decode()
-            info = self.meta(dataset_id)
-            if info is None:
-                self.redis.zrem(index, dataset_id)
-                continue
-            out.append(info)
-        return out

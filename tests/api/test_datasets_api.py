@@ -190,3 +190,55 @@ def test_multipart_without_file_field_and_wrong_content_type(client: TestClient)
     assert_problem(res, 422, "name")
     res = client.post("/v1/datasets?task=ranking", files={"file": ("a.npz", b"x")})
     assert_problem(res, 422, "task")
+
+
+def test_zip_bomb_413_names_the_body(client: TestClient) -> None:
+    x = np.zeros((100_000, 1000), dtype=np.float32)
+    data = npz(compressed=True, x_train=x, y_train=np.zeros(100_000, np.int64))
+    body = assert_problem(
+        client.post("/v1/datasets", files={"file": ("bomb.npz", data)}), 413, "decompress"
+    )
+    assert body["errors"][0]["loc"] == ["body"]
+    assert body["errors"][0]["input"] > 64 * len(data)
+
+
+def test_an_array_over_the_element_limit_is_413_naming_it(
+    make_client: Callable[..., TestClient],
+) -> None:
+    c = make_client(max_dataset_elements=1000)
+    data = npz(x_train=np.zeros((101, 10), np.float32), y_train=np.zeros(101, np.int64))
+    body = assert_problem(
+        c.post("/v1/datasets", files={"file": ("wide.npz", data)}), 413, "1010 elements", "1000"
+    )
+    assert body["errors"][0]["loc"] == ["body", "x_train"]
+    assert body["errors"][0]["input"] == [101, 10]
+
+
+def test_redis_errors_of_the_upload_store_are_not_turned_into_client_errors(
+    make_client: Callable[..., TestClient],
+) -> None:
+    import redis
+
+    from app.embedded_redis import free_port
+    from app.jobs.uploads import DatasetStore
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    store = DatasetStore(redis.Redis.from_url(dead), ttl_seconds=60, max_uploads=1)
+    for call in (
+        lambda: store.put(b"x", owner="o"),
+        lambda: store.check_quota("o", 1),
+        lambda: store.meta("ds_x"),
+        lambda: store.delete("ds_x"),
+        lambda: store.list(owner="o"),
+    ):
+        with pytest.raises(redis.ConnectionError):
+            call()
+    # Over HTTP they reach the app's Redis-down handling (a 5xx, never a 4xx or a 2xx).
+    c = TestClient(make_client(redis_url=dead).app, raise_server_exceptions=False)
+    for res in (
+        c.post("/v1/datasets", files={"file": ("a.npz", npz(**good_arrays()))}),
+        c.get("/v1/datasets"),
+        c.get("/v1/datasets/ds_000000000000000000000000"),
+        c.delete("/v1/datasets/ds_000000000000000000000000"),
+    ):
+        assert res.status_code >= 500, res.text

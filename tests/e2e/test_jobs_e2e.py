@@ -288,7 +288,8 @@ def test_a_run_recorded_but_never_sent_is_picked_up_by_the_watchdog(
     finds them in the queued index and sends them."""
     from app.config import Settings
     from app.jobs.service import prepare_job
-    from app.jobs.store import DatasetStore, JobStore
+    from app.jobs.store import JobStore
+    from app.jobs.uploads import DatasetStore
 
     settings = Settings(redis_url=redis_url, queued_resend_seconds=1.0)
     store = JobStore.from_settings(settings)

@@ -174,7 +174,7 @@ def test_a_2000_epoch_full_batch_run_keeps_at_most_max_epoch_records(
     max_epoch_records records and as many diagnostics snapshots (+ init), each write small."""
     from app.jobs.reporter import execute_run
     from app.jobs.service import prepare_job
-    from app.jobs.store import DatasetStore
+    from app.jobs.uploads import DatasetStore
 
     store, sizes = counting_store
     settings = get_settings().model_copy(update={"max_epoch_records": 50})

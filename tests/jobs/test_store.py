@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from app.errors import InvalidInputError
-from app.jobs.store import DatasetStore, JobStore
+from app.jobs.store import JobStore
+from app.jobs.uploads import DatasetStore
 
 SPEC: dict[str, Any] = {
     "dataset": {"name": "circles"},

@@ -13,6 +13,7 @@ from app.training.datasets import (
     DatasetTooLargeError,
     check_dataset,
     dataset_from_arrays,
+    describe_npz,
     load_dataset,
     parse_npz,
 )
@@ -136,30 +137,30 @@ def test_archive_structure_errors(data: bytes, field: str, fragment: str) -> Non
     assert info.value.field == field and fragment in info.value.msg
 
 
-@pytest.mark.parametrize(
-    ("arrays", "field", "fragment"),
-    [
-        ({"x_train": np.ones(5), "y_train": np.zeros(5, int)}, "x_train", "2-D"),
-        ({"x_train": np.ones((5, 2, 2)), "y_train": np.zeros(5, int)}, "x_train", "2-D"),
-        ({"x_train": np.array([["a", "b"]]), "y_train": np.zeros(1, int)}, "x_train", "numeric"),
-        ({"x_train": np.array([[1.0, np.nan]]), "y_train": np.zeros(1, int)}, "x_train", "NaN"),
-        ({"x_train": np.array([[1e39, 0.0]]), "y_train": np.zeros(1, int)}, "x_train", "inf"),
-        ({"x_train": np.ones((5, 2)), "y_train": np.zeros(4, int)}, "y_train", "5"),
-        ({"x_train": np.ones((3, 2)), "y_train": np.array([0, -1, 2])}, "y_train", ">= 0"),
-        ({"x_train": np.ones((3, 2)), "y_train": np.zeros((3, 2), int)}, "y_train", "1-D"),
-        ({"x_train": np.ones((0, 2)), "y_train": np.zeros(0, int)}, "x_train", "at least one"),
-        (
-            {
-                "x_train": np.ones((3, 2)),
-                "y_train": np.zeros(3, int),
-                "x_val": np.ones((2, 3)),
-                "y_val": np.zeros(2, int),
-            },
-            "x_val",
-            "features",
-        ),
-    ],
-)
+ARRAY_CASES = [
+    ({"x_train": np.ones(5), "y_train": np.zeros(5, int)}, "x_train", "2-D"),
+    ({"x_train": np.ones((5, 2, 2)), "y_train": np.zeros(5, int)}, "x_train", "2-D"),
+    ({"x_train": np.array([["a", "b"]]), "y_train": np.zeros(1, int)}, "x_train", "numeric"),
+    ({"x_train": np.array([[1.0, np.nan]]), "y_train": np.zeros(1, int)}, "x_train", "NaN"),
+    ({"x_train": np.array([[1e39, 0.0]]), "y_train": np.zeros(1, int)}, "x_train", "inf"),
+    ({"x_train": np.ones((5, 2)), "y_train": np.zeros(4, int)}, "y_train", "5"),
+    ({"x_train": np.ones((3, 2)), "y_train": np.array([0, -1, 2])}, "y_train", ">= 0"),
+    ({"x_train": np.ones((3, 2)), "y_train": np.zeros((3, 2), int)}, "y_train", "1-D"),
+    ({"x_train": np.ones((0, 2)), "y_train": np.zeros(0, int)}, "x_train", "at least one"),
+    (
+        {
+            "x_train": np.ones((3, 2)),
+            "y_train": np.zeros(3, int),
+            "x_val": np.ones((2, 3)),
+            "y_val": np.zeros(2, int),
+        },
+        "x_val",
+        "features",
+    ),
+]
+
+
+@pytest.mark.parametrize(("arrays", "field", "fragment"), ARRAY_CASES)
 def test_array_validation_names_the_key(arrays: dict, field: str, fragment: str) -> None:
     parsed = parse_npz(_npz(**arrays), max_bytes=MB)
     with pytest.raises(DatasetError) as info:
@@ -207,3 +208,129 @@ def test_load_and_check_an_upload_by_id() -> None:
             {"id": "ds_9"}, data_dir="/x", allow_downloads=False, uploaded_exists=lambda uid: False
         )
     assert gone.value.field == "dataset.id"
+
+
+# --- describe_npz: the API's check, without holding the arrays ----------------------------
+
+VALID_UPLOADS = {
+    "multiclass+val": (_classification(), None),
+    "regression (n, 3)+val": (
+        {
+            "x_train": np.ones((6, 2)),
+            "y_train": np.arange(18.0).reshape(6, 3),
+            "x_val": np.zeros((2, 2)),
+            "y_val": np.zeros((2, 3)),
+        },
+        None,
+    ),
+    "binary": ({"x_train": np.ones((6, 2)), "y_train": np.array([0, 1, 1, 0, 1, 0])}, "binary"),
+    "fortran, big-endian, int x, (n, 1) labels": (
+        {
+            "x_train": np.asfortranarray(np.arange(40, dtype=">i4").reshape(10, 4)),
+            "y_train": np.arange(10).reshape(10, 1) % 7,
+        },
+        None,
+    ),
+    "bool x, float labels": (
+        {"x_train": np.eye(5, dtype=bool), "y_train": np.array([0.0, 1, 2, 3, 4])},
+        "multiclass",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(VALID_UPLOADS))
+@pytest.mark.parametrize("compressed", [False, True])
+def test_describe_gives_the_summary_of_the_loaded_dataset(case: str, compressed: bool) -> None:
+    arrays, task = VALID_UPLOADS[case]
+    data = _npz(compressed, **arrays)
+    loaded = dataset_from_arrays("u", parse_npz(data, max_bytes=MB), task).summary()
+    assert describe_npz(data, "u", task, max_bytes=MB) == loaded
+
+
+@pytest.mark.parametrize(("arrays", "field", "fragment"), ARRAY_CASES)
+def test_describe_refuses_what_loading_refuses(arrays: dict, field: str, fragment: str) -> None:
+    with pytest.raises(DatasetError) as info:
+        describe_npz(_npz(**arrays), "u", max_bytes=MB)
+    assert info.value.field == field and fragment in info.value.msg
+
+
+def test_describe_names_the_lowest_bad_row_whatever_the_memory_order() -> None:
+    x = np.zeros((3000, 700))  # > one 4 MiB chunk, column-major
+    x[2500, 0] = np.nan
+    x[7, 699] = np.inf
+    for order in (np.ascontiguousarray, np.asfortranarray):
+        with pytest.raises(DatasetError) as info:
+            describe_npz(
+                _npz(x_train=order(x), y_train=np.zeros(3000, int)), "u", max_bytes=64 * MB
+            )
+        assert info.value.field == "x_train" and info.value.value == 7
+
+
+def _declaring(shape: tuple[int, ...], data_bytes: int, stored: bool = False) -> bytes:
+    """An archive whose x_train header declares ``shape`` (float32) over zeros."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    buf = io.BytesIO()
+    kind = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buf, "w", compression=kind) as zf:
+        zf.writestr("x_train.npy", header.getvalue() + bytes(data_bytes))
+        zf.writestr("y_train.npy", _npy(np.zeros(shape[0], np.int8)))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("reader", [parse_npz, describe_npz])
+def test_an_array_declaring_more_elements_than_allowed_is_refused_by_its_header(
+    reader: object,
+) -> None:
+    data = _declaring((1001, 10), 1001 * 10 * 4)
+    call = (
+        (lambda: parse_npz(data, max_bytes=MB, max_elements=10_000))
+        if reader is parse_npz
+        else (lambda: describe_npz(data, "u", max_bytes=MB, max_elements=10_000))
+    )
+    with pytest.raises(DatasetTooLargeError) as info:
+        call()
+    assert info.value.field == "x_train" and info.value.value == [1001, 10]
+    assert "10010 elements" in info.value.msg and "10000" in info.value.msg
+
+
+def test_the_header_check_comes_before_reading_any_data() -> None:
+    # x_train's data is damaged (its CRC no longer matches): reading it is an error.
+    good = _declaring((1001, 10), 1001 * 10 * 4, stored=True)
+    at = good.index(b"{'descr'") + 200  # past the 128-byte header, inside the zeros
+    broken = good[:at] + b"\x01" + good[at + 1 :]
+    with pytest.raises(DatasetTooLargeError):
+        describe_npz(broken, "u", max_bytes=MB, max_elements=10_000)
+    with pytest.raises(DatasetError) as info:
+        describe_npz(broken, "u", max_bytes=MB)
+    assert info.value.field == "x_train" and "cannot read array" in info.value.msg
+
+
+def test_data_after_the_declared_array_is_refused() -> None:
+    data = _declaring((10, 1), 10 * 4 + 8)
+    with pytest.raises(DatasetError) as info:
+        describe_npz(data, "u", max_bytes=MB)
+    assert info.value.field == "x_train" and "after the array" in info.value.msg
+
+
+def test_describe_holds_a_few_chunks_not_the_arrays() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, (200_000, 64)).astype(np.float32)  # 51 MB, compresses ~9x
+    data = _npz(True, x_train=x, y_train=rng.integers(0, 10, 200_000))
+    del x
+    tracemalloc.start()
+    try:
+        summary = describe_npz(data, "u", max_bytes=len(data))
+        _, describe_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        parse_npz(data, max_bytes=len(data))
+        _, parse_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary["n_train"] == 200_000 and summary["n_classes"] == 10
+    assert parse_peak > 51_000_000  # loading holds the array
+    assert describe_peak < 24 * MB  # a 4 MiB chunk, its float32 cast and masks

@@ -6,6 +6,7 @@ and is a 404 for anyone else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -21,14 +22,19 @@ from starlette.responses import JSONResponse, Response
 from app.api.bodies import UnsupportedMediaTypeError
 from app.api.deps import CallerDep, DatasetStoreDep, SettingsDep
 from app.config import Settings
-from app.errors import ConflictError, InvalidInputError, NotFoundError, TooLargeError
+from app.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    TooLargeError,
+)
 from app.training.datasets import (
     UPLOAD,
     DatasetError,
     DatasetTooLargeError,
-    dataset_from_arrays,
+    describe_npz,
     list_datasets,
-    parse_npz,
 )
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -39,6 +45,8 @@ MULTIPART_OVERHEAD = 16 * 1024
 # The route-level body limit (static, above any upload limit a setting can give).
 UPLOAD_BODY_LIMIT = sys.maxsize
 RAW_TYPES = frozenset({b"application/octet-stream", b"application/x-npz", b"application/zip"})
+# How long an upload waits for one of the INITLAB_MAX_CONCURRENT_UPLOADS slots before a 503.
+SLOT_WAIT_SECONDS = 10.0
 _NAME = re.compile(r"^[\w .,()+-]{1,100}$")
 
 
@@ -164,6 +172,17 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]
     return bytes(part.data), part.filename
 
 
+def _announced_size(request: Request) -> int:
+    """About how many bytes of file the request's Content-Length announces (0 if none), for
+    the early quota check before the body is read."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return 0
+    ctype, _ = parse_options_header(request.headers.get("content-type", ""))
+    envelope = MULTIPART_OVERHEAD if ctype == b"multipart/form-data" else 0
+    return max(0, int(length) - envelope)
+
+
 def _display_name(name: str | None, filename: str | None) -> str:
     if name is not None:
         if not _NAME.match(name):
@@ -179,16 +198,46 @@ def _display_name(name: str | None, filename: str | None) -> str:
     return UPLOAD
 
 
-def _describe(data: bytes, name: str, task: str | None, limit: int) -> dict[str, Any]:
-    """Parse and validate the upload (CPU-bound: runs in a worker thread)."""
+def _describe(data: bytes, name: str, task: str | None, settings: Settings) -> dict[str, Any]:
+    """Validate the upload and summarize it, a chunk at a time (CPU-bound: runs in a worker
+    thread)."""
     try:
-        arrays = parse_npz(data, max_bytes=limit)
-        return dataset_from_arrays(name, arrays, task).summary()
-    except DatasetTooLargeError as exc:
-        raise TooLargeError(f"{exc.field}: {exc.msg}") from None
+        return describe_npz(
+            data,
+            name,
+            task,
+            max_bytes=settings.max_upload_bytes,
+            max_elements=settings.max_dataset_elements,
+        )
     except DatasetError as exc:
         loc: list[str | int] = ["body"] if exc.field == "file" else ["body", exc.field]
+        if isinstance(exc, DatasetTooLargeError):
+            raise TooLargeError(f"{exc.field}: {exc.msg}", loc=loc, value=exc.value) from None
         raise InvalidInputError(loc, exc.value, exc.msg) from None
+
+
+@contextlib.asynccontextmanager
+async def _upload_slot(request: Request, settings: Settings) -> AsyncIterator[None]:
+    """One of ``max_concurrent_uploads`` slots of this process (the memory an upload takes is
+    bounded by its size; this bounds how many are in memory at once). Waits up to
+    ``SLOT_WAIT_SECONDS``, then 503 with ``Retry-After``."""
+    slots: anyio.Semaphore | None = getattr(request.app.state, "upload_slots", None)
+    if slots is None:
+        slots = request.app.state.upload_slots = anyio.Semaphore(settings.max_concurrent_uploads)
+    acquired = False
+    with anyio.move_on_after(SLOT_WAIT_SECONDS):
+        await slots.acquire()
+        acquired = True
+    if not acquired:
+        raise ServiceUnavailableError(
+            f"{settings.max_concurrent_uploads} uploads are being processed "
+            "(INITLAB_MAX_CONCURRENT_UPLOADS); retry in a moment",
+            headers={"Retry-After": "2"},
+        )
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +261,8 @@ def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
         413: {},
         415: {},
         422: {},
+        429: {"description": "Over the caller's quota of uploads kept (count or bytes)."},
+        503: {"description": "Every upload slot of this process is busy (Retry-After)."},
     },
     openapi_extra={
         "requestBody": {
@@ -245,14 +296,17 @@ async def create_dataset(
     Multipart (field `file`) or the raw body. No pickles; shapes, dtypes, finiteness and
     labels are checked. Reference it in a job as `{"name": "upload", "id": ...}`.
     """
-    limit = settings.max_upload_bytes
-    data, filename = await _read_upload(request, limit)
-    display = _display_name(name, filename)
-    summary = await anyio.to_thread.run_sync(_describe, data, display, task, limit)
-    meta = {**summary, "filename": filename}
-    dataset_id = await anyio.to_thread.run_sync(
-        functools.partial(store.put, owner=caller), data, meta
-    )
+    if name is not None:  # a bad name is refused before the body is read
+        _display_name(name, None)
+    await anyio.to_thread.run_sync(store.check_quota, caller, _announced_size(request))
+    async with _upload_slot(request, settings):
+        data, filename = await _read_upload(request, settings.max_upload_bytes)
+        display = _display_name(name, filename)
+        summary = await anyio.to_thread.run_sync(_describe, data, display, task, settings)
+        meta = {**summary, "filename": filename}
+        dataset_id = await anyio.to_thread.run_sync(
+            functools.partial(store.put, owner=caller), data, meta
+        )
     stored = await anyio.to_thread.run_sync(store.meta, dataset_id)
     entry = _upload_entry(stored or {**meta, "id": dataset_id})
     return JSONResponse(entry, status_code=201, headers={"Location": f"/v1/datasets/{dataset_id}"})

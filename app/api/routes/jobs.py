@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from app.api.bodies import json_body, parse_json
 from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep, SettingsDep
 from app.errors import InvalidInputError
-from app.jobs import service
+from app.jobs import admission, idempotency, service
 from app.schemas.bounds import MAX_JSON_DEPTH, json_problem
 from app.schemas.jobs import JobList, JobRead
 
@@ -54,9 +54,14 @@ MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
     status_code=202,
     response_model=JobRead,
     responses={
+        409: {"description": "A request with this Idempotency-Key is still being processed."},
         413: {"description": "Over a job limit, or a body over the size limit."},
         415: {"description": "A body that is not JSON."},
-        422: {"description": "Invalid spec (problem+json naming the field and value)."},
+        422: {
+            "description": "Invalid spec (problem+json naming the field and value), or an "
+            "Idempotency-Key already used with another body."
+        },
+        429: {"description": "Over the caller's quota of queued/running runs."},
     },
     openapi_extra={
         "requestBody": {
@@ -81,18 +86,39 @@ async def create_job(
     settings: SettingsDep,
     jobs: JobStoreDep,
     uploads: DatasetStoreDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="Makes retries safe: the same key (per caller) and body within "
+            "INITLAB_IDEMPOTENCY_WINDOW_SECONDS (default 24 h) return the same job (202, "
+            "`Idempotent-Replayed: true`); the same key with another body is a 422, and a "
+            "retry while the first request is still being handled a 409. 1-255 printable "
+            "ASCII characters, e.g. a UUID (quoted or bare).",
+        ),
+    ] = None,
 ) -> Response:
     """Submit a comparison job: one run per (scheme, repeat) on the workers."""
+    key = None if idempotency_key is None else idempotency.parse_key(idempotency_key)
     body = parse_json(await json_body(request))
     # Depth only: integers are checked field by field (JobCreate), with the field's bounds.
     problem = json_problem(body, max_depth=MAX_BODY_DEPTH, int64=False)
     if problem is not None:
         raise InvalidInputError(["body"], body, problem)
     submit = functools.partial(
-        service.submit_job, body, jobs, uploads, owner=caller, settings=settings
+        admission.submit,
+        body,
+        jobs,
+        uploads,
+        owner=caller,
+        settings=settings,
+        idempotency_key=key,
     )
-    doc = await anyio.to_thread.run_sync(submit)
-    return json_response(doc, status_code=202, headers={"Location": doc["links"]["self"]})
+    doc, replayed = await anyio.to_thread.run_sync(submit)
+    headers = {"Location": doc["links"]["self"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(doc, status_code=202, headers=headers)
 
 
 @router.get("", response_model=JobList)

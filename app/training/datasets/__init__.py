@@ -12,7 +12,12 @@ from app.training.datasets.registry import (
     list_datasets,
     load_dataset,
 )
-from app.training.datasets.upload import DatasetTooLargeError, dataset_from_arrays, parse_npz
+from app.training.datasets.upload import (
+    DatasetTooLargeError,
+    dataset_from_arrays,
+    describe_npz,
+    parse_npz,
+)
 
 __all__ = [
     "IDX_PARAMS",
@@ -26,6 +31,7 @@ __all__ = [
     "Task",
     "check_dataset",
     "dataset_from_arrays",
+    "describe_npz",
     "list_datasets",
     "load_dataset",
     "parse_npz",
