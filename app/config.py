@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # API edges (app/api/request_size.py, app/api/ratelimit.py): request-line and header
     # bounds (414 / 431 problem+json), and rate limits per caller and route group in the
     # `limits` notation ("100/minute", "10/second;1000/hour"); empty: that group unlimited.
-    max_query_bytes: int = Field(default=8192, ge=256)
+    max_query_bytes: int = Field(default=32_768, ge=256)
     max_header_bytes: int = Field(default=65_536, ge=1024)
     rate_limit_tensors: RateLimits = ""
     rate_limit_jobs: RateLimits = ""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
-
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 import redis
