@@ -15,6 +15,9 @@ class InitlabError(Exception):
     status: int = 400
     title: str = "Bad request"
     slug: str = "bad-request"
+    # The request header the error is about, if it is about one: an error raised without
+    # ``errors`` then names it and the value received (``app.api.errors``).
+    header: str | None = None
 
     def __init__(
         self,

@@ -95,12 +95,16 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-async def _initlab_error(_: Request, exc: Exception) -> Response:
+async def _initlab_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InitlabError)
     if exc.status >= 500 and exc.__cause__ is not None:  # the cause, for operators only
         log.warning("%s: %r", exc.detail, exc.__cause__)
+    errors = exc.errors
+    if errors is None and exc.header is not None:
+        got = request.headers.get(exc.header)
+        errors = [{"loc": ["header", exc.header], "msg": exc.detail, "input": got}]
     return problem_response(
-        exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=errors, headers=exc.headers
     )
 
 
@@ -186,9 +190,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _redis_unavailable(_: Request, exc: Exception) -> Response:
     # The client learns that Redis is down, not where it lives (redis' message has host:port).
     log.warning("Redis unreachable: %s", exc)
-    return await _initlab_error(
-        _, ServiceUnavailableError("Redis is unreachable; retry in a few seconds.")
-    )
+    unavailable = ServiceUnavailableError("Redis is unreachable; retry in a few seconds.")
+    return await _initlab_error(_, unavailable)
 
 
 async def _unhandled(_: Request, exc: Exception) -> Response:
