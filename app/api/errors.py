@@ -18,7 +18,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from app.errors import InitlabError, ServiceUnavailableError
+from app.errors import InitlabError, InvalidInputError, ServiceUnavailableError
+from app.initializers import InitializerError, UnknownInitializerError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://initlab.dev/problems/"
@@ -187,6 +188,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    # A safety net: routes map the engine's errors onto their own fields (tensors, jobs); one
+    # that reaches here is still the client's input, never a 500.
+    assert isinstance(exc, InitializerError)
+    status = 404 if isinstance(exc, UnknownInitializerError) else 422
+    invalid = InvalidInputError(exc.field.split("."), exc.value, exc.msg)
+    title = "Not found" if status == 404 else invalid.title
+    slug = "not-found" if status == 404 else invalid.slug
+    return problem_response(status, title, invalid.detail, slug=slug, errors=invalid.errors)
+
+
 async def _redis_unavailable(_: Request, exc: Exception) -> Response:
     # The client learns that Redis is down, not where it lives (redis' message has host:port).
     log.warning("Redis unreachable: %s", exc)
@@ -204,6 +216,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InitlabError, _initlab_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(InitializerError, _engine_error)
     # Redis gone, for every route that needs it: 503 (the stores raise redis' own errors).
     app.add_exception_handler(redis.ConnectionError, _redis_unavailable)
     app.add_exception_handler(redis.TimeoutError, _redis_unavailable)

@@ -350,3 +350,8 @@ def test_cors_preflight_advertises_the_methods_routes_have(client: TestClient) -
     assert res.status_code == 200
     advertised = {m.strip() for m in res.headers["access-control-allow-methods"].split(",")}
     assert advertised == {"GET", "HEAD", "POST", "DELETE"}
+
+
+@pytest.mark.parametrize("name", ["%20", "%1F"])
+def test_a_blank_initializer_name_is_404_not_500(client: TestClient, name: str) -> None:
+    assert "No initializer" in problem(client.get(f"/v1/initializers/{name}"), 404)["detail"]
