@@ -193,7 +193,8 @@ async def _engine_error(request: Request, exc: Exception) -> Response:
     # that reaches here is still the client's input, never a 500.
     assert isinstance(exc, InitializerError)
     status = 404 if isinstance(exc, UnknownInitializerError) else 422
-    invalid = InvalidInputError(exc.field.split("."), exc.value, exc.msg)
+    loc: list[str | int] = list(exc.field.split("."))
+    invalid = InvalidInputError(loc, exc.value, exc.msg)
     title = "Not found" if status == 404 else invalid.title
     slug = "not-found" if status == 404 else invalid.slug
     return problem_response(status, title, invalid.detail, slug=slug, errors=invalid.errors)

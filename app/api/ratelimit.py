@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import redis
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.auth import authenticate
@@ -110,14 +109,13 @@ class RateLimit:
         self.limits = group_limits(settings)
         self.api_keys: Sequence[str] = settings.api_keys
         url = settings.redis_url or "redis://127.0.0.1:6379/0"
-        storage = RedisStorage(
+        self.storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
             key_prefix=KEY_PREFIX,
             socket_connect_timeout=1.0,
             socket_timeout=1.0,
         )
-        self.limiter = FixedWindowRateLimiter(storage)
         self._warned = -math.inf
 
     def caller(self, scope: Scope) -> str:
@@ -132,20 +130,24 @@ class RateLimit:
         return "ip:" + (client[0] if client else "unknown")
 
     async def check(self, group: str, caller: str) -> Verdict | None:
-        """Count the request; the verdict of the tightest limit (None: Redis unreachable)."""
+        """Count the request; the verdict of the tightest limit (None: Redis unreachable).
+
+        The fixed window of ``limits`` (``FixedWindowRateLimiter.hit`` is the same ``incr``),
+        read back in the same pass: two round trips per limit instead of its three."""
         tightest: Verdict | None = None
         try:
             for item in self.limits[group]:
-                allowed = await self.limiter.hit(item, group, caller)
-                stats = await self.limiter.get_window_stats(item, group, caller)
+                key = item.key_for(group, caller)
+                count = await self.storage.incr(key, item.get_expiry())
+                reset_at = await self.storage.get_expiry(key)
                 verdict = Verdict(
-                    allowed=allowed,
+                    allowed=count <= item.amount,
                     quota=item.amount,
                     window=item.get_expiry(),
-                    remaining=stats.remaining,
-                    reset=max(0, math.ceil(stats.reset_time - time.time())),
+                    remaining=max(0, item.amount - count),
+                    reset=max(0, math.ceil(reset_at - time.time())),
                 )
-                if not allowed:
+                if not verdict.allowed:
                     return verdict
                 if tightest is None or verdict.remaining < tightest.remaining:
                     tightest = verdict
