@@ -5,22 +5,30 @@ default: the middleware is not installed), one with the tensor group limited hig
 never to refuse (each request still counted in Redis: two round trips). ``/healthz`` is never
 limited, so it is the yardstick in both; the figure is tensors req/s over healthz req/s.
 
-    .venv/bin/python bench/bench_ratelimit.py [--quick] [--write]   # on INITLAB_REDIS_URL
+    .venv/bin/python bench/bench_ratelimit.py [--quick] [--write]
+
+Counts on ``INITLAB_REDIS_URL`` (else 127.0.0.1:6379) if it answers, else on an embedded
+redis-server started for the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_http import Load, load_interleaved, request_bytes, uvicorn  # noqa: E402
+
+from app.embedded_redis import EmbeddedRedis, ping  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ratelimit.md"
 ON = {"INITLAB_RATE_LIMIT_TENSORS": "1000000000/hour"}
@@ -42,6 +50,17 @@ def scenarios() -> dict[str, Callable[[int], bytes]]:
     return {"healthz": lambda i: healthz, "get_new": get_new, "post_new": post_new}
 
 
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    """The configured Redis if it answers, else an embedded one for the run."""
+    url = os.environ.get("INITLAB_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if ping(url):
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data) as server:
+        yield server.url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
@@ -49,9 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     per_conn, rounds = (200, 2) if args.quick else (1000, 3)
     results: dict[str, dict[str, Load]] = {}
-    for label, env in (("off", OFF), ("on", ON)):
-        with uvicorn(env) as port:
-            results[label] = load_interleaved(port, scenarios(), 8, per_conn, rounds)
+    with redis_url() as url:
+        for label, env in (("off", OFF), ("on", ON)):
+            with uvicorn({**env, "INITLAB_REDIS_URL": url}) as port:
+                results[label] = load_interleaved(port, scenarios(), 8, per_conn, rounds)
     lines = [
         "# Rate limits: cost on the 3×3 tensor path",
         "",
