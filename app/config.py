@@ -10,8 +10,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+import limits
+from pydantic import AfterValidator, AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _rate_limits(text: str) -> str:
+    """A rate limit setting: empty, or what ``limits.parse_many`` reads."""
+    if text.strip():
+        limits.parse_many(text)  # ValueError naming the bad part
+    return text
+
+
+RateLimits = Annotated[str, AfterValidator(_rate_limits)]
 
 
 class Settings(BaseSettings):
@@ -97,6 +108,16 @@ class Settings(BaseSettings):
     max_upload_bytes_per_caller: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_queued_runs_per_caller: int = Field(default=256, ge=1)
     idempotency_window_seconds: int = Field(default=24 * 3600, ge=60)
+
+    # API edges (app/api/request_size.py, app/api/ratelimit.py): request-line and header
+    # bounds (414 / 431 problem+json), and rate limits per caller and route group in the
+    # `limits` notation ("100/minute", "10/second;1000/hour"); empty: that group unlimited.
+    max_query_bytes: int = Field(default=32_768, ge=256)
+    max_header_bytes: int = Field(default=65_536, ge=1024)
+    rate_limit_tensors: RateLimits = ""
+    rate_limit_jobs: RateLimits = ""
+    rate_limit_uploads: RateLimits = ""
+    rate_limit_default: RateLimits = ""
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -15,6 +15,9 @@ class InitlabError(Exception):
     status: int = 400
     title: str = "Bad request"
     slug: str = "bad-request"
+    # The request header the error is about, if it is about one: an error raised without
+    # ``errors`` then names it and the value received (``app.api.errors``).
+    header: str | None = None
 
     def __init__(
         self,
@@ -99,7 +102,33 @@ class ForbiddenError(InitlabError):
     slug = "forbidden"
 
 
+# Seconds a client is told to wait (``Retry-After``) when a backing service is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+
 class ServiceUnavailableError(InitlabError):
+    """A backing service (Redis, the job queue) is unreachable (503 with ``Retry-After``).
+
+    The detail names which one, never its address."""
+
     status = 503
     title = "Service unavailable"
     slug = "unavailable"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+        super().__init__(detail, errors=errors, headers=headers)
+
+
+class RateLimitedError(InitlabError):
+    """Too many requests from one caller in a route group's window (429)."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "rate-limited"

@@ -13,7 +13,11 @@ from starlette.types import ASGIApp
 from app.api.body_limit import BodyLimitProblemMiddleware
 from app.api.compression import CompressionMiddleware
 from app.api.dispatch import DirectRoutes
-from app.api.errors import install_error_handlers
+from app.api.errors import allowed_methods, install_error_handlers
+from app.api.head import HeadAsGet
+from app.api.openapi import problem_openapi
+from app.api.ratelimit import RateLimit, group_limits
+from app.api.request_size import RequestSizeLimit
 from app.config import Settings, get_settings
 
 EXPOSED_HEADERS = [
@@ -25,6 +29,9 @@ EXPOSED_HEADERS = [
     "X-Fan-Out",
     "ETag",
     "Location",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
 ]
 
 
@@ -67,17 +74,27 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     )
     app.state.settings = settings
     install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Middleware, innermost first (each add_middleware wraps the ones before it).
     app.add_middleware(CompressionMiddleware)  # gzip policy: app/api/compression.py
+    if group_limits(settings):  # not installed at all while every limit is off
+        app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(
+        RequestSizeLimit,
+        max_query_bytes=settings.max_query_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    app.add_middleware(  # outside the limits, so their refusals carry the CORS headers too
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=["*"],
+        allow_methods=allowed_methods(app.routes),  # what the routes serve, HEAD included
         allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS,
     )
+    app.add_middleware(HeadAsGet)  # HEAD goes down as GET: app/api/head.py
     app.add_middleware(MetricsMiddleware)  # outermost: times everything, pure ASGI
-    for router in ROUTERS:
-        app.include_router(router)
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     if direct_routes:
         # Inside the middleware and exception handling, in front of the router's own stack.
         app.router.middleware_stack = DirectRoutes(app.router.middleware_stack, DIRECT_ROUTES)

@@ -52,3 +52,15 @@ def test_metrics_served_by_a_real_uvicorn_process(api_server: str) -> None:
     labels = {"route": "/healthz", "method": "GET", "status": "200"}
     assert _sample(text, "initlab_http_requests_total", **labels) >= 1
     assert "process_cpu_seconds_total" in text
+
+
+def test_head_is_counted_as_head_under_its_route_template() -> None:
+    client = TestClient(create_app())
+    before = client.get("/metrics").text
+    assert client.head("/v1/initializers/he_normal").status_code == 200
+    assert client.head("/v1/tensors?shape=2&seed=1").status_code == 200
+    after = client.get("/metrics").text
+    name = "initlab_http_requests_total"
+    for route in ("/v1/initializers/{name}", "/v1/tensors"):
+        head = {"route": route, "method": "HEAD", "status": "200"}
+        assert _sample(after, name, **head) - _sample(before, name, **head) == 1, route

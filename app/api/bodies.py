@@ -20,6 +20,7 @@ class UnsupportedMediaTypeError(InitlabError):
     status = 415
     title = "Unsupported media type"
     slug = "unsupported-media-type"
+    header = "content-type"
 
 
 def is_json_media_type(content_type: str) -> bool:

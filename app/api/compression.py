@@ -11,7 +11,8 @@ Policy (the service's, documented in docs/api.md and the README):
   (ratio 0.93 at any level, 4 MB in ~150 ms vs 14 ms plain), so they go out as they are unless
   the request also says ``?compress=gzip`` (worth it for zeros, ones, identity, sparse...).
 - Anything else (images, event streams, metrics) is never touched, nor are responses that
-  already carry a ``Content-Encoding``, HEAD requests, or bodiless statuses.
+  already carry a ``Content-Encoding``, or bodiless statuses. A ``HEAD`` arrives here as its
+  ``GET`` (``app.api.head``), so it gets the GET's headers, compressed length included.
 
 Every response of a compressible type says ``Vary: Accept-Encoding``. A compressed response's
 strong ``ETag`` becomes weak (``W/"..."``): its bytes differ from the identity encoding's, but
@@ -88,7 +89,7 @@ class CompressionMiddleware:
         self.app, self.minimum_size, self.level = app, minimum_size, level
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "HEAD":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         gzip_ok = False

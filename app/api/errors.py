@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
-from app.errors import InitlabError
+from app.errors import InitlabError, InvalidInputError, ServiceUnavailableError
+from app.initializers import InitializerError, UnknownInitializerError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://initlab.dev/problems/"
@@ -90,10 +96,16 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-async def _initlab_error(_: Request, exc: Exception) -> Response:
+async def _initlab_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InitlabError)
+    if exc.status >= 500 and exc.__cause__ is not None:  # the cause, for operators only
+        log.warning("%s: %r", exc.detail, exc.__cause__)
+    errors = exc.errors
+    if errors is None and exc.header is not None:
+        got = request.headers.get(exc.header)
+        errors = [{"loc": ["header", exc.header], "msg": exc.detail, "input": got}]
     return problem_response(
-        exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=errors, headers=exc.headers
     )
 
 
@@ -124,12 +136,42 @@ def body_too_large(limit: object, content_length: str | None) -> Response:
     )
 
 
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope | None = None) -> list[str]:
+    """The methods of every route (of those matching ``scope``'s path, if given), sorted;
+    ``HEAD`` wherever ``GET`` is (``app.api.head`` answers it)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(list(routes)):  # included routers flattened
+        if scope is not None and route.matches(scope)[0] is Match.NONE:
+            continue
+        methods |= set(route.methods or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+def _method_not_allowed(request: Request) -> Response:
+    """405 with ``Allow`` listing every method some route serves on this path (the router's
+    own lists only the first matching route's)."""
+    allow = allowed_methods(request.app.router.routes, request.scope)
+    method = request.scope.get("initlab.method", request.method)
+    return problem_response(
+        405,
+        "Method not allowed",
+        f"{method} is not allowed on {request.url.path}; allowed: {', '.join(allow)}.",
+        slug="method-not-allowed",
+        errors=[{"loc": ["method"], "msg": f"one of {', '.join(allow)}", "input": method}],
+        headers={"Allow": ", ".join(allow)},
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 413 and MAX_BODY_SIZE_SCOPE_KEY in request.scope:
         # Only the body limiter raises a bare 413 (our own limits are TooLargeError).
         limit = request.scope[MAX_BODY_SIZE_SCOPE_KEY]
         return body_too_large(limit, request.headers.get("content-length"))
+    if exc.status_code == 405:
+        return _method_not_allowed(request)
     titles = {
         401: "Unauthorized",
         403: "Forbidden",
@@ -146,6 +188,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    # A safety net: routes map the engine's errors onto their own fields (tensors, jobs); one
+    # that reaches here is still the client's input, never a 500.
+    assert isinstance(exc, InitializerError)
+    status = 404 if isinstance(exc, UnknownInitializerError) else 422
+    loc: list[str | int] = list(exc.field.split("."))
+    invalid = InvalidInputError(loc, exc.value, exc.msg)
+    title = "Not found" if status == 404 else invalid.title
+    slug = "not-found" if status == 404 else invalid.slug
+    return problem_response(status, title, invalid.detail, slug=slug, errors=invalid.errors)
+
+
+async def _redis_unavailable(_: Request, exc: Exception) -> Response:
+    # The client learns that Redis is down, not where it lives (redis' message has host:port).
+    log.warning("Redis unreachable: %s", exc)
+    unavailable = ServiceUnavailableError("Redis is unreachable; retry in a few seconds.")
+    return await _initlab_error(_, unavailable)
+
+
 async def _unhandled(_: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(500, "Internal server error", "An unexpected error occurred.")
@@ -156,4 +217,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InitlabError, _initlab_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(InitializerError, _engine_error)
+    # Redis gone, for every route that needs it: 503 (the stores raise redis' own errors).
+    app.add_exception_handler(redis.ConnectionError, _redis_unavailable)
+    app.add_exception_handler(redis.TimeoutError, _redis_unavailable)
     app.add_exception_handler(Exception, _unhandled)

@@ -47,7 +47,8 @@ def _redis_available() -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
-        raise ServiceUnavailableError(f"the job store (Redis) is unavailable: {exc}") from None
+        # Not {exc}: redis' message names the server's host and port.
+        raise ServiceUnavailableError("the job store (Redis) is unavailable") from exc
 
 
 def _errors_from(exc: ValidationError) -> list[dict[str, Any]]:
@@ -309,7 +310,7 @@ def submit_job(
     except Exception as exc:  # broker down: do not leave a job that will never run
         with _redis_available():
             store.cancel_job(doc["id"])
-        raise ServiceUnavailableError(f"the job queue is unreachable: {exc}") from None
+        raise ServiceUnavailableError("the job queue is unreachable") from exc
     return doc
 
 

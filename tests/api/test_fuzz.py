@@ -3,9 +3,10 @@
 Two bounded, derandomized (same cases on every run) fuzzers, in-process on the real app and
 the session's real Redis:
 
-- schemathesis drives the main operations from the app's own ``/openapi.json`` (tensors GET
-  and POST, the initializer catalogue, job submission, dataset uploads): values in and out of
-  their declared types and ranges, missing and extra parameters;
+- schemathesis drives every operation of the app's own ``/openapi.json`` with every check it
+  has (server errors, documented statuses, content types, headers and response schemas,
+  schema-valid data accepted and schema-violating data refused, ignored auth, ...): values in
+  and out of their declared types and ranges, missing and extra parameters;
 - hypothesis mutates known-good tensor and job bodies where the OpenAPI document cannot say
   much (initializer references and job specs are free-form JSON there): a field replaced by
   a huge or negative integer, a float such as 1e308, a deeply nested value, a string of
@@ -28,21 +29,45 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    negative_data_rejection,
+    not_a_server_error,
+    positive_data_acceptance,
+)
+from schemathesis.config import SchemathesisConfig
 
 from app.config import Settings
 from app.main import create_app
 
 PROBLEM = "application/problem+json"
-# Operations fuzzed from the OpenAPI document (method, path).
+# Operations fuzzed from the OpenAPI document (method, path): every one the app has.
 OPERATIONS = [
-    ("GET", "/v1/tensors"),
-    ("POST", "/v1/tensors"),
-    ("GET", "/v1/initializers"),
-    ("GET", "/v1/initializers/{name}"),
-    ("POST", "/v1/jobs"),
-    ("POST", "/v1/datasets"),
+    (method.upper(), path)
+    for path, item in create_app(Settings()).openapi()["paths"].items()
+    for method in item
 ]
+# Schemathesis checks that fail today on routes outside the API edges, each for a reason
+# listed in the integration notes; delete an entry once its route is fixed.
+KNOWN: dict[tuple[str, str], list[Any]] = {
+    # cursor: any string up to 200 characters in the schema, only this API's cursors accepted
+    ("GET", "/v1/jobs"): [positive_data_acceptance],
+    # Last-Event-ID / after: any string in the schema, an event id accepted
+    ("GET", "/v1/jobs/{job_id}/events"): [positive_data_acceptance],
+    # shape: any string in the schema, comma-separated integers accepted
+    ("GET", "/v1/tensors"): [positive_data_acceptance],
+    # name: any string in the schema, 1-100 letters, digits, ... accepted
+    ("POST", "/v1/datasets"): [positive_data_acceptance],
+    # the body: any object in the schema (and its example is refused), a job spec accepted
+    ("POST", "/v1/jobs"): [positive_data_acceptance],
+    # shape items 2.0 (an integer in JSON Schema) refused; ?compress= (not in the enum) accepted
+    ("POST", "/v1/tensors"): [positive_data_acceptance, negative_data_rejection],
+}
+# A request within the schema may be over a configured limit (413; the fuzzed app has small
+# ones). DELETE /v1/jobs/{id} cancels: the job stays readable (api.md), so no use-after-free.
+SCHEMATHESIS_CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429"]
+"""
 FUZZ = settings(
     max_examples=40,
     derandomize=True,
@@ -93,7 +118,8 @@ def cancel_if_accepted(client: TestClient, status: int, body: Any) -> None:
 
 @pytest.fixture(scope="module")
 def api_schema(fuzz_app: FastAPI) -> Any:
-    return schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
+    config = SchemathesisConfig.from_str(SCHEMATHESIS_CONFIG)
+    return schemathesis.openapi.from_asgi("/openapi.json", fuzz_app, config=config)
 
 
 # schemathesis' own pytest integration (``from_fixture``) does not run on pytest 9: each
@@ -108,7 +134,14 @@ def test_openapi_fuzz_no_server_error(
     @given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
         response = case.call()
+        if path == "/readyz" and response.status_code == 503:
+            # No worker runs beside this app: the right answer, which names the reason.
+            assert "no Celery worker" in response.json()["detail"]
+            assert response.headers["retry-after"]
+            return
         case.validate_response(response, checks=[not_a_server_error])
+        # Every other check schemathesis has, but the known failures of this operation.
+        case.validate_response(response, excluded_checks=KNOWN.get((method, path), []))
         content_type = (response.headers.get("content-type") or [""])[0]
         assert_clean(
             response.status_code,

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -287,3 +288,70 @@ def test_post_jobs_malformed_json_is_422(client: TestClient, redis_url: str) -> 
     )
     body = problem(res, 422)
     assert first_loc(body) == ["body"] and "invalid JSON" in body["detail"]
+
+
+def test_upload_of_another_media_type_is_415_naming_the_header(client: TestClient) -> None:
+    res = client.post("/v1/datasets", content=b"x" * 10, headers={"content-type": "text/plain"})
+    error = problem(res, 415)["errors"][0]
+    assert error["loc"] == ["header", "content-type"] and error["input"] == "text/plain"
+
+
+# ------------------------------------------------------------- request line, headers, methods
+
+
+def test_query_string_over_the_bound_is_414(make_client: Callable[..., TestClient]) -> None:
+    small = make_client(max_query_bytes=1024)
+    assert small.get("/v1/tensors?shape=3&seed=1&x=" + "a" * 900).status_code == 200
+    body = problem(small.get("/v1/tensors?shape=3&x=" + "a" * 2000), 414)
+    assert first_loc(body) == ["query"] and "INITLAB_MAX_QUERY_BYTES" in body["detail"]
+    assert "1024" in body["detail"]
+
+
+def test_headers_over_the_bound_are_431(make_client: Callable[..., TestClient]) -> None:
+    small = make_client(max_header_bytes=4096)
+    assert small.get("/healthz", headers={"x-pad": "a" * 3000}).status_code == 200
+    body = problem(small.get("/healthz", headers={"x-pad": "a" * 5000}), 431)
+    assert first_loc(body) == ["header"] and "INITLAB_MAX_HEADER_BYTES" in body["detail"]
+
+
+@pytest.mark.integration
+def test_a_long_query_is_problem_json_through_uvicorn(api_server: str) -> None:
+    # 40 KiB: over our 32 KiB bound, under what uvicorn's parser refuses as text/plain.
+    res = httpx.get(f"{api_server}/v1/tensors?shape=3&x=" + "a" * 40_000, timeout=10)
+    assert first_loc(problem(res, 414)) == ["query"]
+    res = httpx.get(f"{api_server}/healthz", headers={"x-pad": "a" * 100_000}, timeout=10)
+    assert first_loc(problem(res, 431)) == ["header"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/jobs", "GET, HEAD, POST"),
+        ("PATCH", "/v1/jobs/job_1", "DELETE, GET, HEAD"),
+        ("DELETE", "/v1/tensors", "GET, HEAD, POST"),
+        ("POST", "/v1/datasets/ds_1", "DELETE, GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
+def test_405_allow_lists_every_method_of_the_path(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    res = client.request(method, path)
+    body = problem(res, 405)
+    assert res.headers["allow"] == allow
+    assert body["errors"][0] == {"loc": ["method"], "msg": f"one of {allow}", "input": method}
+
+
+def test_cors_preflight_advertises_the_methods_routes_have(client: TestClient) -> None:
+    res = client.options(
+        "/v1/jobs",
+        headers={"origin": "https://app.example", "access-control-request-method": "DELETE"},
+    )
+    assert res.status_code == 200
+    advertised = {m.strip() for m in res.headers["access-control-allow-methods"].split(",")}
+    assert advertised == {"GET", "HEAD", "POST", "DELETE"}
+
+
+@pytest.mark.parametrize("name", ["%20", "%1F"])
+def test_a_blank_initializer_name_is_404_not_500(client: TestClient, name: str) -> None:
+    assert "No initializer" in problem(client.get(f"/v1/initializers/{name}"), 404)["detail"]

@@ -49,4 +49,6 @@ async def read_initializer(name: str) -> Response:
         entry = engine.describe(name)
     except engine.UnknownInitializerError as exc:
         raise unknown_initializer(exc, ["path", "name"]) from None
+    except engine.InitializerError as exc:  # not a name at all (blank, control characters)
+        raise NotFoundError(f"No initializer {name!r}: {exc.msg}.") from None
     return Response(orjson.dumps(entry), media_type=JSON, headers={"Cache-Control": CACHE})
