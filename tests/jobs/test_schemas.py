@@ -8,14 +8,8 @@ import pytest
 
 from app.config import Settings
 from app.errors import InitlabError
-from app.jobs.service import (
-    build_run_spec,
-    check_limits,
-    check_work,
-    plan_runs,
-    run_seed,
-    validate_job,
-)
+from app.jobs.runplan import build_run_spec, plan_runs, run_seed
+from app.jobs.service import check_limits, check_work, validate_job
 
 CIRCLES = {"name": "circles"}
 CIRCLES_INFO = {"task": "binary", "n_train": 300, "n_val": 100, "input_dim": 2, "n_outputs": 1}
