@@ -218,7 +218,12 @@ def build_run_spec(spec: Mapping[str, Any], scheme_index: int, seed: int) -> Run
         _validated(ModelSpec, spec["model"], ["model"]),
         _validated(TrainingSpec, spec["training"], ["training"]),
         _validated(RecordSpec, record, ["record"]),
-        _validated(SchemeSpec, spec["schemes"][scheme_index], ["schemes", str(scheme_index)]),
+        # The label names the scheme in reports; the trainer does not read it.
+        _validated(
+            SchemeSpec,
+            {k: v for k, v in spec["schemes"][scheme_index].items() if k != "label"},
+            ["schemes", str(scheme_index)],
+        ),
         seed,
     )
 

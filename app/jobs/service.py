@@ -238,6 +238,7 @@ def check_job_dataset(
             data_dir=settings.data_dir,
             allow_downloads=settings.allow_downloads,
             uploaded_exists=lambda dataset_id: uploads.meta(dataset_id, owner=owner),
+            uploaded=uploads.get,
         )
     except DatasetUnavailableError as exc:
         raise InvalidInputError(list[str | int](exc.field.split(".")), exc.value, exc.msg) from None

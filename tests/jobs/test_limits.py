@@ -64,6 +64,25 @@ def test_structural_413s_name_the_field_and_value() -> None:
         assert err.errors == [{"loc": loc, "msg": err.detail, "input": value}], err.errors
 
 
+def test_the_runs_413_names_what_is_over_the_limit() -> None:
+    limits = Settings(max_runs_per_job=64)
+    many = [{"label": f"s{i}", "initializer": "he_normal"} for i in range(200)]
+    # 200 schemes are over 64 runs on their own: the schemes are what to cut.
+    for repeats in (1, 3):
+        err = too_large(check_limits, validate_job(body(schemes=many, repeats=repeats)),
+                        CIRCLES_INFO, limits)  # fmt: skip
+        assert err.errors is not None
+        assert err.errors[0]["loc"] == ["schemes"] and err.errors[0]["input"] == 200
+        assert "at most 64 schemes" in err.detail
+    # 10 schemes fit; 7 repeats of them do not: the repeats pushed it over.
+    err = too_large(
+        check_limits, validate_job(body(schemes=many[:10], repeats=7)), CIRCLES_INFO, limits
+    )
+    assert err.errors is not None
+    assert err.errors[0]["loc"] == ["repeats"] and err.errors[0]["input"] == 7
+    assert "repeats <= 6" in err.detail
+
+
 def test_work_413s_name_the_field_and_value() -> None:
     _, plans = planned(body(model={"hidden_layers": [64]}), CIRCLES_INFO)
     err = too_large(check_work, plans, 1, Settings(max_params=100))

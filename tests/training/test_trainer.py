@@ -339,3 +339,25 @@ def test_empty_training_split_is_a_spec_error() -> None:
     )
     with pytest.raises(TrainingSpecError):
         train_run(_spec(), empty, Recorder())
+
+
+@pytest.mark.parametrize(
+    ("task", "loss", "link"),
+    [
+        ("multiclass", "auto", "softmax"),
+        ("binary", "auto", "sigmoid"),
+        ("regression", "auto", "linear"),
+        ("multiclass", "mse", "linear"),
+    ],
+)
+def test_the_output_layer_is_labelled_linear_with_the_loss_link(
+    task: str, loss: str, link: str
+) -> None:
+    data = _blobs(task)
+    result = train_run(_spec(training={"loss": loss, "epochs": 1}), data, Recorder())
+    for snapshot in result.diagnostics.values():
+        *hidden, output = snapshot["layers"]
+        # the output layer's statistics are over the logits: it is a linear layer
+        assert output["name"] == "output" and output["activation"] == "linear"
+        assert output["link"] == link
+        assert all(h["activation"] == "relu" and h["link"] is None for h in hidden)
