@@ -22,6 +22,7 @@ from app.schemas.jobs import (
     OptimizerSpec,
     RecordSpec,
     SchemeSpec,
+    SpecRuleError,
     TrainingSpec,
 )
 from app.training.activations import Activation
@@ -148,6 +149,9 @@ def _validated(
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = list(err["loc"])
+        rule = (err.get("ctx") or {}).get("error")
+        if isinstance(rule, SpecRuleError):
+            loc.append(rule.field)
         if positions is not None and len(loc) > 1 and loc[0] == "layers":
             loc[1] = positions[int(loc[1])]
         raise TrainingSpecError(

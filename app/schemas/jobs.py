@@ -59,6 +59,15 @@ def _check_initializer(ref: Any) -> Any:
     return ref
 
 
+class SpecRuleError(ValueError):
+    """A cross-field rule's error raised inside a model: its loc is the model's, and ``field``
+    names the field it blames (``app.jobs.runplan`` reports that one)."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(msg)
+        self.field = field
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -140,14 +149,22 @@ def normalize_activation(ref: str | dict[str, Any]) -> str | dict[str, Any]:
             takes = ", ".join(allowed) or "no parameters"
             raise ValueError(f"unknown parameter {key!r} of {canon} (takes {takes})")
         lo, open_ = allowed[key]
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and (value > lo if open_ else value >= lo)
-        )
-        if not ok or not math.isfinite(value):
+        number = _finite(value)
+        if number is None or not (number > lo if open_ else number >= lo):
             raise ValueError(f"{key} must be a number {'>' if open_ else '>='} {lo:g}")
-    return {"name": canon, **{k: float(v) for k, v in params.items()}} if params else canon
+        params[key] = number
+    return {"name": canon, **params} if params else canon
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class OptimizerSpec(_Strict):
@@ -243,13 +260,6 @@ class TrainingSpec(_Strict):
             raise ValueError(f"unknown loss {v!r}; one of {', '.join(LOSS_NAMES)}")
         return canon
 
-    @field_validator("steps")
-    @classmethod
-    def _not_with_epochs(cls, v: int | None, info: ValidationInfo) -> int | None:
-        if v is not None and info.data.get("epochs") is not None:
-            raise ValueError("give either epochs or steps, not both")
-        return v
-
     @field_validator("batch_size")
     @classmethod
     def _positive_batch(cls, v: int | str | None) -> int | str | None:
@@ -259,6 +269,9 @@ class TrainingSpec(_Strict):
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> TrainingSpec:
+        if self.epochs is not None and self.steps is not None:
+            # A rule over the object (the error's loc is ``training``) that blames ``steps``.
+            raise SpecRuleError("steps", "give either epochs or steps, not both")
         if self.epochs is None and self.steps is None:
             self.epochs = 1
         return self

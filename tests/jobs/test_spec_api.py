@@ -331,7 +331,11 @@ def test_the_stored_spec_is_canonical(client: TestClient) -> None:
             True,
         ),
         ({"training": {"loss": "hinge"}}, ["training", "loss"], "hinge"),
-        ({"training": {"steps": 5}}, ["training", "steps"], 5),
+        (  # a rule over the pair: the loc is the object (as api.md's clients know it)
+            {"training": {"steps": 5}},
+            ["training"],
+            {"optimizer": {"name": "adam"}, "batch_size": 16, "epochs": 1, "steps": 5},
+        ),
         ({"model": {"activation": "swishy"}}, ["model", "activation"], "swishy"),
         (
             {"model": {"activation": {"name": "relu", "alpha": 1}}},
