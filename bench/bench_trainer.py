@@ -37,17 +37,21 @@ def _data(seed: int = 0) -> tuple:
 def bench_numpy(epochs: int) -> list[float]:
     import numpy as np
 
-    from app.training import NullReporter, RunSpec, train_run
+    from app.jobs.runplan import run_spec_from_dict
+    from app.training import NullReporter, train_run
     from app.training.datasets import Dataset
 
     x, y = _data()
     data = Dataset(
         "synthetic", "multiclass", x, y, np.zeros((0, D), np.float32), np.zeros(0, np.int64), K
     )
-    spec = RunSpec.from_dict(
+    spec = run_spec_from_dict(
         model={"hidden_layers": list(HIDDEN), "activation": "relu"},
-        training={"optimizer": {"name": "adam", "learning_rate": 0.001},
-                  "batch_size": BATCH, "epochs": epochs},
+        training={
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "batch_size": BATCH,
+            "epochs": epochs,
+        },
         record={"diagnostics": False},
         kernel_initializer="he_normal",
         seed=0,
@@ -66,8 +70,10 @@ def bench_torch(epochs: int, threads: int) -> tuple[list[float], str]:
     x_np, y_np = _data()
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     model = torch.nn.Sequential(
-        torch.nn.Linear(D, HIDDEN[0]), torch.nn.ReLU(),
-        torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
+        torch.nn.Linear(D, HIDDEN[0]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+        torch.nn.ReLU(),
         torch.nn.Linear(HIDDEN[1], K),
     )
     try:
@@ -106,16 +112,25 @@ def _measure(epochs: int, rounds: int, threads: int) -> dict:
     import numpy as np
     import torch
 
-    return {"threads": threads, "ours": ours, "torch": theirs, "mode": mode,
-            "numpy": np.__version__, "torch_version": torch.__version__}
+    return {
+        "threads": threads,
+        "ours": ours,
+        "torch": theirs,
+        "mode": mode,
+        "numpy": np.__version__,
+        "torch_version": torch.__version__,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=2, help="epochs per round and side")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (noise control)")
-    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}",
-                    help="comma-separated thread counts, each measured in a fresh process")
+    ap.add_argument(
+        "--threads",
+        default=f"1,{os.cpu_count() or 1}",
+        help="comma-separated thread counts, each measured in a fresh process",
+    )
     ap.add_argument("--write", action="store_true", help="write bench/results/trainer.md")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -135,9 +150,21 @@ def main() -> None:
         # should run with the same setting.
         env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(threads), "--epochs", str(args.epochs),
-             "--rounds", str(args.rounds)],
-            env=env, check=True, capture_output=True, text=True, cwd=root,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(threads),
+                "--epochs",
+                str(args.epochs),
+                "--rounds",
+                str(args.rounds),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=root,
         ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
 

@@ -287,7 +287,7 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
     by another live worker is skipped (returns the claim state). Never raises for problems of
     the run itself: they are recorded as a ``failed`` run.
     """
-    from app.jobs.service import build_run_spec
+    from app.jobs.runplan import build_run_spec
     from app.training import train_run
 
     settings = get_settings()

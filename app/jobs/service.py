@@ -25,12 +25,10 @@ from app.errors import (
     TooLargeError,
 )
 from app.jobs.queue import send_run
+from app.jobs.runplan import plan_runs, run_seed
 from app.jobs.store import ANONYMOUS, JobStore
 from app.jobs.uploads import DatasetStore
 from app.schemas.jobs import MAX_SEED, JobCreate
-
-# Bytes per value: runs train in float32.
-ITEMSIZE = 4
 
 
 class JobSpecError(InitlabError):
@@ -90,13 +88,21 @@ def validate_job(body: Any) -> JobCreate:
 def check_limits(job: JobCreate, info: Mapping[str, Any], settings: Settings) -> None:
     """Refuse jobs over the structural limits (413 naming the field and its value, saying the
     limit and how to get under it)."""
-    runs = len(job.schemes) * job.repeats
-    if runs > settings.max_runs_per_job:
+    n_schemes = len(job.schemes)
+    runs = n_schemes * job.repeats
+    limit = settings.max_runs_per_job
+    if runs > limit:
+        # Name what is over: the schemes alone, or the repeats that multiplied them past it.
+        loc: list[str | int]
+        if n_schemes > limit:
+            loc, value, how = ["schemes"], n_schemes, f"at most {limit} schemes"
+        else:
+            loc, value, how = ["repeats"], job.repeats, f"repeats <= {limit // n_schemes}"
         raise TooLargeError(
-            f"the job has {len(job.schemes)} schemes × {job.repeats} repeats = {runs} runs; "
-            f"the limit is {settings.max_runs_per_job} runs per job (fewer repeats or schemes)",
-            loc=["repeats"],
-            value=job.repeats,
+            f"the job has {n_schemes} schemes × {job.repeats} repeats = {runs} runs; "
+            f"the limit is {limit} runs per job ({how})",
+            loc=loc,
+            value=value,
         )
     t = job.training
     if t.epochs is not None and t.epochs > settings.max_epochs:
@@ -164,7 +170,8 @@ def check_work(plans: list[dict[str, Any]], repeats: int, settings: Settings) ->
 
 
 def check_memory(plan: Mapping[str, Any], settings: Settings, scheme: int = 0) -> None:
-    """Refuse a run whose estimated memory (``plan["memory"]``, see :func:`plan_runs`) is over
+    """Refuse a run whose estimated memory (``plan["memory"]``, see
+    :func:`app.jobs.runplan.plan_runs`) is over
     ``max_run_memory_bytes``: 413 naming the field behind the largest part."""
     memory = plan["memory"]
     total = sum(memory.values())
@@ -233,6 +240,7 @@ def check_job_dataset(
             data_dir=settings.data_dir,
             allow_downloads=settings.allow_downloads,
             uploaded_exists=lambda dataset_id: uploads.meta(dataset_id, owner=owner),
+            uploaded=uploads.get,
         )
     except DatasetUnavailableError as exc:
         raise InvalidInputError(list[str | int](exc.field.split(".")), exc.value, exc.msg) from None
@@ -240,12 +248,6 @@ def check_job_dataset(
         if exc.field == "dataset.id":
             raise NotFoundError(f"dataset.id: {exc.msg} (got {exc.value!r})") from None
         raise InvalidInputError(list[str | int](exc.field.split(".")), exc.value, exc.msg) from None
-
-
-def run_seed(seed: int, repeat: int) -> int:
-    """Seed of repeat ``repeat``. Every scheme of a repeat shares it, so schemes are compared on
-    the same batches and dropout masks (only the initializer differs)."""
-    return (seed + repeat) % (MAX_SEED + 1)
 
 
 def prepare_job(
@@ -364,134 +366,3 @@ def readiness(store: JobStore) -> dict:
     if not workers:
         raise ServiceUnavailableError("no Celery worker is running (no worker heartbeat)")
     return {"status": "ready", "redis": "ok", "workers": workers}
-
-
-# -------------------------------------------------------------------------------------------
-# From the stored spec to the trainer's RunSpec (used at submission to validate, and by workers).
-
-
-def _positional(overrides: Any, n_layers: int) -> list[dict[str, Any] | None]:
-    """``[{layer: i, ...}]`` → the trainer's positional list (None = no override)."""
-    out: list[dict[str, Any] | None] = [None] * n_layers
-    for o in overrides or []:
-        out[o["layer"]] = {k: v for k, v in o.items() if k != "layer" and v is not None}
-    while out and out[-1] is None:
-        out.pop()
-    return out
-
-
-def build_run_spec(spec: Mapping[str, Any], scheme_index: int, seed: int) -> Any:
-    """The trainer's ``RunSpec`` for one scheme of a (validated, stored) job spec.
-
-    Raises ``app.training.TrainingSpecError`` naming the field.
-    """
-    from app.training.trainer import RunSpec
-
-    model = dict(spec["model"])
-    n_layers = len(model["hidden_layers"]) + 1
-    model["layers"] = _positional(model.get("layers"), n_layers)
-    model = {k: v for k, v in model.items() if v is not None}
-    training = dict(spec["training"])
-    if training.get("batch_size") == "full":
-        training["batch_size"] = None
-    training["optimizer"] = {
-        k: v for k, v in (training.get("optimizer") or {}).items() if v is not None
-    }
-    training = {k: v for k, v in training.items() if v is not None or k == "batch_size"}
-    record = spec.get("record") or {}
-    scheme = spec["schemes"][scheme_index]
-    return RunSpec.from_dict(
-        model=model,
-        training=training,
-        kernel_initializer=scheme.get("initializer"),
-        seed=seed,
-        record={
-            k: record[k]
-            for k in ("diagnostics", "diagnostics_batch_size", "eval_every")
-            if record.get(k) is not None
-        },
-        bias_initializer=scheme.get("bias_initializer"),
-        layers=_positional(scheme.get("layers"), n_layers),
-    )
-
-
-def plan_runs(spec: Mapping[str, Any], info: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Check every scheme against the dataset (loss/task, output units, initializer shapes)
-    and return per scheme ``{params, total_steps, examples, epochs, record_every, memory,
-    ...}``; 422 naming the field otherwise."""
-    from app.training.trainer import TrainingSpecError
-
-    task = str(info.get("task") or "multiclass")
-    input_dim = int(info.get("input_dim") or 1)
-    n_outputs = int(info.get("n_outputs") or info.get("n_classes") or 1)
-    n_train = max(1, int(info.get("n_train") or 1))
-    n_val = int(info.get("n_val") or 0)
-    plans = []
-    for i in range(len(spec["schemes"])):
-        try:
-            rs = build_run_spec(spec, i, int(spec["seed"]))
-            loss = rs.check(task, input_dim, n_outputs)
-        except TrainingSpecError as exc:
-            field = exc.field
-            if field.split(".", 1)[0].split("[", 1)[0] not in ("model", "training", "record"):
-                field = f"schemes.{i}.{field}"
-            loc: list[str | int] = [p for p in field.replace("[", ".").replace("]", "").split(".")]
-            raise InvalidInputError(loc, exc.value, exc.msg) from None
-        training = spec["training"]
-        plans.append(
-            {
-                "params": rs.parameter_count(input_dim, loss.units),
-                "total_steps": rs.total_steps(n_train),
-                "examples": rs.total_steps(n_train) * rs.effective_batch_size(n_train),
-                "epochs": rs.total_epochs(n_train),
-                "record_every": rs.record_every(n_train),
-                "memory": run_memory(rs, input_dim, loss.units, n_train, n_val),
-                "batch": rs.effective_batch_size(n_train),
-                "batch_size": training.get("batch_size"),
-                "hidden_layers": list(rs.hidden_layers),
-                "n_train": n_train,
-                "training_epochs": training.get("epochs"),
-                "training_steps": training.get("steps"),
-            }
-        )
-    return plans
-
-
-def run_memory(rs: Any, input_dim: int, units: int, n_train: int, n_val: int) -> dict[str, int]:
-    """Estimated bytes one run holds (float32), by part:
-
-    - ``activations``: the network's work arrays for every batch size the run uses (training
-      batches and the last partial one, evaluation chunks, the diagnostics batch);
-    - ``parameters``: parameters, gradients, the optimizer's scratch vector and its state
-      slots (SGD momentum 1, Adam/AdamW 2, RMSprop 1 + centered + momentum);
-    - ``dataset``: both splits (features, targets, labels), the batch gather buffers and the
-      loss history.
-    """
-    from app.training.network import buffer_bytes
-    from app.training.trainer import EVAL_CHUNK
-
-    sizes = rs.layer_sizes(input_dim, units)
-    bs = rs.effective_batch_size(n_train)
-    rows = {bs, min(n_val, EVAL_CHUNK), n_val % EVAL_CHUNK}
-    if not rs.drop_last:
-        rows.add(n_train % bs)
-    if rs.diagnostics:
-        rows.add(min(n_train, rs.diagnostics_batch_size))
-    activations = sum(
-        buffer_bytes(sizes, r, dropout=rs.dropout, itemsize=ITEMSIZE) for r in rows if r > 0
-    )
-    opt = rs.optimizer
-    slots = {
-        "sgd": int(bool(opt.momentum)),
-        "adam": 2,
-        "adamw": 2,
-        "rmsprop": 1 + int(bool(opt.centered)) + int(bool(opt.momentum)),
-    }.get(opt.name, 3)
-    params = rs.parameter_count(input_dim, units)
-    per_example = (input_dim + units) * ITEMSIZE + 8  # features, targets, an int64 label
-    dataset = (n_train + n_val + bs) * per_example + rs.total_steps(n_train) * ITEMSIZE
-    return {
-        "activations": activations,
-        "parameters": params * ITEMSIZE * (3 + slots),
-        "dataset": dataset,
-    }

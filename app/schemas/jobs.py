@@ -3,19 +3,35 @@
 ``JobCreate`` is the body after a preset has been applied (``app.jobs.presets``). Every
 initializer reference is resolved with the engine here, so an unknown or invalid scheme is a 422
 naming ``schemes.<i>.initializer`` and the value, long before a worker sees it.
+
+These models are the one definition of the job spec: every field, bound and accepted
+spelling (``lr`` for ``learning_rate``, ``"Adam"``, a plain ``"sgd"``, Keras loss names) is
+here, and is normalized to one canonical form in the stored spec. The name lists come from the
+trainer (``app.training``: activations, losses, optimizers and which fields each optimizer
+reads); ``app.jobs.runplan`` turns a validated spec into the trainer's ``RunSpec``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.schemas.bounds import MAX_COUNT, SEED_MAX, check_json
+from app.training.activations import ACTIVATION_PARAMS, ACTIVATIONS, canonical_activation
+from app.training.losses import LOSS_NAMES
+from app.training.optimizers import OPTIMIZER_FIELDS, OPTIMIZERS
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "linear")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 MAX_SEED = SEED_MAX
 
 InitializerRef = Annotated[
@@ -43,6 +59,15 @@ def _check_initializer(ref: Any) -> Any:
     return ref
 
 
+class SpecRuleError(ValueError):
+    """A cross-field rule's error raised inside a model: its loc is the model's, and ``field``
+    names the field it blames (``app.jobs.runplan`` reports that one)."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(msg)
+        self.field = field
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +83,13 @@ class DatasetRef(BaseModel):
     )
     # The loader's parameters: any JSON values, held to the free-form bounds here.
     __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(check_json)]] = Field(init=False)
+
+    @model_validator(mode="after")
+    def _upload_implied(self) -> DatasetRef:
+        # ``{"id": "ds_..."}`` alone names an upload: the stored spec says so, for the worker.
+        if self.name is None and (self.model_extra or {}).get("id") is not None:
+            self.name = "upload"
+        return self
 
 
 class LayerOverride(_Strict):
@@ -76,7 +108,8 @@ class ModelSpec(_Strict):
     )
     activation: Annotated[str | dict[str, Any], AfterValidator(check_json)] = Field(
         default="relu",
-        description=f"One of {', '.join(ACTIVATIONS)}, or {{name, negative_slope|alpha}}.",
+        description=f"One of {', '.join(ACTIVATIONS)}, or {{name: leaky_relu, negative_slope}} "
+        "/ {name: elu, alpha}.",
     )
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     output_units: int | None = Field(
@@ -92,33 +125,120 @@ class ModelSpec(_Strict):
 
     _check = field_validator("kernel_initializer", "bias_initializer")(_check_initializer)
 
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
+        return normalize_activation(v)
+
+
+def normalize_activation(ref: str | dict[str, Any]) -> str | dict[str, Any]:
+    """``"ReLU"`` → ``"relu"``, ``{"name": "LeakyReLU", "negative_slope": 0.2}`` →
+    ``{"name": "leaky_relu", "negative_slope": 0.2}``; ValueError naming what is wrong."""
+    name = ref if isinstance(ref, str) else ref.get("name")
+    if not isinstance(name, str):
+        raise ValueError("must be an activation name or {name, ...params}")
+    canon = canonical_activation(name)
+    if canon is None:
+        raise ValueError(f"unknown activation {name!r}; one of {', '.join(ACTIVATIONS)}")
+    if isinstance(ref, str):
+        return canon
+    params = {k: v for k, v in ref.items() if k != "name"}
+    allowed = {p: (lo, open_) for p, lo, open_ in ACTIVATION_PARAMS.get(canon, ())}
+    for key, value in params.items():
+        if key not in allowed:
+            takes = ", ".join(allowed) or "no parameters"
+            raise ValueError(f"unknown parameter {key!r} of {canon} (takes {takes})")
+        lo, open_ = allowed[key]
+        number = _finite(value)
+        if number is None or not (number > lo if open_ else number >= lo):
+            raise ValueError(f"{key} must be a number {'>' if open_ else '>='} {lo:g}")
+        params[key] = number
+    return {"name": canon, **params} if params else canon
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
 
 class OptimizerSpec(_Strict):
-    """Unset fields take the optimizer's defaults (the trainer's, e.g. Adam lr 0.001)."""
+    """An optimizer name (``"adam"``, any case) or ``{name, ...settings}``. Unset settings take
+    the optimizer's torch defaults (learning rate: Adam/AdamW 1e-3, SGD/RMSprop 1e-2; AdamW's
+    weight decay 0.01). Each optimizer takes only its own settings."""
 
     name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
-    learning_rate: float | None = Field(default=None, gt=0.0, le=100.0)
+    learning_rate: float | None = Field(
+        default=None, gt=0.0, le=100.0, validation_alias=AliasChoices("learning_rate", "lr")
+    )
+    weight_decay: float | None = Field(default=None, ge=0.0, le=10.0)
     momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="SGD, RMSprop.")
     nesterov: bool | None = Field(default=None, description="SGD only (needs momentum > 0).")
-    betas: tuple[float, float] | None = Field(default=None, description="Adam/AdamW.")
-    rho: float | None = Field(default=None, ge=0.0, le=1.0, description="RMSprop decay.")
-    eps: float | None = Field(default=None, gt=0.0, le=1.0)
-    weight_decay: float | None = Field(default=None, ge=0.0, le=10.0)
+    betas: tuple[float, float] | None = Field(
+        default=None, description="Adam/AdamW: [beta1, beta2] in one field."
+    )
+    beta1: float | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
+    beta2: float | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
+    eps: float | None = Field(
+        default=None, gt=0.0, le=1.0, validation_alias=AliasChoices("eps", "epsilon")
+    )
+    alpha: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        validation_alias=AliasChoices("alpha", "rho"),
+        description="RMSprop smoothing constant (Keras: rho).",
+    )
+    centered: bool | None = Field(default=None, description="RMSprop.")
 
-    @field_validator("betas")
+    @model_validator(mode="before")
     @classmethod
-    def _betas_in_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not all(0.0 <= b < 1.0 for b in v):
+    def _name_forms(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            data = {**data, "name": data["name"].strip().lower()}
+        return data
+
+    @field_validator("momentum", "nesterov", "betas", "beta1", "beta2", "eps", "alpha", "centered")
+    @classmethod
+    def _own_setting(cls, v: Any, info: ValidationInfo) -> Any:
+        name = info.data.get("name")
+        field = str(info.field_name)
+        if v is None or name is None:
+            return v
+        uses = OPTIMIZER_FIELDS[name] + (("betas",) if "beta1" in OPTIMIZER_FIELDS[name] else ())
+        if field not in uses:
+            key = "beta1" if field == "betas" else field
+            users = [o for o, fields in OPTIMIZER_FIELDS.items() if key in fields]
+            raise ValueError(f"{name} has no {field} (only {', '.join(users)})")
+        if field == "betas" and not all(0.0 <= b < 1.0 for b in v):
             raise ValueError("each beta must be in [0, 1)")
+        if field in ("beta1", "beta2") and info.data.get("betas") is not None:
+            raise ValueError("give betas or beta1/beta2, not both")
+        if field == "nesterov" and v and not (info.data.get("momentum") or 0.0) > 0.0:
+            raise ValueError("Nesterov momentum needs momentum > 0")
         return v
+
+    @model_validator(mode="after")
+    def _split_betas(self) -> OptimizerSpec:
+        if self.betas is not None:  # one form in the stored spec
+            self.beta1, self.beta2 = self.betas
+            self.betas = None
+        return self
 
 
 class TrainingSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     loss: str | None = Field(
         default=None,
-        description=f"One of {', '.join(LOSSES)} (and Keras spellings); default: from the "
-        "dataset's task.",
+        description=f"One of {', '.join(LOSS_NAMES)}; default (auto): from the dataset's task "
+        "(cross_entropy: softmax for multiclass, sigmoid for binary; mse for regression).",
     )
     batch_size: int | Literal["full"] | None = Field(
         default=128, description="Examples per step; 'full' (or null) for full-batch descent."
@@ -130,6 +250,16 @@ class TrainingSpec(_Strict):
     shuffle: bool = True
     drop_last: bool = False
 
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        canon = LOSS_NAMES.get(v.strip().lower())
+        if canon is None:
+            raise ValueError(f"unknown loss {v!r}; one of {', '.join(LOSS_NAMES)}")
+        return canon
+
     @field_validator("batch_size")
     @classmethod
     def _positive_batch(cls, v: int | str | None) -> int | str | None:
@@ -140,7 +270,8 @@ class TrainingSpec(_Strict):
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> TrainingSpec:
         if self.epochs is not None and self.steps is not None:
-            raise ValueError("give either epochs or steps, not both")
+            # A rule over the object (the error's loc is ``training``) that blames ``steps``.
+            raise SpecRuleError("steps", "give either epochs or steps, not both")
         if self.epochs is None and self.steps is None:
             self.epochs = 1
         return self

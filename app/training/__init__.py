@@ -10,14 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.training.trainer import (
-        RunReporter,
-        RunResult,
-        RunSpec,
-        TrainingSpecError,
-        build_network,
-        train_run,
-    )
+    from app.training.results import NullReporter, RunReporter, RunResult
+    from app.training.spec import RunSpec, TrainingSpecError
+    from app.training.trainer import build_network, train_run
 
 __all__ = [
     "NullReporter",
@@ -30,7 +25,16 @@ __all__ = [
 ]
 
 
+_MODULES = {
+    "NullReporter": "app.training.results",
+    "RunReporter": "app.training.results",
+    "RunResult": "app.training.results",
+    "RunSpec": "app.training.spec",
+    "TrainingSpecError": "app.training.spec",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("app.training.trainer"), name)
+        return getattr(importlib.import_module(_MODULES.get(name, "app.training.trainer")), name)
     raise AttributeError(f"module 'app.training' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "Activation", "sigmoid"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_PARAMS", "Activation", "canonical_activation", "sigmoid"]
 
 # SELU constants from Klambauer et al. 2017 (the fixed point for zero mean / unit variance).
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -165,3 +165,21 @@ ACTIVATIONS: tuple[str, ...] = (
     "sigmoid",
     "linear",
 )
+
+# Other accepted spellings of the names above (matched after lower-casing, "-" → "_").
+_ALIASES = {"identity": "linear", "leakyrelu": "leaky_relu"}
+
+# The parameters each activation takes (``{name, <param>: value}``), with their lower bounds:
+# (parameter, minimum, minimum excluded).
+ACTIVATION_PARAMS: dict[str, tuple[tuple[str, float, bool], ...]] = {
+    "leaky_relu": (("negative_slope", 0.0, False),),
+    "elu": (("alpha", 0.0, True),),
+}
+
+
+def canonical_activation(name: str) -> str | None:
+    """The canonical name of an activation spelling (``"Leaky-ReLU"`` → ``"leaky_relu"``), or
+    None when it names none of :data:`ACTIVATIONS`."""
+    canon = name.strip().lower().replace("-", "_")
+    canon = _ALIASES.get(canon, canon)
+    return canon if canon in ACTIVATIONS else None

@@ -3,6 +3,10 @@
 For every dense layer ``i`` (hidden layers, then the output layer), on the diagnostic batch in
 evaluation mode (no dropout):
 
+- ``activation``: the layer's own activation — ``"linear"`` for the output layer, whose
+  outputs are the logits — and ``link``: for the output layer the function the loss applies
+  to the logits (``"softmax"``, ``"sigmoid"``, or ``"linear"`` for MSE), None for hidden
+  layers.
 - ``activation_mean`` / ``activation_std``: of the layer's output over all (example, unit)
   entries — the hidden activation, or the raw logits for the output layer.
 - ``dead_fraction`` (ReLU-family hidden layers, else None): fraction of units whose
@@ -96,7 +100,10 @@ def layer_diagnostics(net: Network, x: np.ndarray, target: np.ndarray) -> dict[s
                 "layer": i,
                 "name": f"dense_{i}" if hidden else "output",
                 "units": int(z.shape[1]),
-                "activation": act.name if hidden else net.loss.output_activation,
+                # The output layer is linear (its outputs are the logits); the loss's link
+                # (softmax, sigmoid, or linear for MSE) is applied inside the loss.
+                "activation": act.name if hidden else "linear",
+                "link": None if hidden else net.loss.output_activation,
                 "activation_mean": _f(np.mean(out, dtype=np.float64)),
                 "activation_std": _f(np.std(out, dtype=np.float64)),
                 "dead_fraction": dead,

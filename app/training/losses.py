@@ -23,9 +23,24 @@ import numpy as np
 
 from app.training.activations import sigmoid
 
-__all__ = ["LOSSES", "Loss"]
+__all__ = ["LOSSES", "LOSS_NAMES", "Loss"]
 
 LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "binary_cross_entropy", "mse")
+
+# Accepted loss spellings → canonical names ("auto" and "cross_entropy" adapt to the task).
+LOSS_NAMES: dict[str, str] = {
+    "auto": "auto",
+    "cross_entropy": "cross_entropy",
+    "crossentropy": "cross_entropy",
+    "softmax_cross_entropy": "softmax_cross_entropy",
+    "categorical_crossentropy": "softmax_cross_entropy",
+    "sparse_categorical_crossentropy": "softmax_cross_entropy",
+    "binary_cross_entropy": "binary_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+    "bce": "binary_cross_entropy",
+    "mse": "mse",
+    "mean_squared_error": "mse",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,8 @@ class Loss:
 
     @property
     def output_activation(self) -> str:
-        """The output nonlinearity folded into the loss (for reports)."""
+        """The link the loss applies to the logits (``softmax``, ``sigmoid``, or ``linear``
+        for MSE): the network's output layer itself is linear."""
         return {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(
             self.name, "linear"
         )

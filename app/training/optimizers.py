@@ -27,13 +27,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerSpec", "default_threads", "make_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "OPTIMIZER_FIELDS",
+    "Optimizer",
+    "OptimizerSpec",
+    "default_threads",
+    "make_optimizer",
+]
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
 
 # torch.optim defaults (SGD's lr default is ours: torch 2.x uses 1e-3).
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.01}
 DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 0.01, "rmsprop": 0.0}
+# The settings each optimizer reads besides learning_rate and weight_decay.
+OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum", "nesterov"),
+    "adam": ("beta1", "beta2", "eps"),
+    "adamw": ("beta1", "beta2", "eps"),
+    "rmsprop": ("alpha", "eps", "momentum", "centered"),
+}
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,7 @@ class OptimizerSpec:
             "learning_rate": self.learning_rate,
             "weight_decay": self.weight_decay,
         }
-        if self.name == "sgd":
-            out.update(momentum=self.momentum, nesterov=self.nesterov)
-        elif self.name in ("adam", "adamw"):
-            out.update(beta1=self.beta1, beta2=self.beta2, eps=self.eps)
-        else:
-            out.update(alpha=self.alpha, eps=self.eps, momentum=self.momentum,
-                       centered=self.centered)
+        out.update({k: getattr(self, k) for k in OPTIMIZER_FIELDS[self.name]})
         return out
 
 
@@ -159,8 +167,14 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray,
-                 *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: OptimizerSpec,
+        params: np.ndarray,
+        grads: np.ndarray,
+        *,
+        threads: int | None = None,
+    ) -> None:
         self.state_names = ("buf",) if spec.momentum else ()
         super().__init__(spec, params, grads, threads=threads)
         self.mu = spec.momentum
@@ -235,10 +249,16 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    def __init__(self, spec: OptimizerSpec, params: np.ndarray, grads: np.ndarray,
-                 *, threads: int | None = None) -> None:
-        self.state_names = ("sq",) + (("avg",) if spec.centered else ()) + (
-            ("buf",) if spec.momentum else ()
+    def __init__(
+        self,
+        spec: OptimizerSpec,
+        params: np.ndarray,
+        grads: np.ndarray,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        self.state_names = (
+            ("sq",) + (("avg",) if spec.centered else ()) + (("buf",) if spec.momentum else ())
         )
         super().__init__(spec, params, grads, threads=threads)
 

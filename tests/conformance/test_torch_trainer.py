@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.jobs.runplan import run_spec_from_dict
 from app.training import NullReporter, RunSpec, build_network, train_run
 from app.training.datasets import Dataset
 
@@ -121,7 +122,7 @@ def _torch_losses(spec: RunSpec, data: Dataset, make_opt: Any) -> np.ndarray:
 )
 def test_first_steps_match_torch(opt_name: str, task: str, activation: str) -> None:
     ours_opt, make_opt = OPTIMIZERS[opt_name]
-    spec = RunSpec.from_dict(
+    spec = run_spec_from_dict(
         model={"hidden_layers": [32, 16], "activation": activation},
         training={"optimizer": ours_opt, "batch_size": BATCH, "steps": STEPS, "shuffle": False},
         record={"diagnostics": False},

@@ -13,19 +13,17 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.errors import TooLargeError
-from app.jobs.service import (
-    build_run_spec,
-    cap_records,
-    check_limits,
-    check_work,
-    plan_runs,
-    validate_job,
-)
+from app.jobs.runplan import build_run_spec, plan_runs
+from app.jobs.service import cap_records, check_limits, check_work, validate_job
 from app.main import create_app
 
 CIRCLES_INFO = {"task": "binary", "n_train": 300, "n_val": 100, "input_dim": 2, "n_outputs": 1}
 FASHION_INFO = {
-    "task": "multiclass", "n_train": 60000, "n_val": 10000, "input_dim": 784, "n_outputs": 10
+    "task": "multiclass",
+    "n_train": 60000,
+    "n_val": 10000,
+    "input_dim": 784,
+    "n_outputs": 10,
 }
 
 
@@ -64,6 +62,25 @@ def test_structural_413s_name_the_field_and_value() -> None:
     for payload, loc, value in cases:
         err = too_large(check_limits, validate_job(payload), CIRCLES_INFO, limits)
         assert err.errors == [{"loc": loc, "msg": err.detail, "input": value}], err.errors
+
+
+def test_the_runs_413_names_what_is_over_the_limit() -> None:
+    limits = Settings(max_runs_per_job=64)
+    many = [{"label": f"s{i}", "initializer": "he_normal"} for i in range(200)]
+    # 200 schemes are over 64 runs on their own: the schemes are what to cut.
+    for repeats in (1, 3):
+        err = too_large(check_limits, validate_job(body(schemes=many, repeats=repeats)),
+                        CIRCLES_INFO, limits)  # fmt: skip
+        assert err.errors is not None
+        assert err.errors[0]["loc"] == ["schemes"] and err.errors[0]["input"] == 200
+        assert "at most 64 schemes" in err.detail
+    # 10 schemes fit; 7 repeats of them do not: the repeats pushed it over.
+    err = too_large(
+        check_limits, validate_job(body(schemes=many[:10], repeats=7)), CIRCLES_INFO, limits
+    )
+    assert err.errors is not None
+    assert err.errors[0]["loc"] == ["repeats"] and err.errors[0]["input"] == 7
+    assert "repeats <= 6" in err.detail
 
 
 def test_work_413s_name_the_field_and_value() -> None:
@@ -137,9 +154,7 @@ def test_many_epochs_are_evaluated_every_kth_epoch_or_refused_when_told_otherwis
     spec, plans = planned(body(training={"epochs": 1000}), CIRCLES_INFO)
     cap_records(spec, plans, settings)
     assert spec["record"]["eval_every"] is None  # within the cap: every epoch
-    spec, plans = planned(
-        body(training={"epochs": 2000}, record={"eval_every": 1}), CIRCLES_INFO
-    )
+    spec, plans = planned(body(training={"epochs": 2000}, record={"eval_every": 1}), CIRCLES_INFO)
     err = too_large(cap_records, spec, plans, settings)
     assert err.errors is not None
     assert err.errors[0]["loc"] == ["record", "eval_every"] and err.errors[0]["input"] == 1
@@ -150,7 +165,9 @@ def test_jobs_are_checked_against_the_apps_own_settings(tmp_path: Path) -> None:
     """create_app(Settings(...)): its limits and data_dir apply to POST /v1/jobs (nothing is
     stored: every case is refused before Redis is touched)."""
     settings = Settings(
-        max_runs_per_job=1, max_run_memory_bytes=1024**2 * 8, data_dir=tmp_path,
+        max_runs_per_job=1,
+        max_run_memory_bytes=1024**2 * 8,
+        data_dir=tmp_path,
         allow_downloads=False,
     )
     with TestClient(create_app(settings)) as client:

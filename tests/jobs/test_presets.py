@@ -14,7 +14,8 @@ from app.config import get_settings
 from app.initializers import generate, resolve
 from app.jobs.presets import PRESET_INFO, PRESETS, UnknownPresetError, apply_preset, list_presets
 from app.jobs.reporter import loss_stride
-from app.jobs.service import build_run_spec, plan_runs, validate_job
+from app.jobs.runplan import build_run_spec, plan_runs
+from app.jobs.service import validate_job
 from app.training.datasets import check_dataset
 
 UDACITY = ("udacity-mnist", "udacity-fashion")

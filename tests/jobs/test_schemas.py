@@ -8,14 +8,8 @@ import pytest
 
 from app.config import Settings
 from app.errors import InitlabError
-from app.jobs.service import (
-    build_run_spec,
-    check_limits,
-    check_work,
-    plan_runs,
-    run_seed,
-    validate_job,
-)
+from app.jobs.runplan import build_run_spec, plan_runs, run_seed
+from app.jobs.service import check_limits, check_work, validate_job
 
 CIRCLES = {"name": "circles"}
 CIRCLES_INFO = {"task": "binary", "n_train": 300, "n_val": 100, "input_dim": 2, "n_outputs": 1}
@@ -159,3 +153,22 @@ def test_limits_refuse_oversize_jobs_with_413() -> None:
     with pytest.raises(InitlabError) as info:
         check_work(plan_runs(big, CIRCLES_INFO), 1, limits)
     assert info.value.status == 413 and "parameters" in info.value.detail
+
+
+def test_the_run_plan_loads_without_the_submission_code_redis_or_celery() -> None:
+    """The worker builds its runs with ``app.jobs.runplan``: a fresh process importing it loads
+    none of the API's submission code, Redis, Celery or FastAPI."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, app.jobs.runplan; "
+        "print(sorted(m for m in ('app.jobs.service', 'app.jobs.queue', 'app.jobs.store', "
+        "'app.api', 'redis', 'celery', 'fastapi') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
+    assert out.strip() == "[]"

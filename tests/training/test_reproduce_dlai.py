@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from app.jobs.service import build_run_spec, run_seed, validate_job
+from app.jobs.runplan import build_run_spec, run_seed
+from app.jobs.service import validate_job
 from app.training import NullReporter, train_run
 from app.training.datasets import load_dataset
 

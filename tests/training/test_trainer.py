@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.initializers import generate, resolve
+from app.jobs.runplan import run_spec_from_dict
 from app.training import RunSpec, TrainingSpecError, build_network, train_run
 from app.training.datasets import Dataset
 from app.training.diagnostics import distinct_columns
@@ -63,9 +64,13 @@ def _spec(init: Any = "he_normal", seed: int = 0, **over: Any) -> RunSpec:
         "epochs": 3,
         **over.pop("training", {}),
     }
-    return RunSpec.from_dict(
-        model=model, training=training, kernel_initializer=init, seed=seed,
-        record=over.pop("record", None), **over,
+    return run_spec_from_dict(
+        model=model,
+        training=training,
+        kernel_initializer=init,
+        seed=seed,
+        record=over.pop("record", None),
+        **over,
     )
 
 
@@ -83,8 +88,14 @@ def test_run_learns_and_reports_every_batch_epoch_and_diagnostics() -> None:
         np.array([v for _, _, v in rep.batches], dtype=np.float32), result.batch_losses
     )
     assert [r["epoch"] for r in rep.epochs] == [1, 2, 3] and rep.epochs == result.epochs
-    assert set(rep.epochs[0]) >= {"epoch", "train_loss", "train_accuracy", "val_loss",
-                                  "val_accuracy", "seconds"}
+    assert set(rep.epochs[0]) >= {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    }
     assert result.final_val_accuracy is not None and result.final_val_accuracy > 0.9
     assert result.batch_losses[-1] < result.batch_losses[0] / 3
     assert [w for w, _ in rep.diagnostics] == ["init", "epoch_1", "epoch_2", "epoch_3"]
@@ -123,8 +134,11 @@ def test_dropout_changes_the_training_curve_but_not_evaluation_mode() -> None:
 def test_huge_learning_rate_diverges_without_raising(seed: int) -> None:
     data = _blobs()
     # Linear units: ReLUs could all die at this step size and leave a finite, constant loss.
-    spec = _spec(seed=seed, model={"activation": "linear"},
-                 training={"optimizer": {"name": "sgd", "learning_rate": 1e12}, "epochs": 5})
+    spec = _spec(
+        seed=seed,
+        model={"activation": "linear"},
+        training={"optimizer": {"name": "sgd", "learning_rate": 100.0}, "epochs": 5},
+    )
     rep = Recorder()
     result = train_run(spec, data, rep)
     assert result.status == "diverged" and result.diverged
@@ -173,21 +187,36 @@ def test_zeros_initialization_loss_is_stuck_at_the_class_prior() -> None:
 def test_saturated_units_are_reported_for_tanh(seed: int) -> None:
     data = _blobs()
     # σ = 1e4: |w·x| < 2.65 (tanh within 0.01 of ±1 otherwise) has odds ~1e-5 per example.
-    spec = _spec({"name": "random_normal", "params": {"stddev": 1e4}}, seed=seed,
-                 model={"activation": "tanh"}, training={"epochs": 1})
+    spec = _spec(
+        {"name": "random_normal", "params": {"stddev": 1e4}},
+        seed=seed,
+        model={"activation": "tanh"},
+        training={"epochs": 1},
+    )
     layers = train_run(spec, data, Recorder()).diagnostics["init"]["layers"]
     assert layers[0]["saturated_fraction"] > 0.9
     assert layers[0]["dead_fraction"] is None
-    small = _spec({"name": "random_normal", "params": {"stddev": 0.01}},
-                  model={"activation": "tanh"}, training={"epochs": 1})
-    assert train_run(small, data, Recorder()).diagnostics["init"]["layers"][0][
-        "saturated_fraction"] == 0.0
+    small = _spec(
+        {"name": "random_normal", "params": {"stddev": 0.01}},
+        model={"activation": "tanh"},
+        training={"epochs": 1},
+    )
+    assert (
+        train_run(small, data, Recorder()).diagnostics["init"]["layers"][0]["saturated_fraction"]
+        == 0.0
+    )
 
 
 def test_steps_full_batch_and_record_interval() -> None:
     data = _blobs("binary")
-    spec = _spec(training={"optimizer": {"name": "sgd", "learning_rate": 0.1},
-                           "batch_size": None, "epochs": None, "steps": 250})
+    spec = _spec(
+        training={
+            "optimizer": {"name": "sgd", "learning_rate": 0.1},
+            "batch_size": None,
+            "epochs": None,
+            "steps": 250,
+        }
+    )
     rep = Recorder()
     result = train_run(spec, data, rep)
     assert result.status == "succeeded" and result.steps == 250
@@ -206,7 +235,8 @@ def test_drop_last_and_regression() -> None:
 
 def test_weights_come_from_the_engine_with_derived_seeds_and_per_layer_overrides() -> None:
     spec = _spec(
-        "glorot_uniform", seed=7,
+        "glorot_uniform",
+        seed=7,
         model={"bias_initializer": {"name": "constant", "params": {"value": 0.5}}},
         layers=[None, {"kernel_initializer": "ones", "bias_initializer": "zeros"}],
     )
@@ -230,12 +260,18 @@ def test_weights_come_from_the_engine_with_derived_seeds_and_per_layer_overrides
         ({"model": {"dropout": 1.0}}, "model.dropout"),
         ({"model": {"widths": [3]}}, "model.widths"),
         ({"training": {"optimizer": {"name": "adagrad"}}}, "training.optimizer.name"),
-        ({"training": {"optimizer": {"name": "adam", "momentum": 0.9}}},
-         "training.optimizer.momentum"),
-        ({"training": {"optimizer": {"name": "sgd", "nesterov": True}}},
-         "training.optimizer.nesterov"),
-        ({"training": {"optimizer": {"name": "adam", "learning_rate": -1}}},
-         "training.optimizer.learning_rate"),
+        (
+            {"training": {"optimizer": {"name": "adam", "momentum": 0.9}}},
+            "training.optimizer.momentum",
+        ),
+        (
+            {"training": {"optimizer": {"name": "sgd", "nesterov": True}}},
+            "training.optimizer.nesterov",
+        ),
+        (
+            {"training": {"optimizer": {"name": "adam", "learning_rate": -1}}},
+            "training.optimizer.learning_rate",
+        ),
         ({"training": {"steps": 10}}, "training.steps"),
         ({"training": {"batch_size": 0}}, "training.batch_size"),
         ({"training": {"loss": "hinge"}}, "training.loss"),
@@ -298,7 +334,30 @@ def test_float64_mode_follows_the_float32_curve() -> None:
 
 def test_empty_training_split_is_a_spec_error() -> None:
     full = _blobs()
-    empty = Dataset("empty", "multiclass", full.x_train[:0], full.y_train[:0], full.x_val,
-                    full.y_val, 3)
+    empty = Dataset(
+        "empty", "multiclass", full.x_train[:0], full.y_train[:0], full.x_val, full.y_val, 3
+    )
     with pytest.raises(TrainingSpecError):
         train_run(_spec(), empty, Recorder())
+
+
+@pytest.mark.parametrize(
+    ("task", "loss", "link"),
+    [
+        ("multiclass", "auto", "softmax"),
+        ("binary", "auto", "sigmoid"),
+        ("regression", "auto", "linear"),
+        ("multiclass", "mse", "linear"),
+    ],
+)
+def test_the_output_layer_is_labelled_linear_with_the_loss_link(
+    task: str, loss: str, link: str
+) -> None:
+    data = _blobs(task)
+    result = train_run(_spec(training={"loss": loss, "epochs": 1}), data, Recorder())
+    for snapshot in result.diagnostics.values():
+        *hidden, output = snapshot["layers"]
+        # the output layer's statistics are over the logits: it is a linear layer
+        assert output["name"] == "output" and output["activation"] == "linear"
+        assert output["link"] == link
+        assert all(h["activation"] == "relu" and h["link"] is None for h in hidden)

@@ -33,7 +33,7 @@ def json_response(
 
 
 _EXAMPLE = {
-    "dataset": {"name": "circles", "n_train": 300, "n_val": 100, "noise": 0.05},
+    "dataset": {"name": "circles", "train_size": 300, "validation_size": 100, "noise": 0.05},
     "model": {"hidden_layers": [10, 5], "activation": "relu"},
     "training": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 5},
     "schemes": [

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from app.training.datasets import idx, synthetic
 from app.training.datasets.base import TASKS, Dataset, DatasetError, DatasetUnavailableError
 from app.training.datasets.params import Param, describe_params, parse_params
-from app.training.datasets.upload import dataset_from_arrays, parse_npz
+from app.training.datasets.upload import dataset_from_arrays, describe_npz, parse_npz
 
 UPLOAD = "upload"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -288,7 +288,11 @@ def _load_upload(ref: Mapping[str, Any], uploaded: UploadedBytes | None) -> Data
     )
 
 
-def _check_upload(ref: Mapping[str, Any], uploaded_exists: UploadedExists | None) -> dict[str, Any]:
+def _check_upload(
+    ref: Mapping[str, Any],
+    uploaded_exists: UploadedExists | None,
+    uploaded: UploadedBytes | None = None,
+) -> dict[str, Any]:
     uid = _upload_id(ref)
     p = parse_params(ref, UPLOAD_PARAMS, dataset=UPLOAD, reserved=("name", "id"))
     meta = uploaded_exists(uid) if uploaded_exists is not None else None
@@ -297,6 +301,26 @@ def _check_upload(ref: Mapping[str, Any], uploaded_exists: UploadedExists | None
             "dataset.id", uid, "no uploaded dataset with this id (unknown or expired)"
         )
     p["id"] = uid
+    overridden = p["task"] is not None and (
+        not isinstance(meta, Mapping) or p["task"] != meta.get("task")
+    )
+    if overridden and uploaded is not None:
+        # Whether the labels fit another task (0/1 for binary, whole numbers for classes), and
+        # the output width it gives, only the data says: check it now, not in every worker
+        # (describe_npz reads the values a chunk at a time, never the whole arrays).
+        data = uploaded(uid)
+        if data is None:
+            raise DatasetError(
+                "dataset.id", uid, "no uploaded dataset with this id (unknown or expired)"
+            )
+        try:
+            meta = describe_npz(data, f"{UPLOAD}:{uid}", p["task"], max_bytes=len(data))
+        except DatasetError as exc:
+            if exc.field.startswith("dataset."):
+                raise
+            raise DatasetError(
+                "dataset.task", p["task"], f"does not fit this upload: {exc.field} {exc.msg}"
+            ) from None
     if not isinstance(meta, Mapping):
         return _summary(UPLOAD, UPLOAD, p["task"], None, None, 0, None, None, "upload", p)
     n_train, n_val = int(meta["n_train"]), int(meta["n_val"])
@@ -379,6 +403,7 @@ def check_dataset(
     data_dir: Path | str,
     allow_downloads: bool,
     uploaded_exists: UploadedExists | None = None,
+    uploaded: UploadedBytes | None = None,
 ) -> dict[str, Any]:
     """Validate ``ref`` cheaply (no data loaded; IDX headers only) for job submission.
 
@@ -389,7 +414,9 @@ def check_dataset(
     means loadable now; IDX files that are absent while downloads are enabled give
     ``available: False, downloadable: True, where: "download"`` (and a ``hint``): the job is
     still accepted, and its worker downloads the files first. Sizes of an upload are None
-    unless ``uploaded_exists`` returns its stored summary. Raises :class:`DatasetError` /
+    unless ``uploaded_exists`` returns its stored summary. An upload whose ``task`` is
+    overridden is loaded through ``uploaded(id)`` (when given), since only its labels say
+    whether they fit the task and how many outputs it has. Raises :class:`DatasetError` /
     :class:`DatasetUnavailableError` (absent files with downloads disabled; the message says
     which files to put where).
     """
@@ -398,7 +425,7 @@ def check_dataset(
         return _check_idx(idx.IDX_SPECS[name], ref, Path(data_dir), allow_downloads)
     if name in synthetic.SYNTHETIC:
         return _check_synthetic(synthetic.SYNTHETIC[name], ref)
-    return _check_upload(ref, uploaded_exists)
+    return _check_upload(ref, uploaded_exists, uploaded)
 
 
 def list_datasets(data_dir: Path | str, allow_downloads: bool) -> list[dict[str, Any]]:
