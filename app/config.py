@@ -25,6 +25,10 @@ def _rate_limits(text: str) -> str:
 RateLimits = Annotated[str, AfterValidator(_rate_limits)]
 
 
+# The Redis the API, the workers and the rate limiter use when no URL is configured.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 class Settings(BaseSettings):
     """All tunables of the API and the workers."""
 

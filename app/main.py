@@ -32,6 +32,7 @@ EXPOSED_HEADERS = [
     "Retry-After",
     "RateLimit",
     "RateLimit-Policy",
+    "Idempotent-Replayed",
 ]
 
 

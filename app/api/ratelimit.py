@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.auth import authenticate
 from app.api.errors import problem_response
-from app.config import Settings
+from app.config import DEFAULT_REDIS_URL, Settings
 from app.errors import InitlabError, RateLimitedError
 
 log = logging.getLogger("initlab.ratelimit")
@@ -108,7 +108,7 @@ class RateLimit:
         self.app = app
         self.limits = group_limits(settings)
         self.api_keys: Sequence[str] = settings.api_keys
-        url = settings.redis_url or "redis://127.0.0.1:6379/0"
+        url = settings.redis_url or DEFAULT_REDIS_URL
         self.storage = RedisStorage(
             "async+" + url,
             implementation="redispy",

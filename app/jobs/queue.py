@@ -16,19 +16,18 @@ from functools import lru_cache
 
 from celery import Celery
 
-from app.config import Settings
+from app.config import DEFAULT_REDIS_URL, Settings
 
 TASK_NAME = "initlab.train_run"  # the one place the run task's name is spelled
 QUEUE = "initlab"
 # Seconds between the soft time limit (the run records "failed: over the time limit") and the
 # hard one (the pool process is killed).
 HARD_LIMIT_MARGIN = 30
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 
 def broker_url(settings: Settings) -> str:
     """The broker: the job store's Redis."""
-    return settings.redis_url or DEFAULT_BROKER
+    return settings.redis_url or DEFAULT_REDIS_URL
 
 
 def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:

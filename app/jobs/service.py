@@ -26,6 +26,7 @@ from app.errors import (
 )
 from app.jobs.queue import send_run
 from app.jobs.runplan import plan_runs, run_seed
+from app.jobs.status import JobStatus, is_finished
 from app.jobs.store import ANONYMOUS, JobStore
 from app.jobs.uploads import DatasetStore
 from app.schemas.jobs import MAX_SEED, JobCreate
@@ -352,7 +353,7 @@ def cancel_job(store: JobStore, job_id: str, owner: str = ANONYMOUS) -> dict:
         before = store.cancel_job(job_id, owner=owner)
     if before is None:
         raise _no_job(job_id)
-    if before in ("succeeded", "failed"):
+    if is_finished(before) and before != JobStatus.CANCELLED:
         raise ConflictError(f"job {job_id} already {before}; only queued or running jobs cancel")
     return read_job(store, job_id, owner)
 

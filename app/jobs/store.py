@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import redis
 
+from app.config import DEFAULT_REDIS_URL
 from app.jobs.documents import dumps as _dumps
 from app.jobs.documents import job_doc, run_doc, summarize
 from app.jobs.documents import text as _s
@@ -362,5 +363,5 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 def redis_client(url: str | None) -> redis.Redis:
     """A bytes Redis client for ``url`` (default: the local server)."""
     return redis.Redis.from_url(
-        url or "redis://127.0.0.1:6379/0", socket_connect_timeout=5, health_check_interval=30
+        url or DEFAULT_REDIS_URL, socket_connect_timeout=5, health_check_interval=30
     )

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.jobs.status import JobStatus, RunStatus
 from app.schemas.bounds import MAX_COUNT, SEED_MAX, check_json
 from app.training.activations import ACTIVATION_PARAMS, ACTIVATIONS, canonical_activation
 from app.training.losses import LOSS_NAMES
@@ -399,6 +400,7 @@ class Stats(_Open):
 class Progress(_Open):
     runs_total: int
     runs_done: int
+    runs_cancelled: int = 0
     fraction: float
     eta_seconds: float | None
 
@@ -418,7 +420,7 @@ class RunRead(_Open):
     label: str
     repeat: int
     seed: int
-    status: Literal["queued", "running", "succeeded", "diverged", "failed", "cancelled"]
+    status: RunStatus
     epoch: int
     batch: int
     batch_losses: list[float | None] = Field(default_factory=list)
@@ -445,7 +447,7 @@ class SummaryRead(_Open):
 
 class JobRead(_Open):
     id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     created_at: str
     started_at: str | None
     finished_at: str | None

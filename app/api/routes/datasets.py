@@ -47,7 +47,7 @@ UPLOAD_BODY_LIMIT = sys.maxsize
 RAW_TYPES = frozenset({b"application/octet-stream", b"application/x-npz", b"application/zip"})
 # How long an upload waits for one of the INITLAB_MAX_CONCURRENT_UPLOADS slots before a 503.
 SLOT_WAIT_SECONDS = 10.0
-_NAME = re.compile(r"^[\w .,()+-]{1,100}$")
+_NAME = re.compile(r"[\w .,()+-]{1,100}")
 
 
 def _too_large(limit: int, got: str) -> TooLargeError:
@@ -185,7 +185,7 @@ def _announced_size(request: Request) -> int:
 
 def _display_name(name: str | None, filename: str | None) -> str:
     if name is not None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInputError(
                 ["query", "name"], name, "1-100 letters, digits, spaces or . , ( ) + - _"
             )
@@ -285,7 +285,10 @@ async def create_dataset(
     caller: CallerDep,
     settings: SettingsDep,
     store: DatasetStoreDep,
-    name: Annotated[str | None, Query(description="Display name (default: file name).")] = None,
+    name: Annotated[
+        str | None,
+        Query(description="Display name (default: file name).", pattern=f"^{_NAME.pattern}$"),
+    ] = None,
     task: Annotated[
         Literal["multiclass", "binary", "regression"] | None,
         Query(description="Default: integer y_train → multiclass, float → regression."),
