@@ -13,7 +13,11 @@ Measures, with bounded loops:
 The load generator is a minimal asyncio HTTP/1.1 client in this process (lighter than httpx,
 so the server, not the client, is what is measured); the server is one uvicorn process.
 
-    .venv/bin/python bench/bench_http.py [--quick] [--write]
+``--baseline DIR`` also starts a uvicorn from another checkout of the project (e.g.
+``git archive <commit> | tar -x -C DIR``) and measures 1. and 2. against both servers in the
+same run, their rounds and requests interleaved, for a before/after table.
+
+    .venv/bin/python bench/bench_http.py [--quick] [--write] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +50,9 @@ _CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding:\s*chunked")
 
 
 @contextmanager
-def uvicorn(env: dict[str, str] | None = None) -> Iterator[int]:
-    """A real ``uvicorn app.main:app`` (one process) on a free port; stopped on exit."""
+def uvicorn(env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[int]:
+    """A real ``uvicorn app.main:app`` (one process) of the checkout at ``root`` on a free
+    port; stopped on exit."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -63,8 +68,8 @@ def uvicorn(env: dict[str, str] | None = None) -> Iterator[int]:
             "warning",
             "--no-access-log",
         ],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -176,19 +181,19 @@ async def _load(
 
 
 def load_interleaved(
-    port: int,
-    scenarios: dict[str, Callable[[int], bytes]],
+    scenarios: dict[str, tuple[int, Callable[[int], bytes]]],
     connections: int,
     per_conn: int,
     rounds: int,
 ) -> dict[str, Load]:
-    """Best round per scenario; rounds alternate between scenarios so that load from other
-    processes on a shared machine hits them alike. ``make(i)`` builds the i-th request (a
-    fresh counter per scenario, never reset, so e.g. seeds never repeat)."""
+    """Best round per scenario (name → (server port, make)); rounds alternate between
+    scenarios so that load from other processes on a shared machine hits them alike.
+    ``make(i)`` builds the i-th request (a fresh counter per scenario, never reset, so e.g.
+    seeds never repeat)."""
     counters = {name: itertools.count() for name in scenarios}
     best: dict[str, Load] = {}
     for r in range(rounds + 1):
-        for name, make in scenarios.items():
+        for name, (port, make) in scenarios.items():
             n = per_conn if r else max(1, per_conn // 5)  # round 0 warms up
             result = asyncio.run(_load(port, make, counters[name], connections, n))
             if r and (name not in best or result.rps > best[name].rps):
@@ -293,7 +298,7 @@ def gzip_levels() -> list[tuple[str, int, float, float]]:
 def refusal_in_process(n: int) -> float:
     """µs to plan (and refuse) a 10^12-element request, median of ``n``."""
     from app.api import formats
-    from app.api.routes.tensors import plan_tensor
+    from app.api.tensor_plan import plan_tensor
     from app.config import Settings
     from app.errors import TooLargeError
     from app.schemas.tensors import TensorRequest
@@ -346,10 +351,59 @@ def _load_row(label: str, r: Load, base: Load) -> str:
     return f"| {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps / base.rps:.2f} |"
 
 
+def before_after(
+    loads: dict[str, Load],
+    lat: dict[tuple[str, str, str], float],
+    proc: dict[str, float],
+    baseline: Path,
+) -> list[str]:
+    """The before/after section: both servers measured in the same run, interleaved."""
+    rows = [
+        "",
+        "## Before and after, in the same run",
+        "",
+        f"Before: the checkout in `{baseline}`; after: this one. The two servers ran side by "
+        "side, their load rounds and 1000² requests interleaved.",
+        "",
+        "| request | before req/s | before vs healthz | after req/s | after vs healthz |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, label in (
+        ("healthz", "GET /healthz"),
+        ("get_same", "GET 3×3 seed=42, repeated"),
+        ("get_new", "GET 3×3, a new seed per request"),
+        ("post_new", "POST 3×3, a new seed per request"),
+    ):
+        cells = []
+        for side in ("before", "after"):
+            r, base = loads[f"{side}:{name}"], loads[f"{side}:healthz"]
+            cells += [f"{r.rps:,.0f}", f"{r.rps / base.rps:.2f}"]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows += [
+        "",
+        "| 1000² float32 | in-process ms | before binary ms | before / in-process | "
+        "after binary ms | after / in-process |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scheme in ("he_normal", "glorot_uniform"):
+        b, a = lat[("before", scheme, "binary")], lat[("after", scheme, "binary")]
+        rows.append(
+            f"| {scheme} | {proc[scheme]:.2f} | {b:.2f} | {b / proc[scheme]:.2f} | "
+            f"{a:.2f} | {a / proc[scheme]:.2f} |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of the project, measured side by side (before/after)",
+    )
     args = parser.parse_args()
     per_conn, rounds, reps = (200, 2, 10) if args.quick else (1000, 3, 30)
     conns = 8
@@ -366,7 +420,7 @@ def main() -> None:
         return request_bytes("POST", "/v1/tensors", identity, body)
 
     get_3x3 = tensor_get(42)
-    scenarios: dict[str, Callable[[int], bytes]] = {
+    requests: dict[str, Callable[[int], bytes]] = {
         "healthz": lambda i: healthz,
         "get_same": lambda i: get_3x3,
         "get_new": tensor_get,
@@ -374,32 +428,43 @@ def main() -> None:
     }
     from app import initializers as engine
 
-    with uvicorn() as port:
-        loads = load_interleaved(port, scenarios, conns, per_conn, rounds)
-        h, g_same, g, p = (loads[k] for k in ("healthz", "get_same", "get_new", "post_new"))
-        # 1000×1000: in-process generation and the HTTP request alternate, seed by seed.
-        lat: dict[tuple[str, str], float] = {}
+    with ExitStack() as servers:
+        port = servers.enter_context(uvicorn())
+        ports = {"after": port}
+        if args.baseline:
+            ports = {"before": servers.enter_context(uvicorn(root=args.baseline)), **ports}
+        scenarios = {
+            f"{side}:{name}": (side_port, make)
+            for side, side_port in ports.items()
+            for name, make in requests.items()
+        }
+        loads = load_interleaved(scenarios, conns, per_conn, rounds)
+        h, g_same, g, p = (loads[f"after:{k}"] for k in requests)
+        # 1000×1000: in-process generation and the HTTP requests alternate, seed by seed.
+        lat: dict[tuple[str, str, str], float] = {}
         proc: dict[str, float] = {}
         for scheme in ("he_normal", "glorot_uniform"):
             init = engine.resolve(scheme)
-            samples: dict[str, list[float]] = {"in-process": [], "binary": [], "json": []}
+            samples: dict[tuple[str, str], list[float]] = {}
+            gens = []
             for rep in range(reps + 2):
                 t0 = time.perf_counter()
                 engine.generate(init, (1000, 1000), seed=rep)
                 gen = time.perf_counter() - t0
-                http = {}
-                for fmt in ("binary", "json"):
-                    url = (
-                        f"/v1/tensors?shape=1000,1000&initializer={scheme}&seed={rep}&format={fmt}"
-                    )
-                    http[fmt] = latencies(port, request_bytes("GET", url, identity), 1)[0]
-                if rep >= 2:  # the first two warm up
-                    samples["in-process"].append(gen)
-                    samples["binary"].append(http["binary"])
-                    samples["json"].append(http["json"])
-            proc[scheme] = median_ms(samples["in-process"])
-            lat[(scheme, "binary")] = median_ms(samples["binary"])
-            lat[(scheme, "json")] = median_ms(samples["json"])
+                for side, side_port in ports.items():
+                    for fmt in ("binary", "json"):
+                        url = (
+                            f"/v1/tensors?shape=1000,1000&initializer={scheme}&seed={rep}"
+                            f"&format={fmt}"
+                        )
+                        took = latencies(side_port, request_bytes("GET", url, identity), 1)[0]
+                        if rep >= 2:  # the first two warm up
+                            samples.setdefault((side, fmt), []).append(took)
+                if rep >= 2:
+                    gens.append(gen)
+            proc[scheme] = median_ms(gens)
+            for (side, fmt), values in samples.items():
+                lat[(side, scheme, fmt)] = median_ms(values)
 
         async def timed(raw: bytes, n: int) -> list[float]:
             conn = await Conn.open(port)
@@ -454,7 +519,7 @@ def main() -> None:
     levels = gzip_levels()
 
     ratio_same, ratio_get, ratio_post = g_same.rps / h.rps, g.rps / h.rps, p.rps / h.rps
-    binary_ratio = lat[("he_normal", "binary")] / proc["he_normal"]
+    binary_ratio = lat[("after", "he_normal", "binary")] / proc["he_normal"]
     out = [
         "# HTTP benchmark (`bench/bench_http.py`)",
         "",
@@ -470,7 +535,7 @@ def main() -> None:
         "| endpoint | req/s | p50 ms | p99 ms | vs healthz |",
         "| --- | ---: | ---: | ---: | ---: |",
         _load_row("GET /healthz", h, h),
-        _load_row("GET /v1/tensors 3×3 he_normal seed=42, repeated (response cache)", g_same, h),
+        _load_row("GET /v1/tensors 3×3 he_normal seed=42, repeated", g_same, h),
         _load_row("GET /v1/tensors 3×3 he_normal, a new seed per request (uncached)", g, h),
         _load_row("POST /v1/tensors 3×3 he_normal, a new seed per request (uncached)", p, h),
         "",
@@ -498,8 +563,9 @@ def main() -> None:
     ]
     for scheme in ("he_normal", "glorot_uniform"):
         out.append(
-            f"| {scheme} | {proc[scheme]:.2f} | {lat[(scheme, 'binary')]:.2f} | "
-            f"{lat[(scheme, 'json')]:.2f} | {lat[(scheme, 'binary')] / proc[scheme]:.2f} |"
+            f"| {scheme} | {proc[scheme]:.2f} | {lat[('after', scheme, 'binary')]:.2f} | "
+            f"{lat[('after', scheme, 'json')]:.2f} | "
+            f"{lat[('after', scheme, 'binary')] / proc[scheme]:.2f} |"
         )
     out += [
         "",
@@ -542,6 +608,8 @@ def main() -> None:
             f"| {label} | {b['big_s']:.2f} | {b['baseline_p50_ms']:.2f} | {b['during_n']} | "
             f"{b['during_p50_ms']:.2f} | {b['during_max_ms']:.1f} |"
         )
+    if args.baseline:
+        out += before_after(loads, lat, proc, args.baseline)
     text = "\n".join(out) + "\n"
     print(text)
     if args.write:
