@@ -59,6 +59,10 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", "/v1/tensors?shape=100000,100000&seed=1", {}, None),  # 413
     ("GET", G, {"Accept": "image/png"}, None),  # 406
     ("GET", G + "&format=xml", {}, None),  # 422
+    ("GET", G + "&format=application/x-npy", IDENTITY, None),  # a media-type name
+    ("GET", G + "&format=Octet-Stream", IDENTITY, None),
+    ("GET", "/v1/tensors?shape=&seed=1", {}, None),  # 422: empty shape
+    ("GET", "/v1/tensors?shape=[]&initializer=ones&seed=1", IDENTITY, None),  # a scalar
     ("POST", "/v1/tensors", {**JSON, **IDENTITY}, b'{"shape":[3,3],"seed":5}'),
     ("POST", "/v1/tensors?format=npy", JSON, b'{"shape":[2],"initializer":"ones","seed":1}'),
     ("POST", "/v1/tensors", {**JSON, "Origin": ORIGIN}, b'{"shape":[3,3],"seed":5}'),
