@@ -127,6 +127,10 @@ def check_reach(
         )
 
 
+# Successful validations by (class, params, arguments): a request differing only by its seed
+# (or repeated, as when the API checks a tensor and then generates it) is not validated again;
+# for a 3×3 tensor validation costs several times the draw (docs/performance.md). Emptied
+# when it holds _PLANS_MAX entries.
 _PLANS: dict[tuple[Any, ...], Plan] = {}
 _PLANS_MAX = 4096
 
@@ -140,7 +144,8 @@ def _plan_key(
     fan_out: object,
     compat: object,
 ) -> tuple[Any, ...] | None:
-    """Memo key for ``Initializer.plan``, or None when an argument is not of an exact type."""
+    """Memo key for ``Initializer.plan``, or None when an argument or parameter is not of an
+    exact builtin type (so ``True`` is never taken for ``1``, nor a list left unhashed)."""
     if type(shape) is not tuple and type(shape) is not list:
         return None
     for dim in shape:
@@ -154,17 +159,10 @@ def _plan_key(
         return None
     if compat is not None and type(compat) is not str:
         return None
-    params = init.__dict__.get("_params_key", _UNSET)
-    if params is _UNSET:  # params are fixed once built: their key is computed once
-        values = tuple(init.params.values())
-        params = values if all(type(v) in _KEY_TYPES for v in values) else None
-        init.__dict__["_params_key"] = params
-    if params is None:
+    params = tuple(init.params.items())
+    if not all(type(v) in _KEY_TYPES for _, v in params):
         return None
     return (type(init), params, tuple(shape), dtype, layout, fan_in, fan_out, compat)
-
-
-_UNSET = object()
 
 
 _KEY_TYPES = frozenset({int, float, str, type(None)})

@@ -1,7 +1,7 @@
 """``/v1/tensors`` answered by ``app.api.dispatch.DirectRoutes`` (not FastAPI's router): the
 same responses, errors, headers, CORS, compression, body limits and metrics as through the
-router, and the per-app shortcuts of the request path (checks memoised on all but the seed,
-ETag templates, plain GET queries without pydantic) equal to what they stand for."""
+router, and the per-app memo of the request path (checks kept on all but the seed) and the
+GET query's reading equal to what they stand for."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from app import initializers as engine
-from app.api import formats
+from app.api import formats, tensor_request
 from app.api.dispatch import DirectRoutes
 from app.api.routes import DIRECT_ROUTES, health, tensors
-from app.api.routes.tensors import QueryFields, TensorContext, memo_etag, plan_tensor, tensor_etag
+from app.api.tensor_plan import TensorContext, plan_tensor
+from app.api.tensor_response import IMMUTABLE, tensor_etag
 from app.config import Settings
+from app.errors import TooLargeError
 from app.main import create_app
 from app.schemas.tensors import TensorRequest
 
@@ -57,6 +59,10 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", "/v1/tensors?shape=100000,100000&seed=1", {}, None),  # 413
     ("GET", G, {"Accept": "image/png"}, None),  # 406
     ("GET", G + "&format=xml", {}, None),  # 422
+    ("GET", G + "&format=application/x-npy", IDENTITY, None),  # a media-type name
+    ("GET", G + "&format=Octet-Stream", IDENTITY, None),
+    ("GET", "/v1/tensors?shape=&seed=1", {}, None),  # 422: empty shape
+    ("GET", "/v1/tensors?shape=[]&initializer=ones&seed=1", IDENTITY, None),  # a scalar
     ("POST", "/v1/tensors", {**JSON, **IDENTITY}, b'{"shape":[3,3],"seed":5}'),
     ("POST", "/v1/tensors?format=npy", JSON, b'{"shape":[2],"initializer":"ones","seed":1}'),
     ("POST", "/v1/tensors", {**JSON, "Origin": ORIGIN}, b'{"shape":[3,3],"seed":5}'),
@@ -140,7 +146,7 @@ def test_revalidation_is_identical(clients: tuple[TestClient, TestClient]) -> No
             again = client.get(url, headers={"If-None-Match": etag})
             assert again.status_code == 304 and again.content == b""
             assert again.headers["etag"].removeprefix("W/") == etag.removeprefix("W/")
-            assert again.headers["cache-control"] == tensors.IMMUTABLE
+            assert again.headers["cache-control"] == IMMUTABLE
 
 
 def test_cors_preflight_and_exposed_headers_on_the_direct_path(
@@ -259,18 +265,18 @@ def test_direct_routes_take_only_raw_routes_without_path_parameters() -> None:
     assert DIRECT_ROUTES and all(isinstance(r, tensors.RawRoute) for r in DIRECT_ROUTES)
 
 
-# --------------------------------------------------------------- the per-app shortcuts
+# ------------------------------------------------------- the GET query and the per-app memo
 
 PLAIN_QUERIES = [
     {"shape": "3,3", "seed": "1"},
-    {"shape": "", "initializer": "ones"},
+    {"shape": "[]", "initializer": "ones"},  # a scalar: an explicit []; an empty shape= is a 422
     {"shape": "0,4", "initializer": "zeros", "seed": "0"},
     {"shape": "[2, 3]", "initializer": "HeNormal", "seed": "4294967295"},
     {"shape": "3,3", "dtype": "bfloat16", "layout": "torch", "compat": "keras"},
     {"shape": "3,3", "fan_in": "1", "fan_out": str(2**62), "seed": "0"},
     {"shape": f"{2**62},0"},
 ]
-ODD_QUERIES = [  # not plain: TensorRequest decides (and names the field)
+ODD_QUERIES = [  # TensorRequest refuses these (and names the field)
     {"shape": "3,-3"},
     {"shape": f"{2**62 + 1}"},
     {"shape": "3", "seed": "-1"},
@@ -284,11 +290,13 @@ ODD_QUERIES = [  # not plain: TensorRequest decides (and names the field)
 
 def _pydantic(query: dict[str, str]) -> TensorRequest:
     fields: dict[str, Any] = {
-        "shape": tensors._query_shape(query["shape"]),
-        "initializer": tensors._query_initializer(query.get("initializer") or "glorot_uniform"),
-        "seed": tensors._query_int("seed", query.get("seed")),
-        "fan_in": tensors._query_int("fan_in", query.get("fan_in")),
-        "fan_out": tensors._query_int("fan_out", query.get("fan_out")),
+        "shape": tensor_request._query_shape(query["shape"]),
+        "initializer": tensor_request._query_initializer(
+            query.get("initializer") or "glorot_uniform"
+        ),
+        "seed": tensor_request._query_int("seed", query.get("seed")),
+        "fan_in": tensor_request._query_int("fan_in", query.get("fan_in")),
+        "fan_out": tensor_request._query_int("fan_out", query.get("fan_out")),
     }
     fields.update({k: query[k] for k in ("dtype", "layout", "compat") if k in query})
     return TensorRequest.model_validate(fields)
@@ -296,9 +304,9 @@ def _pydantic(query: dict[str, str]) -> TensorRequest:
 
 @pytest.mark.parametrize("query", PLAIN_QUERIES)
 def test_plain_queries_are_taken_as_pydantic_would_take_them(query: dict[str, str]) -> None:
-    fields = tensors._query_request(query)
-    assert isinstance(fields, QueryFields)
-    assert fields._asdict() == _pydantic(query).model_dump()
+    fields = tensor_request.query_request(query)
+    assert isinstance(fields, TensorRequest)
+    assert fields.model_dump() == _pydantic(query).model_dump()
 
 
 @pytest.mark.parametrize("query", ODD_QUERIES)
@@ -308,7 +316,7 @@ def test_other_queries_go_through_pydantic(query: dict[str, str]) -> None:
     except Exception as exc:  # the 422 TensorRequest gives
         expected = exc
     try:
-        got: Any = tensors._query_request(query)
+        got: Any = tensor_request.query_request(query)
     except Exception as exc:
         got = exc
     if isinstance(expected, Exception):
@@ -339,7 +347,7 @@ def test_memoised_checks_give_the_same_plans_and_errors_every_time() -> None:
     )
     assert binary.shape == (20, 20)
     for _ in range(2):
-        with pytest.raises(tensors.TooLargeError):
+        with pytest.raises(TooLargeError):
             plan_tensor(
                 big, media_type=formats.JSON, stats=False, settings=settings, memo=context.checked
             )
@@ -350,12 +358,12 @@ NAMES = sorted({entry["name"] for entry in engine.catalog()})
 
 
 @pytest.mark.parametrize("ref", [*NAMES, {"name": "random_normal", "params": {"mean": 1.5}}])
-# A version holding the seed mark's digits: no template, the canonical ETag all the same.
 @pytest.mark.parametrize("version", ["9.9.9", str(2**64 - 1)])
-def test_etag_templates_give_the_canonical_etag(ref: Any, version: str) -> None:
+def test_memoised_plans_give_the_canonical_etag(ref: Any, version: str) -> None:
     settings = Settings()
     context = TensorContext(settings, version)
-    rank = 2 if tensors.resolve_ref(ref).init.name not in ("delta_orthogonal", "dirac") else 4
+    rank = 2 if engine.resolve(ref).name not in ("delta_orthogonal", "dirac") else 4
+    etags = set()
     for media_type in (formats.JSON, formats.OCTET_STREAM):
         for stats in (False, True):
             for seed in (0, 7, 2**32 - 1, 7):
@@ -363,5 +371,10 @@ def test_etag_templates_give_the_canonical_etag(ref: Any, version: str) -> None:
                 plan = plan_tensor(
                     req, media_type=media_type, stats=stats, settings=settings, memo=context.checked
                 )
-                assert memo_etag(plan, version) == tensor_etag(plan, version)
+                fresh = plan_tensor(req, media_type=media_type, stats=stats, settings=settings)
+                assert tensor_etag(plan, version) == tensor_etag(fresh, version)
+                etags.add(tensor_etag(plan, version))
     assert context.checked
+    # JSON and binary differ, stats only for JSON; the seed only for random schemes.
+    random = "seed" in engine.resolve(ref).keras_config(0)["config"]
+    assert len(etags) == (3 * 3 if random else 3)
