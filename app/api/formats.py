@@ -113,6 +113,14 @@ def negotiate(accept: str | None, available: Sequence[str] = MEDIA_TYPES) -> str
     return best
 
 
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """``If-None-Match`` uses the weak comparison (RFC 9110 §13.1.2)."""
+    value = if_none_match.strip()
+    if value == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in value.split(","))
+
+
 def little_endian(arr: np.ndarray) -> np.ndarray:
     """``arr`` as C-contiguous little-endian (a no-op on little-endian hosts)."""
     if sys.byteorder == "big" and arr.dtype.itemsize > 1:

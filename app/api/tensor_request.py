@@ -87,8 +87,8 @@ def output_options(query: Mapping[str, str], accept: str | None) -> tuple[str, b
     stats = query.get("stats", "").strip().lower()
     if stats not in _TRUE and stats not in _FALSE:
         raise InvalidInputError(["query", "stats"], stats, "must be true or false")
-    compress = query.get(compression.COMPRESS_PARAM, "").strip().lower()
-    if compress and compress not in compression.COMPRESS_VALUES:
+    compress = query.get(compression.COMPRESS_PARAM)
+    if compress is not None and compress.strip().lower() not in compression.COMPRESS_VALUES:
         raise InvalidInputError(
             ["query", compression.COMPRESS_PARAM],
             compress,

@@ -61,14 +61,6 @@ def tensor_etag(plan: TensorPlan, version: str) -> str:
     return f'"{hashlib.blake2b(text, digest_size=16).hexdigest()}"'
 
 
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """``If-None-Match`` uses the weak comparison (RFC 9110 §13.1.2)."""
-    value = if_none_match.strip()
-    if value == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in value.split(","))
-
-
 def _ascii_json(value: Any) -> str:
     text = orjson.dumps(value).decode()
     if not text.isascii():  # header values are latin-1: escape anything else

@@ -23,7 +23,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, JobStoreDep
-from app.api.formats import negotiate
+from app.api.formats import etag_matches, negotiate
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.jobs.documents import progress as job_progress
 from app.jobs.reports import REPORT_MEDIA_TYPES, has_data, render_report, results_csv
@@ -69,14 +69,6 @@ def _etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
-def _not_modified(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 §13.1.2: ``*`` or any listed tag equal to ``etag`` (weak comparison)."""
-    if if_none_match is None:
-        return False
-    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return "*" in tags or etag in tags
-
-
 def _report(
     store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"], if_none_match: str | None
 ) -> Response:
@@ -96,7 +88,7 @@ def _report(
         store.keep_report(job_id, fmt, data)
     etag = _etag(data)
     headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
-    if _not_modified(if_none_match, etag):
+    if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     headers["Content-Disposition"] = disposition
     return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=headers)

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from app.api import formats
 from app.api.bodies import json_body
 from app.api.dispatch import RawRoute
+from app.api.formats import etag_matches
 from app.api.tensor_plan import TensorContext, plan_tensor
 from app.api.tensor_request import (
     COMPRESS_PARAM,
@@ -31,7 +32,7 @@ from app.api.tensor_request import (
     read_headers,
     read_query,
 )
-from app.api.tensor_response import IMMUTABLE, etag_matches, respond, tensor_etag
+from app.api.tensor_response import IMMUTABLE, respond, tensor_etag
 from app.schemas.tensors import TensorRead, TensorRequest
 
 router = APIRouter(prefix="/v1/tensors", tags=["tensors"], route_class=RawRoute)
