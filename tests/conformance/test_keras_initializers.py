@@ -17,7 +17,7 @@ from keras.src.initializers.random_initializers import (
     compute_fans as keras_compute_fans,
 )
 
-from app.initializers import compute_fans, generate, resolve
+from app.initializers import InitializerError, compute_fans, generate, resolve
 
 pytestmark = pytest.mark.conformance
 
@@ -122,3 +122,49 @@ def test_canonical_statistics_match_keras(name: str, shape: tuple[int, ...]) -> 
         # Bounded distributions: both reach the same bounds.
         assert ours.min() == pytest.approx(theirs.min(), rel=0.02)
         assert ours.max() == pytest.approx(theirs.max(), rel=0.02)
+
+
+STFT_SHAPES = [(16, 1, 9), (400, 1, 257), (3, 1, 2), (1, 1, 5), (255, 1, 129)]
+STFT_PARAMS = [
+    {"side": side, "window": window, "scaling": scaling, "periodic": periodic}
+    for side in ("real", "imag")
+    for window in ("hann", "hamming", None)
+    for scaling in ("density", "spectrum", None)
+    for periodic in (False, True)
+]
+
+
+@pytest.mark.parametrize("params", STFT_PARAMS, ids=lambda p: "-".join(map(str, p.values())))
+def test_stft_is_bit_identical_to_keras(params: dict[str, Any]) -> None:
+    init = resolve({"name": "stft", "params": params})
+    keras_init = keras.initializers.STFT(**params)
+    for shape in STFT_SHAPES:
+        for dtype in ("float32", "float16", "bfloat16"):
+            expected = np.asarray(keras_init(shape, dtype=dtype)).astype(DTYPES[dtype])
+            ours = generate(init, shape, seed=0, dtype=dtype, compat="keras")
+            assert ours.tobytes() == expected.tobytes(), (shape, dtype)
+        # Canonical values: Keras's formula in float64, rounded once. Keras's float32 phase
+        # 2π·t·f/n is off by up to a few float32 ulps of π·frame_length.
+        canonical = generate(init, shape, seed=0, dtype="float64")
+        reference = np.asarray(keras_init(shape, dtype="float32")).astype(np.float64)
+        phase_error = 4 * float(np.finfo(np.float32).eps) * np.pi * shape[0]
+        np.testing.assert_allclose(canonical, reference, rtol=0, atol=phase_error)
+
+
+def test_stft_defaults_and_config_are_keras_s() -> None:
+    keras_init = keras.initializers.STFT()
+    init = resolve("stft")
+    assert init.params == keras_init.get_config()
+    config = init.keras_config(None)
+    assert config == {"class_name": "STFT", "config": keras_init.get_config()}
+    loaded = keras.initializers.deserialize(config)
+    assert isinstance(loaded, keras.initializers.STFT)
+    assert resolve(keras.initializers.serialize(loaded)) == init
+    assert resolve("STFTInitializer").name == "stft"
+
+
+def test_stft_compat_keras_refuses_float64_where_keras_returns_float32() -> None:
+    assert np.asarray(keras.initializers.STFT()((16, 1, 9), dtype="float64")).dtype == np.float32
+    with pytest.raises(InitializerError) as info:
+        generate(resolve("stft"), (16, 1, 9), seed=0, dtype="float64", compat="keras")
+    assert info.value.field == "dtype"

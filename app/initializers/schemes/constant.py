@@ -338,6 +338,16 @@ class STFT(Initializer):
                 "normalized (use a longer frame, periodic true or scaling null)",
             )
 
+    def _check_compat(self, dtype: str) -> None:
+        super()._check_compat(dtype)
+        if dtype == "float64":
+            raise InitializerError(
+                "dtype",
+                dtype,
+                "Keras 3's NumPy backend computes STFT kernels in float32 even when asked for "
+                "float64; use compat 'keras' with float32, or compat null for float64 values",
+            )
+
     def _kernel(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """Keras's arithmetic in ``dtype``, operation for operation."""
         frames, _, bins = shape
