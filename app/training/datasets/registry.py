@@ -69,7 +69,13 @@ UPLOAD_PARAMS: tuple[Param, ...] = (
         nullable=True,
     ),
     Param(
-        "train_size", "integer", None, "training rows used (default: all)", 1, _MAX_ROWS, nullable=True
+        "train_size",
+        "integer",
+        None,
+        "training rows used (default: all)",
+        1,
+        _MAX_ROWS,
+        nullable=True,
     ),
     *_SPLIT_PARAMS,
     Param(
