@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from initializer_cases import ENTRIES, NAMES
+from initializer_cases import BY_NAME, ENTRIES, NAMES
 
 from app.initializers import (
     Initializer,
@@ -318,3 +318,24 @@ def test_equal_initializers_hash_alike() -> None:
     assert np.array_equal(
         generate(resolve("HeNormal"), (3, 3), seed=1), generate(resolve("heNormal"), (3, 3), seed=1)
     )
+
+
+def test_no_framework_name_is_claimed_by_two_schemes() -> None:
+    claimed: dict[str, list[str]] = {}
+    for entry in catalog():
+        for framework_name in entry["frameworks"].values():
+            if framework_name is not None:
+                claimed.setdefault(framework_name, []).append(entry["name"])
+    shared = {name: schemes for name, schemes in claimed.items() if len(schemes) > 1}
+    assert shared == {}
+    # torch.nn.init.uniform_ (U[0, 1) by default) is torch_uniform's, not random_uniform's.
+    assert BY_NAME["torch_uniform"]["frameworks"]["pytorch"] == "torch.nn.init.uniform_"
+    assert BY_NAME["random_uniform"]["frameworks"]["pytorch"] is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_framework_name_resolves_to_the_scheme_that_claims_it(name: str) -> None:
+    for framework_name in BY_NAME[name]["frameworks"].values():
+        if framework_name is None or "(" in framework_name:  # a call with arguments
+            continue
+        assert resolve(framework_name).name == name, framework_name

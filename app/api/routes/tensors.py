@@ -141,11 +141,12 @@ class Resolved:
     init: engine.Initializer
     keras: dict[str, Any]
     tfjs: dict[str, Any]
+    tfjs_unsupported: str | None  # why TF.js 4.22 cannot load ``tfjs`` (None: it can)
 
     @classmethod
     def of(cls, ref: str | Mapping[str, Any]) -> Resolved:
         init = engine.resolve(ref)
-        return cls(init, init.keras_config(0), init.tfjs_config(0))
+        return cls(init, init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported())
 
     def keras_config(self, seed: int) -> dict[str, Any]:
         """``init.keras_config(seed)`` without rebuilding it."""
@@ -154,6 +155,13 @@ class Resolved:
     def tfjs_config(self, seed: int) -> dict[str, Any]:
         """``init.tfjs_config(seed)`` without rebuilding it."""
         return _with_seed(self.tfjs, seed)
+
+    def tfjs_echo(self, seed: int) -> dict[str, Any]:
+        """The response's ``tfjs`` (null when TF.js 4.22 cannot load it) and, then only,
+        ``tfjs_unsupported`` (the reason)."""
+        if self.tfjs_unsupported is not None:
+            return {"tfjs": None, "tfjs_unsupported": self.tfjs_unsupported}
+        return {"tfjs": _with_seed(self.tfjs, seed)}
 
 
 def _with_seed(template: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -499,7 +507,7 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             "dtype": req.dtype,
             "seed": plan.seed,
             "initializer": keras_config,
-            "tfjs": plan.resolved.tfjs_config(plan.seed),
+            **plan.resolved.tfjs_echo(plan.seed),
             "layout": req.layout,
             "compat": req.compat,
             "fan_in": plan.fan_in,
