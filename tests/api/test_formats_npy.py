@@ -78,7 +78,8 @@ def test_bfloat16_npy_without_ml_dtypes_reads_as_documented(client: TestClient) 
         header_len = {(1, 0): 2, (2, 0): 4}[version]
         length = int.from_bytes(data[8 : 8 + header_len], "little")
         bits = np.frombuffer(data, dtype="<u2", offset=8 + header_len + length)
-        print("ml_dtypes" in sys.modules, (bits.astype(np.uint32) << 16).view(np.float32).tobytes().hex())
+        widened = (bits.astype(np.uint32) << 16).view(np.float32)
+        print("ml_dtypes" in sys.modules, widened.tobytes().hex())
         """,
         data,
     )
