@@ -339,3 +339,27 @@ def test_each_framework_name_resolves_to_the_scheme_that_claims_it(name: str) ->
         if framework_name is None or "(" in framework_name:  # a call with arguments
             continue
         assert resolve(framework_name).name == name, framework_name
+
+
+def test_dataset_parameters_use_the_same_vocabulary() -> None:
+    from app.initializers.params import PARAM_TYPES
+    from app.training.datasets import list_datasets
+
+    described = [p for d in list_datasets("/nonexistent", False) for p in d["parameters"].values()]
+    assert described and {p["type"] for p in described} <= set(PARAM_TYPES)
+    assert {"integer", "number", "string", "boolean"} <= {p["type"] for p in described}
+    assert any("choices" in p for p in described) and not any("enum" in p for p in described)
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("noise", -1.0), ("noise", "a lot"), ("train_size", 2.5), ("seed", True), ("noise", None)],
+)
+def test_dataset_parameters_are_validated_by_the_shared_param(param: str, value: Any) -> None:
+    from app.training.datasets import DatasetError, check_dataset
+
+    with pytest.raises(DatasetError) as info:
+        check_dataset(
+            {"name": "moons", param: value}, data_dir="/nonexistent", allow_downloads=False
+        )
+    assert (info.value.field, info.value.value) == (f"dataset.{param}", value)
