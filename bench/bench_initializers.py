@@ -38,11 +38,28 @@ import torch  # noqa: E402
 from app.initializers import Initializer, catalog, generate, resolve  # noqa: E402
 
 SHAPES: list[tuple[int, ...]] = [(3, 3), (784, 256), (1000, 1000), (4096, 4096), (3, 3, 64, 128)]
-NORMAL_FAMILY = ["random_normal", "variance_scaling", "glorot_normal", "he_normal",
-                 "lecun_normal", "xavier_normal", "kaiming_normal", "torch_normal",
-                 "small_random", "large_random", "jax_normal"]
-TRUNCATED = ["truncated_normal", "trunc_normal", "jax_truncated_normal", "he_normal",
-             "glorot_normal", "lecun_normal", "variance_scaling"]
+NORMAL_FAMILY = [
+    "random_normal",
+    "variance_scaling",
+    "glorot_normal",
+    "he_normal",
+    "lecun_normal",
+    "xavier_normal",
+    "kaiming_normal",
+    "torch_normal",
+    "small_random",
+    "large_random",
+    "jax_normal",
+]
+TRUNCATED = [
+    "truncated_normal",
+    "trunc_normal",
+    "jax_truncated_normal",
+    "he_normal",
+    "glorot_normal",
+    "lecun_normal",
+    "variance_scaling",
+]
 TORCH_EQUIVALENT: dict[str, Callable[[torch.Tensor], object]] = {
     "zeros": torch.nn.init.zeros_,
     "ones": torch.nn.init.ones_,
@@ -170,7 +187,8 @@ def main() -> None:
         scipy_trunc = best_ms(
             partial(scipy.stats.truncnorm.rvs, -2, 2, size=shape, random_state=rng),
             budget,
-            max_runs=3)
+            max_runs=3,
+        )
         rows.append(f"| **{shape}** | *numpy standard_normal f32* | {fmt(base_normal)} | | |")
         rows.append(f"| | *numpy random f32* | {fmt(base_uniform)} | | |")
         rows.append(f"| | *torch kaiming_normal_* | {fmt(torch_kaiming)} | | |")
@@ -180,8 +198,7 @@ def main() -> None:
                 continue
             init = resolve(name)
             slow = init.work(shape) > 10 * n
-            ms = best_ms(partial(generate, init, shape, seed=1), budget,
-                         max_runs=2 if slow else 7)
+            ms = best_ms(partial(generate, init, shape, seed=1), budget, max_runs=2 if slow else 7)
             torch_ms = None
             fn = TORCH_EQUIVALENT.get(name)
             if fn is not None and not (name == "sparse" and shape[1] > 1000):
@@ -193,8 +210,9 @@ def main() -> None:
             if name in NORMAL_FAMILY:
                 reps = repeat_for(n)
 
-                def gen_batch(init: Initializer = init, shape: tuple[int, ...] = shape,
-                              reps: int = reps) -> None:
+                def gen_batch(
+                    init: Initializer = init, shape: tuple[int, ...] = shape, reps: int = reps
+                ) -> None:
                     for _ in range(reps):
                         generate(init, shape, seed=1)
 
@@ -202,8 +220,9 @@ def main() -> None:
                     for _ in range(reps):
                         torch.nn.init.kaiming_normal_(t)
 
-                pair_ms, pair_torch = best_pair_ms(gen_batch, torch_batch, budget,
-                                                   max_runs=200 if n < 10**5 else 15)
+                pair_ms, pair_torch = best_pair_ms(
+                    gen_batch, torch_batch, budget, max_runs=200 if n < 10**5 else 15
+                )
                 ms, kaiming = pair_ms / reps, pair_torch / reps
                 ratio = ms / kaiming
                 ref = f"{ratio:.2f}× torch kaiming_normal_ (paired {fmt(kaiming)})"
@@ -213,8 +232,9 @@ def main() -> None:
             if name in TRUNCATED:
                 ref = (ref + "; " if ref else "") + f"{ms / scipy_trunc:.3f}× scipy truncnorm"
                 if ms > 0.1 * scipy_trunc:
-                    verdicts.append(f"{name} {shape}: {fmt(ms)} ms > 0.1× scipy truncnorm "
-                                    f"{fmt(scipy_trunc)}")
+                    verdicts.append(
+                        f"{name} {shape}: {fmt(ms)} ms > 0.1× scipy truncnorm {fmt(scipy_trunc)}"
+                    )
             rows.append(f"| | {name} | {fmt(ms)} | {fmt(torch_ms)} | {ref or ''} |")
         print(f"done {shape}", file=sys.stderr)
 
@@ -233,10 +253,18 @@ def main() -> None:
         "torch too, for information.",
         "",
         NOTE,
-        "Result: " + ("all targets met." if not verdicts else
-                      ("truncated normals ≤ 0.1× scipy truncnorm everywhere: met. "
-                       if not any("scipy" in v for v in verdicts) else "")
-                      + "Targets missed: " + "; ".join(verdicts)),
+        "Result: "
+        + (
+            "all targets met."
+            if not verdicts
+            else (
+                "truncated normals ≤ 0.1× scipy truncnorm everywhere: met. "
+                if not any("scipy" in v for v in verdicts)
+                else ""
+            )
+            + "Targets missed: "
+            + "; ".join(verdicts)
+        ),
         "",
         "## Normal family",
         "",
@@ -244,10 +272,11 @@ def main() -> None:
         "| initlab / torch |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for name, shape, ms, base, kaiming in sorted(summary, key=lambda r: (r[0] in TRUNCATED,
-                                                                          r[0])):
-        header.append(f"| {name}{' (truncated)' if name in TRUNCATED else ''} | {shape} | "
-                      f"{fmt(ms)} | {fmt(base)} | {fmt(kaiming)} | {ms / kaiming:.2f} |")
+    for name, shape, ms, base, kaiming in sorted(summary, key=lambda r: (r[0] in TRUNCATED, r[0])):
+        header.append(
+            f"| {name}{' (truncated)' if name in TRUNCATED else ''} | {shape} | "
+            f"{fmt(ms)} | {fmt(base)} | {fmt(kaiming)} | {ms / kaiming:.2f} |"
+        )
     header += [
         "",
         "## Every scheme",

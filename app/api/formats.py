@@ -163,13 +163,18 @@ def encode_json(meta: dict[str, Any], arr: np.ndarray) -> bytes:
 def npy_header(arr: np.ndarray) -> bytes:
     """The ``.npy`` (format 1.0/2.0) header for ``arr``; the data follows it unchanged.
 
-    bfloat16 has no NumPy type code: it is written as ``<V2`` and loads as 2-byte voids that
-    ``.view(ml_dtypes.bfloat16)`` turns back into the values.
+    bfloat16 has no NumPy type code: its ``descr`` is the type name ``'bfloat16'``, which
+    ``numpy.load`` reads as ``ml_dtypes.bfloat16`` once ml_dtypes is imported (without it,
+    numpy.load raises ValueError; the data are then little-endian uint16 bit patterns, see
+    docs/schemes.md).
     """
-    header = np.lib.format.header_data_from_array_1_0(arr)
-    text = repr(
-        {"descr": header["descr"], "fortran_order": False, "shape": tuple(arr.shape)}
-    ).encode("latin-1")
+    if arr.dtype == ml_dtypes.bfloat16:
+        descr = "bfloat16"
+    else:
+        descr = np.lib.format.header_data_from_array_1_0(arr)["descr"]
+    text = repr({"descr": descr, "fortran_order": False, "shape": tuple(arr.shape)}).encode(
+        "latin-1"
+    )
     # magic(6) + version(2) + length(2 or 4) + text + padding + "\n" is a multiple of 64.
     for version, fmt in (((1, 0), "<H"), ((2, 0), "<I")):
         prefix = 6 + 2 + struct.calcsize(fmt)

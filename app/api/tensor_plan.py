@@ -47,6 +47,7 @@ class Checked:
     fan_out: int
     keras: dict[str, Any]
     tfjs: dict[str, Any]
+    tfjs_unsupported: str | None  # why TF.js 4.22 cannot load ``tfjs`` (None: it can)
 
     def keras_config(self, seed: int) -> dict[str, Any]:
         """``init.keras_config(seed)`` without building it again."""
@@ -101,9 +102,12 @@ class TensorPlan:
         return self.checked.keras_config(self.seed)
 
     @property
-    def tfjs_config(self) -> dict[str, Any]:
-        """The same in TF.js form."""
-        return self.checked.tfjs_config(self.seed)
+    def tfjs_echo(self) -> dict[str, Any]:
+        """The response's ``tfjs`` (the same in TF.js form; null when TF.js 4.22 cannot load
+        it) and, then only, ``tfjs_unsupported`` (the reason)."""
+        if self.checked.tfjs_unsupported is not None:
+            return {"tfjs": None, "tfjs_unsupported": self.checked.tfjs_unsupported}
+        return {"tfjs": self.checked.tfjs_config(self.seed)}
 
 
 MemoKey = tuple[Any, ...]
@@ -233,7 +237,7 @@ def check_tensor(
             f"the fans it implies ({fan_in}, {fan_out}) are over {MAX_FAN} (2**62); "
             "give fan_in / fan_out explicitly or use smaller dimensions",
         )
-    templates = init.keras_config(0), init.tfjs_config(0)
+    templates = init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported()
     return Checked(init, tuple(shape), work, fan_in, fan_out, *templates)
 
 

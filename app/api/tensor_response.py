@@ -100,7 +100,7 @@ def render_tensor(plan: TensorPlan, headers: dict[str, str]) -> Response:
             "dtype": req.dtype,
             "seed": plan.seed,
             "initializer": keras_config,
-            "tfjs": plan.tfjs_config,
+            **plan.tfjs_echo,
             "layout": req.layout,
             "compat": req.compat,
             "fan_in": plan.fan_in,

@@ -8,11 +8,9 @@ draws from an explicit ``np.random.Generator``.
 
 from __future__ import annotations
 
-import builtins
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import ml_dtypes
@@ -20,6 +18,7 @@ import numpy as np
 
 from app.initializers.errors import InitializerError
 from app.initializers.fans import FAN_MAX, check_fan, check_layout, compute_fans, layout_fans
+from app.initializers.params import Param
 
 DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16", "int32")
 FLOAT_DTYPES: tuple[str, ...] = ("float32", "float64", "float16", "bfloat16")
@@ -97,9 +96,7 @@ def _finite_in(size: float, dtype: np.dtype) -> bool:
         return bool(np.isfinite(np.float64(size).astype(dtype)))
 
 
-def check_reach(
-    peak: Reach | None, typical: Reach | None, dtype: str
-) -> None:
+def check_reach(peak: Reach | None, typical: Reach | None, dtype: str) -> None:
     """Refuse values that would overflow ``dtype`` or be subnormal in it.
 
     ``peak``: the largest |value| the scheme can produce; it must round to a finite number.
@@ -179,92 +176,16 @@ def camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-@dataclass(frozen=True)
-class Param:
-    """One parameter: its type, default, range and meaning (the catalogue shows all of it)."""
-
-    name: str
-    type: str  # "float" | "int" | "str" | "int_list"
-    default: Any
-    description: str
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    exclusive_maximum: bool = False
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
-
-    def validate(self, value: Any, field: str) -> Any:
-        if value is None:
-            if self.nullable:
-                return None
-            raise InitializerError(field, value, f"must be a {self.type}, not null")
-        if self.type == "float":
-            return self._number(value, field, float)
-        if self.type == "int":
-            return self._number(value, field, int)
-        if self.type == "int_list":
-            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-                raise InitializerError(field, value, "must be a list of integers or null")
-            out = []
-            for item in value:
-                if isinstance(item, bool) or not isinstance(item, int):
-                    raise InitializerError(field, value, "must be a list of integers or null")
-                out.append(int(item))
-            return out
-        if not isinstance(value, str):
-            raise InitializerError(field, value, f"must be one of {', '.join(self.choices or ())}")
-        normalized = snake(value.strip()).replace("-", "_").replace(" ", "_")
-        if self.choices is not None and normalized not in self.choices:
-            raise InitializerError(field, value, f"must be one of {', '.join(self.choices)}")
-        return normalized
-
-    def _number(self, value: Any, field: str, kind: builtins.type) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            raise InitializerError(field, value, f"must be a number ({self.type})")
-        if isinstance(value, float | np.floating) and not math.isfinite(value):
-            raise InitializerError(field, value, "must be finite (no NaN or infinity)")
-        number: float | int
-        if kind is int:
-            # Integers stay exact however large (float(10**400) would overflow).
-            if isinstance(value, float | np.floating) and not float(value).is_integer():
-                raise InitializerError(field, value, "must be an integer")
-            number = int(value)
-        else:
-            try:
-                number = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
-            except OverflowError:
-                raise InitializerError(
-                    field, value, "must be within float64's range (|x| ≤ 1.8e308)"
-                ) from None
-        if self.minimum is not None:
-            if self.exclusive_minimum and not number > self.minimum:
-                raise InitializerError(field, value, f"must be > {self.minimum:g}")
-            if not self.exclusive_minimum and not number >= self.minimum:
-                raise InitializerError(field, value, f"must be ≥ {self.minimum:g}")
-        if self.maximum is not None:
-            if self.exclusive_maximum and not number < self.maximum:
-                raise InitializerError(field, value, f"must be < {self.maximum:g}")
-            if not self.exclusive_maximum and not number <= self.maximum:
-                raise InitializerError(field, value, f"must be ≤ {self.maximum:g}")
-        return number
-
-    def describe(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"type": self.type, "default": self.default}
-        if self.minimum is not None:
-            entry["minimum"] = self.minimum
-            if self.exclusive_minimum:
-                entry["exclusive_minimum"] = True
-        if self.maximum is not None:
-            entry["maximum"] = self.maximum
-            if self.exclusive_maximum:
-                entry["exclusive_maximum"] = True
-        if self.choices is not None:
-            entry["choices"] = list(self.choices)
-        if self.nullable:
-            entry["nullable"] = True
-        entry["description"] = self.description
-        return entry
+def _validated(param: Param, value: Any, field: str) -> Any:
+    """``param.validate`` of a string in any framework's spelling (``fanIn``, ``fan-in`` →
+    ``fan_in``); an error shows the value as received."""
+    spelled = value
+    if param.type == "string" and isinstance(value, str):
+        spelled = snake(value.strip()).replace("-", "_").replace(" ", "_")
+    try:
+        return param.validate(spelled, field)
+    except InitializerError as exc:
+        raise InitializerError(exc.field, value, exc.msg) from None
 
 
 class Initializer:
@@ -276,6 +197,9 @@ class Initializer:
     PARAMS: tuple[Param, ...] = ()
     # Alternative parameter names accepted on input (JAX ``scale`` for ``gain``, ...).
     PARAM_ALIASES: ClassVar[dict[str, str]] = {}
+    # Parameters only another framework has (JAX ``in_axis``...): left out of the Keras echo
+    # while unset, so that echo stays one Keras itself loads.
+    FOREIGN_PARAMS: ClassVar[frozenset[str]] = frozenset()
     aliases: tuple[str, ...] = ()
     formula: str
     description: str
@@ -316,7 +240,9 @@ class Initializer:
                     f"unknown parameter for {self.name} (parameters: {expected})",
                 )
         self.params: dict[str, Any] = {
-            p.name: p.validate(given[p.name], f"{field}.{p.name}") if p.name in given else p.default
+            p.name: _validated(p, given[p.name], f"{field}.{p.name}")
+            if p.name in given
+            else p.default
             for p in self.PARAMS
         }
         self.seed: int | None = None if seed is None else check_seed(seed, "seed")
@@ -471,9 +397,7 @@ class Initializer:
             except InitializerError:  # the scheme ignores fans; layout 'torch' at rank < 2
                 fans = layout_fans(dims, "keras")
         if self.uses_fans and max(fans) > FAN_MAX:
-            raise InitializerError(
-                "shape", list(dims), f"fans {fans} exceed {FAN_MAX} (2**63 - 1)"
-            )
+            raise InitializerError("shape", list(dims), f"fans {fans} exceed {FAN_MAX} (2**63 - 1)")
         if dtype in FLOAT_DTYPES:
             check_reach(*self._reach(dims, fans), dtype)
         if compat == "keras":
@@ -488,8 +412,23 @@ class Initializer:
         config.update(self._keras_params())
         return {"class_name": self.keras_class or self.class_name(), "config": config}
 
+    def tfjs_unsupported(self) -> str | None:
+        """Why TF.js 4.22 cannot load ``tfjs_config`` with this meaning; None when it can.
+
+        Responses echo the TF.js form only when this is None (else ``tfjs: null`` and this
+        reason as ``tfjs_unsupported``); tests/conformance/tfjs loads every such echo.
+        """
+        if self.tfjs_class is None:
+            return f"TF.js 4.22 has no {self.name} initializer"
+        return self._tfjs_unsupported()
+
+    def _tfjs_unsupported(self) -> str | None:
+        """Parameter values TF.js 4.22 cannot express (hook; the class itself is known)."""
+        return None
+
     def tfjs_config(self, seed: int | None) -> dict[str, Any]:
-        """TF.js form ``{"className", "config"}`` with camelCase keys and values."""
+        """TF.js form ``{"className", "config"}`` with camelCase keys and values (initlab reads
+        it back for every scheme; TF.js 4.22 loads it when ``tfjs_unsupported()`` is None)."""
         class_name, params = self._tfjs_params()
         config: dict[str, Any] = {}
         for key, value in params.items():
@@ -505,7 +444,8 @@ class Initializer:
         return "".join(part.capitalize() for part in cls.name.split("_"))
 
     def _keras_params(self) -> dict[str, Any]:
-        return dict(self.params)
+        foreign = self.FOREIGN_PARAMS
+        return {k: v for k, v in self.params.items() if v is not None or k not in foreign}
 
     def _tfjs_params(self) -> tuple[str, dict[str, Any]]:
         return self.tfjs_class or self.class_name(), dict(self.params)

@@ -416,9 +416,7 @@ def fill_uniform(rng: np.random.Generator, out: np.ndarray, low: float, high: fl
     _run_chunked(rng, out.size, fill)
 
 
-def _truncate(
-    gen: np.random.Generator, flat: np.ndarray, std: float, lo: float, hi: float
-) -> None:
+def _truncate(gen: np.random.Generator, flat: np.ndarray, std: float, lo: float, hi: float) -> None:
     """Redraw, in order, the entries of ``flat`` outside [lo·std, hi·std] (ziggurat refills)."""
     kind = flat.dtype.type
     with np.errstate(over="ignore"):  # a bound beyond the dtype is ±inf: nothing cut there

@@ -78,7 +78,6 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return w, k, np.array([f(v) for v in x], np.float64)
 
 
-
 @njit(cache=True, nogil=True)
 def _ln(x: float) -> float:  # pragma: no cover - compiled
     """ln x for x > 0 from +, -, ×, ÷ only: x = m·2^e, m ∈ [√½, √2), s = (m-1)/(m+1),

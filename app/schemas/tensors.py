@@ -77,7 +77,12 @@ class TensorRead(BaseModel):
     dtype: Dtype
     seed: int
     initializer: dict[str, Any] = Field(description="Canonical Keras form, seed included.")
-    tfjs: dict[str, Any] = Field(description="The same initializer in TF.js form.")
+    tfjs: dict[str, Any] | None = Field(
+        description="The same initializer in TF.js form, null when TF.js 4.22 cannot load it."
+    )
+    tfjs_unsupported: str | None = Field(
+        default=None, description="Present exactly when `tfjs` is null: why TF.js cannot load it."
+    )
     layout: Layout
     compat: Compat | None
     fan_in: int

@@ -362,12 +362,14 @@ NAMES = sorted({entry["name"] for entry in engine.catalog()})
 def test_memoised_plans_give_the_canonical_etag(ref: Any, version: str) -> None:
     settings = Settings()
     context = TensorContext(settings, version)
-    rank = 2 if engine.resolve(ref).name not in ("delta_orthogonal", "dirac") else 4
+    name = engine.resolve(ref).name
+    rank = 2 if name not in ("delta_orthogonal", "dirac") else 4
+    shape = [4, 1, 3] if name == "stft" else [4] * rank  # stft: (frame_length, 1, bins)
     etags = set()
     for media_type in (formats.JSON, formats.OCTET_STREAM):
         for stats in (False, True):
             for seed in (0, 7, 2**32 - 1, 7):
-                req = TensorRequest(shape=[4] * rank, initializer=ref, seed=seed)
+                req = TensorRequest(shape=shape, initializer=ref, seed=seed)
                 plan = plan_tensor(
                     req, media_type=media_type, stats=stats, settings=settings, memo=context.checked
                 )

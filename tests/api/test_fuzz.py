@@ -30,7 +30,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import (
-    negative_data_rejection,
     not_a_server_error,
     positive_data_acceptance,
 )

@@ -111,3 +111,38 @@ def test_unknown_name_is_a_404_with_suggestions(client: TestClient) -> None:
     assert "glorot_unifrom" in problem["detail"]
     assert "glorot_uniform" in problem["detail"]
     assert problem["errors"][0]["loc"] == ["path", "name"]
+
+
+def test_param_types_use_one_json_schema_vocabulary(catalog: list[dict]) -> None:
+    types = {p["type"] for entry in catalog for p in entry["params"].values()}
+    assert types <= {"number", "integer", "string", "boolean", "array"}
+    assert {"number", "integer", "string", "boolean", "array"} <= types
+
+
+@pytest.mark.parametrize(
+    ("ref", "shape", "reason"),
+    [
+        ("kaiming_normal", [4, 4], "no kaiming_normal"),
+        ("dirac", [4, 4, 3], "no dirac"),
+        (
+            {"name": "variance_scaling", "params": {"distribution": "untruncated_normal"}},
+            [4, 4],
+            "untruncated",
+        ),
+        ({"name": "random_uniform", "params": {"minval": 0.0, "maxval": 1.0}}, [4, 4], "0.05"),
+        ({"name": "jax.nn.initializers.he_normal", "params": {"in_axis": 0}}, [4, 4], "axes"),
+    ],
+)
+def test_tensor_echoes_null_tfjs_with_a_reason_where_tfjs_cannot_load_it(
+    client: TestClient, ref: object, shape: list[int], reason: str
+) -> None:
+    body = client.post("/v1/tensors", json={"shape": shape, "initializer": ref, "seed": 3}).json()
+    assert body["tfjs"] is None
+    assert reason in body["tfjs_unsupported"]
+    assert body["initializer"]["class_name"]  # the canonical echo is still there
+
+
+def test_tensor_echoes_loadable_tfjs_without_a_reason(client: TestClient) -> None:
+    body = client.post("/v1/tensors", json={"shape": [4, 4], "initializer": "he_normal"}).json()
+    assert body["tfjs"]["className"] == "VarianceScaling"
+    assert "tfjs_unsupported" not in body

@@ -18,7 +18,10 @@ def _signatures(start: str) -> list[int]:
     """Compiled kernel signatures before and after ``start``, in a fresh process."""
     child = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(start=start)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     return [int(n) for n in child.stdout.split()]
 

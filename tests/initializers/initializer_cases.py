@@ -22,6 +22,8 @@ _SHAPES: dict[int, list[tuple[int, ...]]] = {
 # Schemes whose shape is PyTorch's (out, in, *spatial) and needs out % groups == 0.
 _SPECIAL: dict[str, list[tuple[int, ...]]] = {
     "dirac": [(6, 4, 5), (16, 8, 3, 3), (8, 4, 3, 3, 3)],
+    # Keras STFTSpectrogram kernels: (frame_length, 1, fft_length // 2 + 1).
+    "stft": [(16, 1, 9), (5, 1, 2)],
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.initializers import generate, resolve
-from app.initializers.schemes import QR_THREADS, _bounded_blas
+from app.initializers.blas import QR_THREADS, bounded_blas
 
 
 def _blas_threads() -> set[int]:
@@ -17,7 +17,7 @@ def test_qr_holds_blas_at_qr_threads_and_restores_it() -> None:
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
         assert before == {2}
-        with _bounded_blas():
+        with bounded_blas():
             assert _blas_threads() == {QR_THREADS}
         assert _blas_threads() == before
 

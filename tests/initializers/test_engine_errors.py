@@ -13,8 +13,11 @@ BAD_PARAMS: list[tuple[Any, str, Any]] = [
     ({"name": "variance_scaling", "params": {"scale": 0}}, "params.scale", 0),
     ({"name": "variance_scaling", "params": {"scale": -1.5}}, "params.scale", -1.5),
     ({"name": "variance_scaling", "params": {"mode": "fan_sum"}}, "params.mode", "fan_sum"),
-    ({"name": "variance_scaling", "params": {"distribution": "cauchy"}}, "params.distribution",
-     "cauchy"),
+    (
+        {"name": "variance_scaling", "params": {"distribution": "cauchy"}},
+        "params.distribution",
+        "cauchy",
+    ),
     ({"name": "variance_scaling", "params": {"input_axes": [0]}}, "params.output_axes", None),
     ({"class_name": "VarianceScaling", "config": {"scale": "big"}}, "config.scale", "big"),
     ({"className": "VarianceScaling", "config": {"mode": "fanSum"}}, "config.mode", "fanSum"),
@@ -26,8 +29,7 @@ BAD_PARAMS: list[tuple[Any, str, Any]] = [
     ({"name": "constant", "params": {"value": math.inf}}, "params.value", math.inf),
     ({"name": "constant", "params": {"value": True}}, "params.value", True),
     ({"name": "orthogonal", "params": {"gain": "1"}}, "params.gain", "1"),
-    ({"name": "kaiming_normal", "params": {"nonlinearity": "gelu"}}, "params.nonlinearity",
-     "gelu"),
+    ({"name": "kaiming_normal", "params": {"nonlinearity": "gelu"}}, "params.nonlinearity", "gelu"),
     ({"name": "kaiming_uniform", "params": {"mode": "fan_avg"}}, "params.mode", "fan_avg"),
     ({"name": "xavier_uniform", "params": {"gain": 0}}, "params.gain", 0),
     ({"name": "sparse", "params": {"sparsity": 1.0}}, "params.sparsity", 1.0),
@@ -43,8 +45,11 @@ BAD_PARAMS: list[tuple[Any, str, Any]] = [
     ({"name": "glorot_uniform", "params": {"input_axes": "0"}}, "params.input_axes", "0"),
     ({"name": "he_normal", "seed": -1}, "params.seed", -1),
     ({"name": "he_normal", "seed": 2**32}, "params.seed", 2**32),
-    ({"class_name": "HeNormal", "config": {"seed": {"class_name": "SeedGenerator"}}},
-     "config.seed", {"class_name": "SeedGenerator"}),
+    (
+        {"class_name": "HeNormal", "config": {"seed": {"class_name": "SeedGenerator"}}},
+        "config.seed",
+        {"class_name": "SeedGenerator"},
+    ),
     ({"name": "he_normal", "params": []}, "params", []),
     ({"name": "he_normal", "extra": 1}, "extra", 1),
     ({"name": 5}, "name", 5),
@@ -97,8 +102,9 @@ BAD_CALLS: list[tuple[str, Any, dict[str, Any], str, Any]] = [
 
 
 @pytest.mark.parametrize(("name", "shape", "kwargs", "field", "value"), BAD_CALLS)
-def test_bad_calls_name_field_and_value(name: str, shape: Any, kwargs: dict[str, Any],
-                                        field: str, value: Any) -> None:
+def test_bad_calls_name_field_and_value(
+    name: str, shape: Any, kwargs: dict[str, Any], field: str, value: Any
+) -> None:
     kwargs = {"seed": 0, **kwargs}
     with pytest.raises(InitializerError) as info:
         generate(resolve(name), shape, **kwargs)
@@ -120,8 +126,9 @@ def test_dirac_groups_must_divide_out_channels() -> None:
 
 def test_int32_constant_needs_an_integer_value() -> None:
     with pytest.raises(InitializerError) as info:
-        generate(resolve({"name": "constant", "params": {"value": 0.5}}), (2,), seed=0,
-                 dtype="int32")
+        generate(
+            resolve({"name": "constant", "params": {"value": 0.5}}), (2,), seed=0, dtype="int32"
+        )
     assert info.value.field == "params.value"
 
 
@@ -132,8 +139,9 @@ def test_check_validates_huge_shapes_without_allocating() -> None:
     assert init.work(shape) == 10**18
     assert resolve("he_normal").work((10**6, 10**6)) == 10**12
     with pytest.raises(InitializerError):
-        init.check((10**12,), dtype="float32", layout="keras", fan_in=None, fan_out=None,
-                   compat=None)
+        init.check(
+            (10**12,), dtype="float32", layout="keras", fan_in=None, fan_out=None, compat=None
+        )
 
 
 def test_truncation_cost_counts_rejections() -> None:

@@ -18,8 +18,9 @@ from app.initializers import LAYOUTS, InitializerError, compute_fans, generate, 
         ((2, 3, 3, 4, 8), (18 * 4, 18 * 8), (3 * 96, 2 * 96)),
     ],
 )
-def test_layout_fans(shape: tuple[int, ...], keras: tuple[int, int],
-                     torch: tuple[int, int] | None) -> None:
+def test_layout_fans(
+    shape: tuple[int, ...], keras: tuple[int, int], torch: tuple[int, int] | None
+) -> None:
     assert compute_fans(shape) == keras
     assert compute_fans(shape, "keras") == keras
     if torch is None:
@@ -49,10 +50,17 @@ def test_layout_changes_the_scale_of_fan_based_schemes() -> None:
 
 
 def test_keras_axes_params_define_the_fans() -> None:
-    init = resolve({"name": "variance_scaling",
-                    "params": {"input_axes": [1], "output_axes": [0], "mode": "fan_in"}})
+    init = resolve(
+        {
+            "name": "variance_scaling",
+            "params": {"input_axes": [1], "output_axes": [0], "mode": "fan_in"},
+        }
+    )
     assert init.fans_for((64, 512), "keras", None, None) == (512, 64)
     with pytest.raises(InitializerError) as info:
-        generate(resolve({"name": "he_normal", "params": {"input_axes": [3],
-                                                          "output_axes": [0]}}), (4, 4), seed=0)
+        generate(
+            resolve({"name": "he_normal", "params": {"input_axes": [3], "output_axes": [0]}}),
+            (4, 4),
+            seed=0,
+        )
     assert info.value.field == "params.input_axes"

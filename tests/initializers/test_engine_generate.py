@@ -48,9 +48,9 @@ def test_half_precision_is_the_float32_draw_cast(name: str, dtype: str) -> None:
     init = resolve(name)
     shape = shapes_for(name)[-1]
     wide = generate(init, shape, seed=7, dtype="float32")
-    assert generate(init, shape, seed=7, dtype=dtype).tobytes() == wide.astype(
-        DTYPE[dtype]
-    ).tobytes()
+    assert (
+        generate(init, shape, seed=7, dtype=dtype).tobytes() == wide.astype(DTYPE[dtype]).tobytes()
+    )
 
 
 @pytest.mark.parametrize("name", ["zeros", "he_normal", "orthogonal", "dirac", "eye"])
@@ -63,11 +63,30 @@ def test_empty_shapes_give_empty_arrays(name: str) -> None:
 # Schemes, a non-default parameter set, and what the values must satisfy.
 STAT_SHAPE = (400, 500)
 ZERO_MEAN = {
-    "random_uniform", "random_normal", "truncated_normal", "variance_scaling", "glorot_uniform",
-    "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
-    "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "trunc_normal",
-    "sparse", "torch_orthogonal", "torch_default", "general_rule", "small_random",
-    "large_random", "jax_normal", "jax_truncated_normal",
+    "random_uniform",
+    "random_normal",
+    "truncated_normal",
+    "variance_scaling",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "trunc_normal",
+    "sparse",
+    "torch_orthogonal",
+    "torch_default",
+    "general_rule",
+    "small_random",
+    "large_random",
+    "jax_normal",
+    "jax_truncated_normal",
 }
 
 
@@ -76,8 +95,11 @@ ZERO_MEAN = {
 def test_sample_std_matches_expected_std(name: str, dtype: str) -> None:
     init = resolve(name)
     # Orthogonal schemes pay for a QR: their std is exact by construction at any size.
-    shape = {"delta_orthogonal": (3, 5, 40, 60), "orthogonal": (120, 150),
-             "torch_orthogonal": (150, 120)}.get(name, STAT_SHAPE)
+    shape = {
+        "delta_orthogonal": (3, 5, 40, 60),
+        "orthogonal": (120, 150),
+        "torch_orthogonal": (150, 120),
+    }.get(name, STAT_SHAPE)
     values = generate(init, shape, seed=99, dtype=dtype).astype(np.float64)
     fan_in, fan_out = compute_fans(shape)
     expected = init.expected_std(fan_in, fan_out, shape=shape)
@@ -98,8 +120,11 @@ def test_sample_std_matches_expected_std(name: str, dtype: str) -> None:
         ("jax_uniform", 0.0, 0.01),
         ("general_rule", -1 / math.sqrt(400), 1 / math.sqrt(400)),
         ("glorot_uniform", -math.sqrt(6 / 900), math.sqrt(6 / 900)),
-        ("he_normal", -2 * math.sqrt(2 / 400) / 0.87962566103423978,
-         2 * math.sqrt(2 / 400) / 0.87962566103423978),
+        (
+            "he_normal",
+            -2 * math.sqrt(2 / 400) / 0.87962566103423978,
+            2 * math.sqrt(2 / 400) / 0.87962566103423978,
+        ),
     ],
 )
 def test_values_stay_within_the_scheme_bounds(ref: object, low: float, high: float) -> None:
@@ -135,11 +160,13 @@ def test_identity_is_gain_times_rectangular_eye() -> None:
 
 
 def test_int32_constant_and_identity() -> None:
-    out = generate(resolve({"name": "constant", "params": {"value": 3}}), (2, 3), seed=0,
-                   dtype="int32")
+    out = generate(
+        resolve({"name": "constant", "params": {"value": 3}}), (2, 3), seed=0, dtype="int32"
+    )
     assert out.dtype == np.int32 and (out == 3).all()
-    eye = generate(resolve({"name": "identity", "params": {"gain": 2}}), (2, 3), seed=0,
-                   dtype="int32")
+    eye = generate(
+        resolve({"name": "identity", "params": {"gain": 2}}), (2, 3), seed=0, dtype="int32"
+    )
     np.testing.assert_array_equal(eye, 2 * np.eye(2, 3, dtype=np.int32))
 
 
@@ -169,7 +196,10 @@ def test_same_seed_gives_same_bytes_in_another_process() -> None:
     )
     here = os.path.dirname(__file__)
     child = subprocess.run(
-        [sys.executable, "-c", script, here], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script, here],
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "PYTHONHASHSEED": "123"},
     )
     assert json.loads(child.stdout) == _digests(NAMES)

@@ -47,8 +47,12 @@ def _refused(dtype: str) -> list[tuple[str, dict[str, Any], str, float]]:
         ("truncated_normal", {"stddev": small / 16}, "params.stddev", small / 16),
         ("trunc_normal", {"std": small / 16, "a": -1.0, "b": 1.0}, "params.std", small / 16),
         ("jax_truncated_normal", {"stddev": small / 16}, "params.stddev", small / 16),
-        ("random_uniform", {"minval": -small / 16, "maxval": small / 16}, "params.maxval",
-         small / 16),
+        (
+            "random_uniform",
+            {"minval": -small / 16, "maxval": small / 16},
+            "params.maxval",
+            small / 16,
+        ),
         ("jax_uniform", {"scale": small / 16}, "params.scale", small / 16),
         ("constant", {"value": -small / 16}, "params.value", -small / 16),
         ("orthogonal", {"gain": small / 16}, "params.gain", small / 16),
@@ -67,13 +71,16 @@ def _refused(dtype: str) -> list[tuple[str, dict[str, Any], str, float]]:
             ("variance_scaling", {"scale": top * top}, "params.scale", top * top),
             ("random_normal", {"mean": top * 2}, "params.mean", top * 2),
             # std = sqrt(scale / n) and gain / sqrt(fan) below the smallest normal
-            ("variance_scaling", {"scale": small * small / 256}, "params.scale",
-             small * small / 256),
+            (
+                "variance_scaling",
+                {"scale": small * small / 256},
+                "params.scale",
+                small * small / 256,
+            ),
             ("kaiming_normal", {"a": 1e100}, "params.a", 1e100),
             ("kaiming_uniform", {"a": -1e100}, "params.a", -1e100),
             # values lie in [a, b] and within |mean| + 13.71·std: both beyond max
-            ("trunc_normal", {"std": top / 5, "a": -top * 2, "b": top * 2}, "params.a",
-             -top * 2),
+            ("trunc_normal", {"std": top / 5, "a": -top * 2, "b": top * 2}, "params.a", -top * 2),
             ("trunc_normal", {"std": top, "a": -top * 2, "b": top * 1.5}, "params.a", -top * 2),
         ]
     return cases
@@ -133,10 +140,10 @@ def test_edge_parameters_give_finite_nonzero_values(
 @pytest.mark.parametrize("size", [9, BIG], ids=["small", "chunked"])
 def test_float32_normals_scale_exactly_at_extreme_stddev(stddev: float, size: int) -> None:
     # N(0, s²) is s·N(0, 1) of the same stream, rounded once (±1 ulp from the fold into z).
-    unit = generate(resolve({"name": "random_normal", "params": {"stddev": 1.0}}), (size,),
-                    seed=3)
-    scaled = generate(resolve({"name": "random_normal", "params": {"stddev": stddev}}),
-                      (size,), seed=3)
+    unit = generate(resolve({"name": "random_normal", "params": {"stddev": 1.0}}), (size,), seed=3)
+    scaled = generate(
+        resolve({"name": "random_normal", "params": {"stddev": stddev}}), (size,), seed=3
+    )
     assert np.isfinite(scaled).all() and np.count_nonzero(scaled) == size
     np.testing.assert_allclose(scaled, unit.astype(np.float64) * stddev, rtol=6e-7)
 
@@ -149,8 +156,9 @@ def test_zero_stddev_gives_positive_zeros(name: str, size: int, stddev: float) -
     assert math.copysign(1.0, init.params["stddev"]) == 1.0
     values = generate(init, (size,), seed=1)
     assert not np.signbit(values).any() and not values.any()
-    shifted = generate(resolve({"name": name, "params": {"mean": 2.5, "stddev": stddev}}),
-                       (size,), seed=1)
+    shifted = generate(
+        resolve({"name": name, "params": {"mean": 2.5, "stddev": stddev}}), (size,), seed=1
+    )
     assert (shifted == 2.5).all()
 
 
@@ -165,28 +173,40 @@ AUDIT: list[tuple[Any, tuple[int, ...], dict[str, Any], str, Any]] = [
     ({"name": "dirac", "params": {"groups": 10**30}}, (4, 2, 3), {}, "params.groups", 10**30),
     ({"name": "dirac", "params": {"groups": 10**400}}, (4, 2, 3), {}, "params.groups", 10**400),
     ({"name": "random_normal", "params": {"mean": 10**400}}, (2,), {}, "params.mean", 10**400),
-    ({"name": "orthogonal", "params": {"gain": -(10**309)}}, (2, 2), {}, "params.gain",
-     -(10**309)),
+    ({"name": "orthogonal", "params": {"gain": -(10**309)}}, (2, 2), {}, "params.gain", -(10**309)),
     ({"name": "he_normal"}, (4, 4), {"fan_in": 2**63}, "fan_in", 2**63),
     ({"name": "xavier_uniform"}, (4, 4), {"fan_out": 10**400}, "fan_out", 10**400),
     ({"name": "general_rule"}, (4, 4), {"fan_in": 10**400}, "fan_in", 10**400),
     # explicit fans small enough to count but making float16 values subnormal
     ({"name": "he_normal"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in", 10**15),
-    ({"name": "general_rule"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in",
-     10**15),
-    ({"name": "kaiming_normal"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in",
-     10**15),
+    ({"name": "general_rule"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in", 10**15),
+    ({"name": "kaiming_normal"}, (4, 4), {"fan_in": 10**15, "dtype": "float16"}, "fan_in", 10**15),
     # a huge negative slope: PyTorch's a² overflows
     ({"name": "kaiming_normal", "params": {"a": 1e200}}, (4, 4), {}, "params.a", 1e200),
     ({"class_name": "kaiming_normal", "config": {"a": 1e155}}, (4, 4), {}, "config.a", 1e155),
     # int32 outputs: the gain / value must fit 32 bits
-    ({"name": "identity", "params": {"gain": 2**31}}, (2, 2), {"dtype": "int32"},
-     "params.gain", 2**31),
-    ({"name": "constant", "params": {"value": -(2**31) - 1}}, (2,), {"dtype": "int32"},
-     "params.value", -(2**31) - 1),
+    (
+        {"name": "identity", "params": {"gain": 2**31}},
+        (2, 2),
+        {"dtype": "int32"},
+        "params.gain",
+        2**31,
+    ),
+    (
+        {"name": "constant", "params": {"value": -(2**31) - 1}},
+        (2,),
+        {"dtype": "int32"},
+        "params.value",
+        -(2**31) - 1,
+    ),
     # compat "keras": NumPy's uniform refuses a range beyond float64
-    ({"name": "random_uniform", "params": {"minval": -1e308, "maxval": 1e308}}, (2,),
-     {"dtype": "float64", "compat": "keras"}, "params.maxval", 1e308),
+    (
+        {"name": "random_uniform", "params": {"minval": -1e308, "maxval": 1e308}},
+        (2,),
+        {"dtype": "float64", "compat": "keras"},
+        "params.maxval",
+        1e308,
+    ),
     # NaN / infinity stay refused
     ({"name": "kaiming_uniform", "params": {"a": math.inf}}, (2, 2), {}, "params.a", math.inf),
     ({"name": "trunc_normal", "params": {"b": -math.inf}}, (2, 2), {}, "params.b", -math.inf),
@@ -232,8 +252,7 @@ def test_http_extreme_parameters_are_422_problems(
     client: TestClient, initializer: dict[str, Any], dtype: str, shows: str
 ) -> None:
     resp = client.post(
-        "/v1/tensors", json={"shape": [4, 4], "initializer": initializer, "dtype": dtype,
-                             "seed": 1}
+        "/v1/tensors", json={"shape": [4, 4], "initializer": initializer, "dtype": dtype, "seed": 1}
     )
     assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"] == "application/problem+json"

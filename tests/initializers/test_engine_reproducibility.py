@@ -62,7 +62,10 @@ def _child(env_extra: dict[str, str]) -> dict[str, object]:
     )
     child = subprocess.run(
         [sys.executable, "-c", script, here, root],
-        capture_output=True, text=True, check=True, env={**os.environ, **env_extra},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env_extra},
     )
     result: dict[str, object] = json.loads(child.stdout)
     return result
@@ -164,13 +167,10 @@ def test_more_words_for_second_attempts_do_not_change_the_bytes() -> None:
     assert np.array_equal(short, ample) and np.abs(ample).max() <= 2.0
 
 
-@pytest.mark.parametrize(
-    ("lo", "hi"), [(-2.0, 2.0), (-0.5, 1.5), (2.5, 5.0), (-6.0, -1.0)]
-)
+@pytest.mark.parametrize(("lo", "hi"), [(-2.0, 2.0), (-0.5, 1.5), (2.5, 5.0), (-6.0, -1.0)])
 def test_float32_truncated_normals_follow_the_truncated_normal(lo: float, hi: float) -> None:
     # The ziggurat refuses attempts outside [lo, hi] itself (float32); against scipy.
-    init = resolve({"name": "trunc_normal", "params": {"mean": 0.0, "std": 1.0, "a": lo,
-                                                        "b": hi}})
+    init = resolve({"name": "trunc_normal", "params": {"mean": 0.0, "std": 1.0, "a": lo, "b": hi}})
     values = generate(init, (1 << 19,), seed=21).astype(np.float64)
     assert values.min() >= lo and values.max() <= hi
     assert scipy.stats.kstest(values, scipy.stats.truncnorm(lo, hi).cdf).pvalue > 1e-3

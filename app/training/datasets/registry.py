@@ -36,7 +36,7 @@ UploadedExists = Callable[[str], bool | Mapping[str, Any] | None]
 _SPLIT_PARAMS = (
     Param(
         "validation_from",
-        "choice",
+        "string",
         "start",
         "which end of the training file the validation rows come from (TF tutorial: start)",
         choices=("start", "end"),
@@ -44,10 +44,10 @@ _SPLIT_PARAMS = (
 )
 
 IDX_PARAMS: tuple[Param, ...] = (
-    Param("validation_size", "int", 5000, "rows of the training file held out", 0, 60_000),
+    Param("validation_size", "integer", 5000, "rows of the training file held out", 0, 60_000),
     Param(
         "train_size",
-        "int",
+        "integer",
         None,
         "training rows used (default: all rows not held out)",
         1,
@@ -55,13 +55,13 @@ IDX_PARAMS: tuple[Param, ...] = (
         nullable=True,
     ),
     *_SPLIT_PARAMS,
-    Param("test", "bool", False, "also load the t10k test split"),
+    Param("test", "boolean", False, "also load the t10k test split"),
 )
 
 UPLOAD_PARAMS: tuple[Param, ...] = (
     Param(
         "validation_size",
-        "int",
+        "integer",
         None,
         "rows of x_train held out for validation (only if the upload has no x_val)",
         0,
@@ -69,12 +69,18 @@ UPLOAD_PARAMS: tuple[Param, ...] = (
         nullable=True,
     ),
     Param(
-        "train_size", "int", None, "training rows used (default: all)", 1, _MAX_ROWS, nullable=True
+        "train_size",
+        "integer",
+        None,
+        "training rows used (default: all)",
+        1,
+        _MAX_ROWS,
+        nullable=True,
     ),
     *_SPLIT_PARAMS,
     Param(
         "task",
-        "choice",
+        "string",
         None,
         "multiclass | binary | regression (default: from y_train's dtype)",
         choices=TASKS,

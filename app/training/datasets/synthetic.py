@@ -156,12 +156,12 @@ class SyntheticSpec:
 
 def _common(train: int, val: int, noise: float | None) -> tuple[Param, ...]:
     out: tuple[Param, ...] = (
-        Param("train_size", "int", train, "training samples", 1, MAX_SYNTHETIC_SAMPLES),
-        Param("validation_size", "int", val, "validation samples", 0, MAX_SYNTHETIC_SAMPLES),
-        Param("seed", "int", 0, "RandomState seed of the training split", 0, 2**32 - 1),
+        Param("train_size", "integer", train, "training samples", 1, MAX_SYNTHETIC_SAMPLES),
+        Param("validation_size", "integer", val, "validation samples", 0, MAX_SYNTHETIC_SAMPLES),
+        Param("seed", "integer", 0, "RandomState seed of the training split", 0, 2**32 - 1),
         Param(
             "validation_seed",
-            "int",
+            "integer",
             None,
             "RandomState seed of the validation split (default: seed + 1)",
             0,
@@ -170,7 +170,7 @@ def _common(train: int, val: int, noise: float | None) -> tuple[Param, ...]:
         ),
     )
     if noise is not None:
-        out += (Param("noise", "float", noise, "std of Gaussian noise added to x", 0.0, 10.0),)
+        out += (Param("noise", "number", noise, "std of Gaussian noise added to x", 0.0, 10.0),)
     return out
 
 
@@ -183,7 +183,7 @@ SYNTHETIC: dict[str, SyntheticSpec] = {
             make_circles,
             (
                 *_common(300, 100, 0.05),
-                Param("factor", "float", 0.8, "inner radius / outer radius", 0.0, 0.999),
+                Param("factor", "number", 0.8, "inner radius / outer radius", 0.0, 0.999),
             ),
             "two concentric circles (sklearn make_circles)",
         ),
@@ -200,8 +200,8 @@ SYNTHETIC: dict[str, SyntheticSpec] = {
             make_spirals,
             (
                 *_common(1000, 500, 0.05),
-                Param("arms", "int", 2, "number of spiral arms (= classes)", 2, 10),
-                Param("turns", "float", 1.0, "turns of each arm", 0.1, 5.0),
+                Param("arms", "integer", 2, "number of spiral arms (= classes)", 2, 10),
+                Param("turns", "number", 1.0, "turns of each arm", 0.1, 5.0),
             ),
             "interleaved spirals, one class per arm",
         ),
@@ -218,9 +218,9 @@ SYNTHETIC: dict[str, SyntheticSpec] = {
             make_blobs,
             (
                 *_common(1000, 500, None),
-                Param("centers", "int", 3, "number of clusters (= classes)", 2, 100),
-                Param("n_features", "int", 2, "input dimension", 1, 1000),
-                Param("cluster_std", "float", 1.0, "std of each cluster", 0.0, 100.0),
+                Param("centers", "integer", 3, "number of clusters (= classes)", 2, 100),
+                Param("n_features", "integer", 2, "input dimension", 1, 1000),
+                Param("cluster_std", "number", 1.0, "std of each cluster", 0.0, 100.0),
             ),
             "isotropic Gaussian clusters (sklearn make_blobs)",
         ),
