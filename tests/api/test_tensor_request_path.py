@@ -27,8 +27,10 @@ SETTINGS = Settings()
 
 
 def _check(ref: Any, shape: list[int] | None = None) -> Any:
-    rank = 4 if engine.resolve(ref).name in ("delta_orthogonal", "dirac") else 2
-    req = TensorRequest(shape=shape or [4] * rank, initializer=ref)
+    name = engine.resolve(ref).name
+    rank = 4 if name in ("delta_orthogonal", "dirac") else 2
+    default = [4, 1, 3] if name == "stft" else [4] * rank  # stft: (frame_length, 1, bins)
+    req = TensorRequest(shape=shape or default, initializer=ref)
     return check_tensor(req, media_type=formats.JSON, settings=SETTINGS)
 
 
