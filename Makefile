@@ -65,8 +65,9 @@ test: $(VENV)/.installed-dev ## run the whole test suite (real Redis, uvicorn, C
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev ## ruff check and mypy (what CI runs)
+lint: $(VENV)/.installed-dev ## ruff check, ruff format --check and mypy (what CI runs)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev ## ruff format + ruff check --fix (rewrites files)

@@ -28,12 +28,18 @@ def _one_thread() -> Any:
     yield
     torch.set_num_threads(before)
 
+
 STEPS, BATCH, N, D = 20, 16, 200, 12  # 200 / 16 → 13 batches per epoch (last one partial)
 
 OPTIMIZERS: dict[str, tuple[dict[str, Any], Any]] = {
     "sgd_nesterov": (
-        {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True,
-         "weight_decay": 1e-3},
+        {
+            "name": "sgd",
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 1e-3,
+        },
         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
     ),
     "sgd_momentum": (

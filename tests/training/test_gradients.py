@@ -86,8 +86,9 @@ def test_loss_value_is_stable_for_huge_logits() -> None:
 
 
 def _network(activation: str, loss: Loss, *, dropout: float = 0.0) -> Network:
-    net = Network((5, 4, 3, loss.units), Activation(activation), loss, dropout=dropout,
-                  dtype=np.float64)
+    net = Network(
+        (5, 4, 3, loss.units), Activation(activation), loss, dropout=dropout, dtype=np.float64
+    )
     net.params[:] = np.random.default_rng(2).normal(0, 0.8, size=net.n_params)
     return net
 

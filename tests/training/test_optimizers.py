@@ -86,8 +86,9 @@ def test_float32_adam_step_allocates_no_new_state() -> None:
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_threaded_step_is_bitwise_identical_to_one_thread(name: str) -> None:
-    spec = OptimizerSpec(name, 0.01, momentum=0.9 if name in ("sgd", "rmsprop") else 0.0,
-                         weight_decay=0.01)
+    spec = OptimizerSpec(
+        name, 0.01, momentum=0.9 if name in ("sgd", "rmsprop") else 0.0, weight_decay=0.01
+    )
     rng = np.random.default_rng(9)
     p0 = rng.normal(size=300_000).astype(np.float32)
     runs = []
