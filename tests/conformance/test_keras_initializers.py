@@ -182,7 +182,16 @@ STFT_SHAPES = [(16, 1, 9), (400, 1, 257), (3, 1, 2), (1, 1, 5), (255, 1, 129)]
 STFT_PARAMS = [
     {"side": side, "window": window, "scaling": scaling, "periodic": periodic}
     for side in ("real", "imag")
-    for window in ("hann", "hamming", None)
+    for window in (
+        "hann",
+        "hamming",
+        "blackman",
+        "nuttall",
+        "blackmanharris",
+        "flattop",
+        "boxcar",
+        None,
+    )
     for scaling in ("density", "spectrum", None)
     for periodic in (False, True)
 ]

@@ -253,7 +253,17 @@ class Dirac(_Fixed):
         return _diagonal_std(shape, groups * min(shape[0] // groups, shape[1]), 1.0)
 
 
-_WINDOWS: dict[str, tuple[float, ...]] = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46)}
+# SciPy's cosine-sum windows (scipy.signal.windows: general_cosine's coefficients; hann and
+# hamming are general_hamming(alpha) = (alpha, 1 - alpha); boxcar is the one-term sum).
+_WINDOWS: dict[str, tuple[float, ...]] = {
+    "hann": (0.5, 1.0 - 0.5),
+    "hamming": (0.54, 1.0 - 0.54),
+    "blackman": (0.42, 0.50, 0.08),
+    "nuttall": (0.3635819, 0.4891775, 0.1365995, 0.0106411),
+    "blackmanharris": (0.35875, 0.48829, 0.14128, 0.01168),
+    "flattop": (0.21557895, 0.41663158, 0.277263158, 0.083578947, 0.006947368),
+    "boxcar": (1.0,),
+}
 
 
 def _window(name: str, length: int, periodic: bool) -> np.ndarray:
@@ -312,7 +322,8 @@ class STFT(Initializer):
     description = (
         "Keras STFT: a Conv1D kernel computing the real or imaginary part of a short-time "
         "Fourier transform over T samples (F = fft_length // 2 + 1 bins; Keras's "
-        "STFTSpectrogram layer). Windows: hann, hamming or none."
+        "STFTSpectrogram layer). Windows: SciPy's cosine-sum family (hann, hamming, blackman, "
+        "nuttall, blackmanharris, flattop, boxcar) or none."
     )
     references = (KERAS_REF + "constant_initializers.py", "scipy.signal.get_window")
     frameworks = frameworks("STFT")
