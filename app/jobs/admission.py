@@ -12,9 +12,10 @@ from typing import Any
 
 from app.config import Settings
 from app.jobs import service
-from app.jobs.idempotency import IdempotencyKeys
+from app.jobs.idempotency import Claim, IdempotencyKeys
 from app.jobs.quotas import RunQuota
-from app.jobs.store import JobStore, new_job_id
+from app.jobs.status import JobStatus
+from app.jobs.store import STORE_ERRORS, JobStore, new_job_id
 from app.jobs.uploads import DatasetStore
 
 
@@ -50,11 +51,34 @@ def submit(
             body, jobs, uploads, owner=owner, settings=settings, job_id=job_id, admit=admit
         )
     except BaseException:
-        if admitted:
-            quota.release(owner, job_id, admitted[0])
-        if claim is not None:
-            keys.release(claim)
+        _settle_failed(jobs, job_id, owner, quota, admitted, keys, claim)
         raise
     if claim is not None:
         keys.commit(claim)
     return doc, False
+
+
+def _settle_failed(
+    jobs: JobStore,
+    job_id: str,
+    owner: str,
+    quota: RunQuota,
+    admitted: list[int],
+    keys: IdempotencyKeys,
+    claim: Claim | None,
+) -> None:
+    """After a failed submission: free the key and the quota only if the job was not recorded
+    (or was cancelled because its runs could not be sent). A job that was recorded though the
+    request failed after it (a Redis error once the transaction ran) is queued and will run:
+    its key is committed, so the client's retry gets that job, not a second one."""
+    try:
+        status = jobs.get_status(job_id)
+    except STORE_ERRORS:
+        return  # Redis unreachable: the key's lease and the quota's reservation lapse by themselves
+    if status is None or status == JobStatus.CANCELLED:
+        if admitted:
+            quota.release(owner, job_id, admitted[0])
+        if claim is not None:
+            keys.release(claim)
+    elif claim is not None:
+        keys.commit(claim)
