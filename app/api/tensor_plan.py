@@ -119,6 +119,9 @@ class TensorContext:
     requests (:class:`Checked` by :func:`memo_key`; emptied when it holds ``MEMO_MAX``)."""
 
     MEMO_MAX = 1024
+    # References longer than this (a Keras object with a long ``module``, padding) are checked
+    # every time instead of kept: the memo stays within MEMO_MAX × a few KiB.
+    MEMO_REF_MAX_CHARS = 512
 
     def __init__(self, settings: Settings, version: str) -> None:
         self.settings, self.version = settings, version
@@ -259,7 +262,7 @@ def plan_tensor(
     checked = memo.get(key) if memo is not None else None
     if checked is None:
         checked = check_tensor(req, media_type=media_type, settings=settings, where=where)
-        if memo is not None:
+        if memo is not None and len(key[3]) <= TensorContext.MEMO_REF_MAX_CHARS:
             if len(memo) >= TensorContext.MEMO_MAX:
                 memo.clear()
             memo[key] = checked

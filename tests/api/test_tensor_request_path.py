@@ -75,6 +75,24 @@ def test_the_memo_is_keyed_on_the_exact_reference_and_bounded(
         assert len(context.checked) <= 3
 
 
+def test_a_long_reference_is_checked_each_time_not_kept() -> None:
+    # A Keras object may carry any ``module`` text: kept, 1 MiB references would fill the
+    # memo with ~1 GiB. Long ones are answered alike but never kept.
+    context = TensorContext(SETTINGS, "0.1.0")
+    long_ref = {"class_name": "HeNormal", "config": {}, "module": "keras." + "x" * 100_000}
+    req = TensorRequest(shape=[3, 3], initializer=long_ref, seed=1)
+    plan = plan_tensor(
+        req, media_type=formats.JSON, stats=False, settings=SETTINGS, memo=context.checked
+    )
+    assert plan.init.name == "he_normal"
+    assert context.checked == {}
+    short = TensorRequest(shape=[3, 3], initializer={"class_name": "HeNormal", "config": {}})
+    plan_tensor(
+        short, media_type=formats.JSON, stats=False, settings=SETTINGS, memo=context.checked
+    )
+    assert len(context.checked) == 1
+
+
 def test_nan_is_not_confused_with_null_by_the_memo() -> None:
     context = TensorContext(SETTINGS, "0.1.0")
 
