@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -248,3 +249,4 @@ def test_redis_gone_mid_stream_ends_it_with_the_reason(
     end = events[-1].json()
     assert end["status"] == "queued" and end["reason"] == "store_unavailable"
     assert "unreachable" in end["detail"]
+    assert "127.0.0.1" not in end["detail"] and not re.search(r":\d{2,5}\b", end["detail"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +37,7 @@ SSE_PING_SECONDS = 15
 SSE_BLOCK_MS = 1000  # one blocking XREAD at a time per stream, so a closed client frees quickly
 SSE_READ_COUNT = 200
 SSE_RETRY_MS = 2000
+logger = logging.getLogger(__name__)
 # Blocking stream reads run in threads; their own limiter keeps many open streams from
 # starving the default thread pool that sync handlers use.
 _SSE_THREADS = anyio.CapacityLimiter(64)
@@ -320,11 +322,13 @@ async def _event_stream(
             yield _sse("end", {"status": progress.status, "detail": detail}, ids.derived())
             return
         except STORE_ERRORS as exc:
-            # Redis went away mid-stream (the response has started: no 503 any more).
+            # Redis went away mid-stream (the response has started: no 503 any more). Its
+            # message names the server's address: logged here, never sent to the client.
+            logger.warning("event stream of %s ended: job store unreachable: %s", job_id, exc)
             end = {
                 "status": progress.status,
                 "reason": "store_unavailable",
-                "detail": f"the job store is unreachable: {exc}",
+                "detail": "the job store is unreachable; reconnect later to resume",
             }
             yield _sse("end", end, ids.derived())
             return
