@@ -363,3 +363,34 @@ def test_the_run_quota_holds_across_two_api_processes(start_api: Callable) -> No
     assert len(jobs) == 3
     for job in jobs:
         httpx.delete(f"{a.url}/v1/jobs/{job['id']}", headers=auth)
+
+
+def test_a_task_override_is_checked_without_reading_the_upload_again(start_api: Callable) -> None:
+    # Whether an upload's labels fit each task is found when it is uploaded and kept with it:
+    # jobs that override its task are checked against that, never by reading the data (eight
+    # at once used to hold eight copies in the API).
+    api = start_api()
+    rng = np.random.default_rng(3)
+    buf = io.BytesIO()
+    x = rng.normal(size=(400_000, 10)).astype(np.float32)  # 16 MB, incompressible
+    np.savez(buf, x_train=x, y_train=rng.integers(0, 3, 400_000))
+    data = buf.getvalue()
+    upload = post_npz(api.url, data)
+    assert upload.status_code == 201, upload.text
+    tasks = upload.json()["tasks"]
+    assert tasks["multiclass"] == {"n_outputs": 3} and tasks["regression"] == {"n_outputs": 1}
+    assert "binary labels must be 0 or 1" in tasks["binary"]["error"]["msg"]
+
+    def submit(task: str) -> Callable[[], httpx.Response]:
+        dataset = {"name": "upload", "id": upload.json()["id"], "task": task}
+        body = {**JOB, "dataset": dataset, "model": {"hidden_layers": [2]}}
+        return lambda: httpx.post(f"{api.url}/v1/jobs", json=body, timeout=120)
+
+    responses, grew = growth_bytes(api.pid, lambda: _fire([submit("regression")] * 8))
+    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+    for r in responses:
+        httpx.delete(f"{api.url}/v1/jobs/{r.json()['id']}")
+    assert grew <= len(data), f"grew {grew / MiB:.0f} MiB for 8 submissions"
+    refused = submit("binary")()
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["loc"] == ["dataset", "task"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +335,40 @@ def test_describe_holds_a_few_chunks_not_the_arrays() -> None:
     assert summary["n_train"] == 200_000 and summary["n_classes"] == 10
     assert parse_peak > 51_000_000  # loading holds the array
     assert describe_peak < 24 * MB  # a 4 MiB chunk, its float32 cast and masks
+
+
+def test_a_task_override_uses_the_kept_fits_else_reads_the_upload(tmp_path: Path) -> None:
+    from app.training.datasets import check_dataset, describe_npz, task_fits
+
+    buf = io.BytesIO()
+    np.savez(buf, x_train=np.ones((6, 2), np.float32), y_train=np.array([0, 1, 2, 0, 1, 2]))
+    data = buf.getvalue()
+    summary = describe_npz(data, "u", max_bytes=len(data))
+    kept = {**summary, "tasks": task_fits(data, "u", max_bytes=len(data))}
+    reads: list[str] = []
+
+    def uploaded(dataset_id: str) -> bytes:
+        reads.append(dataset_id)
+        return data
+
+    def check(meta: dict, task: str) -> dict:
+        ref = {"name": "upload", "id": "ds_1", "task": task}
+        return check_dataset(
+            ref,
+            data_dir=tmp_path,
+            allow_downloads=False,
+            uploaded_exists=lambda _: meta,
+            uploaded=uploaded,
+        )
+
+    assert check(kept, "regression")["n_outputs"] == 1
+    with pytest.raises(DatasetError) as kept_error:
+        check(kept, "binary")
+    assert reads == []  # answered from the fits kept with the upload
+    # An upload kept before its fits were recorded: read and checked, with the same answers.
+    assert check(summary, "regression")["n_outputs"] == 1
+    with pytest.raises(DatasetError) as read_error:
+        check(summary, "binary")
+    assert reads == ["ds_1", "ds_1"]
+    assert kept_error.value.field == read_error.value.field == "dataset.task"
+    assert kept_error.value.msg == read_error.value.msg

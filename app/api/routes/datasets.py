@@ -35,6 +35,7 @@ from app.training.datasets import (
     DatasetTooLargeError,
     describe_npz,
     list_datasets,
+    task_fits,
 )
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -201,19 +202,15 @@ def _display_name(name: str | None, filename: str | None) -> str:
 def _describe(data: bytes, name: str, task: str | None, settings: Settings) -> dict[str, Any]:
     """Validate the upload and summarize it, a chunk at a time (CPU-bound: runs in a worker
     thread)."""
+    limits = {"max_bytes": settings.max_upload_bytes, "max_elements": settings.max_dataset_elements}
     try:
-        return describe_npz(
-            data,
-            name,
-            task,
-            max_bytes=settings.max_upload_bytes,
-            max_elements=settings.max_dataset_elements,
-        )
+        summary = describe_npz(data, name, task, **limits)
     except DatasetError as exc:
         loc: list[str | int] = ["body"] if exc.field == "file" else ["body", exc.field]
         if isinstance(exc, DatasetTooLargeError):
             raise TooLargeError(f"{exc.field}: {exc.msg}", loc=loc, value=exc.value) from None
         raise InvalidInputError(loc, exc.value, exc.msg) from None
+    return {**summary, "tasks": task_fits(data, name, **limits)}
 
 
 @contextlib.asynccontextmanager

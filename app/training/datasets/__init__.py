@@ -17,6 +17,7 @@ from app.training.datasets.upload import (
     dataset_from_arrays,
     describe_npz,
     parse_npz,
+    task_fits,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "parse_npz",
+    "task_fits",
 ]

@@ -310,10 +310,27 @@ def _check_upload(
     overridden = p["task"] is not None and (
         not isinstance(meta, Mapping) or p["task"] != meta.get("task")
     )
-    if overridden and uploaded is not None:
-        # Whether the labels fit another task (0/1 for binary, whole numbers for classes), and
-        # the output width it gives, only the data says: check it now, not in every worker
-        # (describe_npz reads the values a chunk at a time, never the whole arrays).
+    fits = meta.get("tasks") if isinstance(meta, Mapping) else None
+    if (
+        overridden
+        and isinstance(meta, Mapping)
+        and isinstance(fits, Mapping)
+        and isinstance(fits.get(p["task"]), Mapping)
+    ):
+        # Whether the labels fit another task, and the output width it gives, was found when
+        # the upload was checked (app.training.datasets.upload.task_fits).
+        fit = fits[p["task"]]
+        if "error" in fit:
+            raise DatasetError(
+                "dataset.task",
+                p["task"],
+                f"does not fit this upload: {fit['error']['field']} {fit['error']['msg']}",
+            )
+        meta = {**meta, "task": p["task"], "n_outputs": fit["n_outputs"]}
+    elif overridden and uploaded is not None:
+        # An upload kept before its task fits were recorded: whether the labels fit another
+        # task (0/1 for binary, whole numbers for classes), and the output width it gives, only
+        # the data says. Checked now, not in every worker (describe_npz: a chunk at a time).
         data = uploaded(uid)
         if data is None:
             raise DatasetError(

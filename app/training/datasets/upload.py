@@ -269,6 +269,24 @@ def describe_npz(
     return _summary(name, the_task, x.shape[0], n_val, x.shape[1], y.shape, top)
 
 
+def task_fits(
+    data: bytes, name: str, *, max_bytes: int, max_elements: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """What a job that sets each task on this upload gets: ``{"n_outputs": k}``, or
+    ``{"error": {"field", "msg"}}`` where its labels do not fit the task (checked as
+    :func:`describe_npz` does, a chunk at a time). Kept with the upload, so a job's task
+    override is checked at submission without reading the data again."""
+    fits: dict[str, dict[str, Any]] = {}
+    for task in TASKS:
+        try:
+            summary = describe_npz(data, name, task, max_bytes=max_bytes, max_elements=max_elements)
+        except DatasetError as exc:
+            fits[task] = {"error": {"field": exc.field, "msg": exc.msg}}
+        else:
+            fits[task] = {"n_outputs": summary["n_outputs"]}
+    return fits
+
+
 def _summary(
     name: str, task: str, n_train: int, n_val: int, d: int, y_shape: tuple[int, ...], top: int
 ) -> dict[str, Any]:
