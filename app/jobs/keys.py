@@ -103,8 +103,12 @@ def cancel_channel(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:cancelled"
 
 
+# What every upload's key starts with (the uploads' Lua builds keys from ids with it).
+DATASET_KEY_PREFIX = PREFIX + "dataset:"
+
+
 def dataset_key(dataset_id: str) -> str:
-    return f"{PREFIX}dataset:{dataset_id}"
+    return f"{DATASET_KEY_PREFIX}{dataset_id}"
 
 
 def owner_jobs_key(owner: str) -> str:

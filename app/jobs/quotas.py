@@ -16,6 +16,7 @@ from typing import Any
 
 from app.errors import InitlabError
 from app.jobs.keys import JOB_KEY_PREFIX, owner_active_key
+from app.jobs.scripts import FINISHED_LUA
 
 # How long an admitted job may take to be recorded before its share is given back.
 RESERVATION_SECONDS = 60
@@ -40,7 +41,9 @@ class QuotaExceededError(InitlabError):
 
 
 # KEYS: the owner's active set. ARGV: member, runs, limit, reservation_s, ttl, job key prefix
-_ADMIT = """
+_ADMIT = (
+    FINISHED_LUA
+    + """
 local now = tonumber(redis.call('TIME')[1])
 local used = 0
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -52,7 +55,7 @@ for i = 1, #entries, 2 do
   if not status then
     if now - since > tonumber(ARGV[4]) then redis.call('ZREM', KEYS[1], member)
     else used = used + tonumber(runs) end
-  elseif status == 'succeeded' or status == 'failed' or status == 'cancelled' then
+  elseif finished(status) then
     redis.call('ZREM', KEYS[1], member)
   else
     used = used + math.max(0, tonumber(job[2] or runs) - tonumber(job[3] or '0'))
@@ -64,6 +67,7 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {1, used}
 """
+)
 
 
 class RunQuota:

@@ -18,12 +18,19 @@ _SLOTS = ", ".join(slot.upper() for slot in LAYOUT)
 _INDEXES = ", ".join(str(i) for i in range(1, len(LAYOUT) + 1))
 _FINISHED = ", ".join(f"{status}=true" for status in sorted(FINISHED))
 
-_PRELUDE = f"""
-local {_SLOTS} = {_INDEXES}
-local LAYOUT = {len(LAYOUT)}
+# The one Lua test of a final job or run status, built from app.jobs.status.FINISHED (every
+# script that tests a status includes it: the job scripts' prelude, app.jobs.quotas).
+FINISHED_LUA = f"""
 local FINISHED = {{{_FINISHED}}}
 local function finished(status) return status ~= false and FINISHED[status] == true end
 """
+_PRELUDE = (
+    f"""
+local {_SLOTS} = {_INDEXES}
+local LAYOUT = {len(LAYOUT)}
+"""
+    + FINISHED_LUA
+)
 _PRELUDE += """
 local function expire_all(slots, ttl)
   for _, slot in ipairs(slots) do redis.call('EXPIRE', KEYS[slot], ttl) end

@@ -74,9 +74,14 @@ def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
-def _owned(stored: bytes | None, owner: str | None) -> bool:
+def owner_of(stored: bytes | None) -> str:
+    """The owner a record's stored owner field names (records without one are anonymous)."""
+    return _s(stored) or ANONYMOUS
+
+
+def owned(stored: bytes | None, owner: str | None) -> bool:
     """Whether a record whose owner field is ``stored`` is visible to ``owner`` (None: anyone)."""
-    return owner is None or (_s(stored) or ANONYMOUS) == owner
+    return owner is None or owner_of(stored) == owner
 
 
 class EventsUnreadableError(Exception):
@@ -217,7 +222,7 @@ class JobStore(RunStore):
         """The api.md job document, or None for an unknown or expired id (or, given
         ``owner``, a job of another owner)."""
         raw = self.redis.hgetall(job_key(job_id))
-        if not raw or not _owned(raw.get(b"owner"), owner):
+        if not raw or not owned(raw.get(b"owner"), owner):
             return None
         n = int(raw.get(b"runs_total", b"0"))
         pipe = self.redis.pipeline(transaction=False)
@@ -288,7 +293,7 @@ class JobStore(RunStore):
         later writes are ignored.
         """
         n, stored_owner = self.redis.hmget(job_key(job_id), ["runs_total", "owner"])
-        if n is None or not _owned(stored_owner, owner):
+        if n is None or not owned(stored_owner, owner):
             return None
         keys = script_keys(job_id) + [run_key(job_id, i) for i in range(int(n))]
         before = self._cancel(
@@ -306,7 +311,7 @@ class JobStore(RunStore):
         pipe.hget(job_key(job_id), "owner")
         pipe.hget(report_key(job_id), fmt)
         stored_owner, data = pipe.execute()
-        if data is None or not _owned(stored_owner, owner):
+        if data is None or not owned(stored_owner, owner):
             return None
         return bytes(data)
 

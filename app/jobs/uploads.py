@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 import redis
 
-from app.jobs.keys import DATASETS_KEY
+from app.jobs.keys import DATASET_KEY_PREFIX, DATASETS_KEY
 from app.jobs.keys import dataset_key as _dataset_key
 from app.jobs.keys import owner_datasets_key as _owner_key
 from app.jobs.quotas import QuotaExceededError
-from app.jobs.store import ANONYMOUS, redis_client
+from app.jobs.store import ANONYMOUS, owned, owner_of, redis_client
 
 
 def _iso(ts: float) -> str:
@@ -34,11 +34,14 @@ def _iso(ts: float) -> str:
 
 
 # The caller's live uploads: (count, bytes); ids whose record expired are pruned.
-_USAGE = """
+_USAGE = (
+    """
 local function usage(index)
   local count, bytes = 0, 0
   for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    local size = redis.call('HSTRLEN', 'initlab:dataset:' .. id, 'data')
+    local size = redis.call('HSTRLEN', '"""
+    + DATASET_KEY_PREFIX
+    + """' .. id, 'data')
     if size == 0 then
       redis.call('ZREM', index, id)
     else
@@ -49,6 +52,7 @@ local function usage(index)
   return count, bytes
 end
 """
+)
 
 # KEYS: dataset, owner index, global index
 # ARGV: id, data, meta, owner, now, ttl, max_uploads, max_bytes
@@ -175,7 +179,7 @@ class DatasetStore:
     def meta(self, dataset_id: str, *, owner: str | None = None) -> dict | None:
         """The upload's metadata; None if unknown, expired or (given ``owner``) another's."""
         raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
+        if raw is None or not owned(stored_owner, owner):
             return None
         info: dict = orjson.loads(raw)
         return info
@@ -186,12 +190,12 @@ class DatasetStore:
     def delete(self, dataset_id: str, *, owner: str | None = None) -> bool:
         """Remove an upload (given ``owner``, only its own); False if there was none."""
         raw, stored_owner = self.redis.hmget(_dataset_key(dataset_id), ["meta", "owner"])
-        if raw is None or not _owned(stored_owner, owner):
+        if raw is None or not owned(stored_owner, owner):
             return False
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(_dataset_key(dataset_id))
         pipe.zrem(DATASETS_KEY, dataset_id)
-        pipe.zrem(_owner_key(_owner_of(stored_owner)), dataset_id)
+        pipe.zrem(_owner_key(owner_of(stored_owner)), dataset_id)
         return bool(pipe.execute()[0])
 
     def list(self, *, owner: str | None = None) -> list[dict]:
@@ -207,12 +211,3 @@ class DatasetStore:
                 continue
             out.append(info)
         return out
-
-
-def _owner_of(stored: bytes | None) -> str:
-    return ANONYMOUS if not stored else stored.decode()
-
-
-def _owned(stored: bytes | None, owner: str | None) -> bool:
-    """Whether a record whose owner field is ``stored`` is visible to ``owner`` (None: anyone)."""
-    return owner is None or _owner_of(stored) == owner
