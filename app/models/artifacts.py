@@ -32,10 +32,12 @@ def weight_values(weight: Weight) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype="<f4")
 
 
-def iter_weights(plan: ModelPlan) -> Iterator[bytes]:
-    """``weights.bin``, one weight per chunk (memory: about the largest weight)."""
+def iter_weights(plan: ModelPlan) -> Iterator[memoryview]:
+    """``weights.bin``, one weight per chunk, each a view of its array (no copy; memory:
+    about the largest weight). Generating the next weight while one is sent measured slower
+    on 2 shared cores (bench/results/models.md)."""
     for weight in plan.weights:
-        yield weight_values(weight).tobytes()
+        yield weight_values(weight).reshape(-1).view(np.uint8).data
 
 
 def safetensors_head(plan: ModelPlan) -> bytes:

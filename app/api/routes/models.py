@@ -149,7 +149,7 @@ def _artifact(
     if_none_match: str | None,
     store: ModelStoreDep,
     settings: Settings,
-    body: Callable[[ModelPlan], tuple[int, Iterator[bytes]] | bytes],
+    body: Callable[[ModelPlan], tuple[int, Iterator[bytes | memoryview]] | bytes],
 ) -> Response:
     plan = _stored(model_id, store, settings)
     etag = _etag(request, model_id, artifact)
@@ -219,10 +219,10 @@ def read_weights_safetensors(
 ) -> Response:
     """A safetensors file: keys `layer/weight`, the canonical spec and seed in the metadata."""
 
-    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes]]:
+    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes | memoryview]]:
         head = safetensors_head(plan)
 
-        def chunks() -> Iterator[bytes]:
+        def chunks() -> Iterator[bytes | memoryview]:
             yield head
             yield from iter_weights(plan)
 
