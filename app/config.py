@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     rate_limit_uploads: RateLimits = ""
     rate_limit_default: RateLimits = ""
 
+    # Models (app/models, app/jobs/models.py, app/api/routes/models.py): how long a posted
+    # spec is kept in Redis (each POST of it starts the TTL again; the weights are regenerated
+    # on every GET), and what one model may hold. Each weight is also held to
+    # max_elements_binary and max_rank, and the model's orthogonal weights together to
+    # max_orthogonal_work.
+    model_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    max_model_params: int = Field(default=50_000_000, ge=1)
+    max_model_layers: int = Field(default=256, ge=1)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:

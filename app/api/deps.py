@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from app.api.auth import get_caller
 from app.config import Settings
+from app.jobs.models import ModelStore
 from app.jobs.store import JobStore
 from app.jobs.uploads import DatasetStore
 
@@ -49,5 +50,17 @@ async def get_dataset_store(request: Request) -> DatasetStore:
     return store
 
 
+async def get_model_store(request: Request) -> ModelStore:
+    """Posted model specs on the application's Redis (shares the job store's pool)."""
+    store: ModelStore | None = getattr(request.app.state, "model_store", None)
+    if store is None:
+        jobs = await get_job_store(request)
+        settings: Settings = request.app.state.settings
+        store = ModelStore(jobs.redis, settings.model_ttl_seconds)
+        request.app.state.model_store = store
+    return store
+
+
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]
+ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]

@@ -28,6 +28,8 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
   unfinished runs (the queued-runs quota, ``app.jobs.quotas``)
 - ``initlab:owner:{owner}:idempotency:{sha256(key)}``  hash: an ``Idempotency-Key``'s body
   fingerprint, job id and state (``app.jobs.idempotency``)
+- ``initlab:model:{id}``               string: a posted model's canonical spec and seed (JSON),
+  expiring ``model_ttl_seconds`` after its latest POST (``app.jobs.models``)
 """
 
 from __future__ import annotations
@@ -109,6 +111,10 @@ DATASET_KEY_PREFIX = PREFIX + "dataset:"
 
 def dataset_key(dataset_id: str) -> str:
     return f"{DATASET_KEY_PREFIX}{dataset_id}"
+
+
+def model_key(model_id: str) -> str:
+    return f"{PREFIX}model:{model_id}"
 
 
 def owner_jobs_key(owner: str) -> str:

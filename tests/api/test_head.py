@@ -62,11 +62,19 @@ def upload(client: httpx.Client) -> str:
     return str(res.json()["id"])
 
 
-def get_urls(job_id: str, dataset_id: str) -> list[str]:
+def new_model(client: httpx.Client) -> str:
+    body = {"input_shape": [3], "layers": [{"type": "dense", "units": 2}], "seed": 1}
+    res = client.post("/v1/models", json=body)
+    assert res.status_code == 201, res.text
+    return str(res.json()["id"])
+
+
+def get_urls(job_id: str, dataset_id: str, model_id: str) -> list[str]:
     """One URL per GET route of the application (every ``{param}`` filled in)."""
     values = {
         "job_id": job_id,
         "dataset_id": dataset_id,
+        "model_id": model_id,
         "name": "dlai-circles",
         "fmt": "svg",
     }
@@ -92,7 +100,7 @@ def comparable(res: httpx.Response) -> dict[str, str]:
 def test_head_answers_every_get_route_like_get(api_server: str, store: JobStore) -> None:
     job_id = new_job(store, finish=True)
     with httpx.Client(base_url=api_server, timeout=30) as client:
-        urls = get_urls(job_id, upload(client))
+        urls = get_urls(job_id, upload(client), new_model(client))
         assert len(urls) >= 20, urls
         for accept_encoding in ("identity", "gzip"):
             headers = {"Accept-Encoding": accept_encoding}

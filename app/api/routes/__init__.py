@@ -12,6 +12,7 @@ from app.api.routes import (
     job_outputs,
     jobs,
     metrics,
+    models,
     presets,
     tensors,
 )
@@ -24,6 +25,7 @@ ROUTERS: list[APIRouter] = [
     metrics.router,
     initializers.router,
     presets.router,
+    models.router,
     jobs.router,
     job_outputs.router,
     datasets.router,

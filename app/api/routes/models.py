@@ -1,0 +1,261 @@
+"""Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``,
+safetensors and ``.npz`` (api.md, Models). Artifacts are immutable: strong ETags, 304s."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import ModelStoreDep, SettingsDep
+from app.api.formats import etag_matches
+from app.api.tensor_response import ETAG_VERSION, IMMUTABLE
+from app.config import Settings
+from app.errors import InitlabError, InvalidInputError, NotFoundError, TooLargeError
+from app.models import (
+    Limits,
+    ModelPlan,
+    ModelSpecError,
+    ModelTooLargeError,
+    iter_weights,
+    model_json,
+    npz_bytes,
+    plan_model,
+    safetensors_head,
+)
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+# Bump when the files of the same model may change (layout or encoding of an artifact).
+ARTIFACTS_VERSION = "models-1"
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        max_params=settings.max_model_params,
+        max_layers=settings.max_model_layers,
+        max_weight_elements=settings.max_elements_binary,
+        max_orthogonal_work=settings.max_orthogonal_work,
+        max_rank=settings.max_rank,
+    )
+
+
+def _client_error(exc: ModelSpecError) -> InitlabError:
+    """problem+json naming the field as written (``layers[3].units``) and its value."""
+    loc: list[str | int] = ["body"]
+    for name, index in _PART.findall(exc.field):
+        loc.append(int(index) if index else name)
+    error: InitlabError
+    if isinstance(exc, ModelTooLargeError):
+        error = TooLargeError(exc.msg, loc=loc, value=exc.value)
+    else:
+        error = InvalidInputError(loc, exc.value, exc.msg)
+    error.detail = f"{exc.field}: {exc.msg}"
+    return error
+
+
+def _plan(body: Any, settings: Settings) -> ModelPlan:
+    try:
+        return plan_model(body, _limits(settings))
+    except ModelSpecError as exc:
+        raise _client_error(exc) from exc
+
+
+def _read(plan: ModelPlan) -> dict[str, Any]:
+    base = f"/v1/models/{plan.id}"
+    return {
+        "id": plan.id,
+        "seed": plan.seed,
+        "spec": plan.spec,
+        "weights": [w.echo() for w in plan.weights],
+        "params": plan.params,
+        "bytes": plan.nbytes,
+        "links": {
+            "self": base,
+            "model_json": f"{base}/model.json",
+            "weights_bin": f"{base}/weights.bin",
+            "safetensors": f"{base}/weights.safetensors",
+            "npz": f"{base}/weights.npz",
+        },
+    }
+
+
+def _stored(model_id: str, store: ModelStoreDep, settings: Settings) -> ModelPlan:
+    found = store.get(model_id)
+    if found is None:
+        raise NotFoundError(
+            f"No model {model_id!r}: never posted, or expired "
+            f"({settings.model_ttl_seconds} s after its latest POST). Post its spec again."
+        )
+    spec, seed = found
+    return _plan({**spec, "seed": seed}, settings)
+
+
+_MODEL_BODY = Body(
+    examples=[
+        {
+            "input_shape": [784],
+            "layers": [
+                {"type": "dense", "units": 256, "activation": "relu"},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "seed": 1,
+        }
+    ]
+)
+
+
+@router.post("", status_code=201)
+def create_model(
+    body: Annotated[dict[str, Any], _MODEL_BODY],
+    response: Response,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Plan a layer-list model; its id is the hash of the canonical spec and the seed.
+
+    Fields: `input_shape` (batch axis excluded), `layers` (each `{"type", "name"?, fields,
+    "<weight>_initializer"?}`), `seed` (drawn when absent), `defaults` (`keras` | `tfjs`:
+    whose default initializers fill the gaps).
+    """
+    plan = _plan(body, settings)
+    store.put(plan.id, plan.spec, plan.seed)
+    response.headers["Location"] = f"/v1/models/{plan.id}"
+    return _read(plan)
+
+
+@router.get("/{model_id}")
+def read_model(model_id: str, store: ModelStoreDep, settings: SettingsDep) -> dict[str, Any]:
+    """A posted model: the same body as its POST answered."""
+    return _read(_stored(model_id, store, settings))
+
+
+def _etag(request: Request, model_id: str, artifact: str) -> str:
+    text = orjson.dumps([ETAG_VERSION, ARTIFACTS_VERSION, request.app.version, model_id, artifact])
+    return '"' + hashlib.sha256(text).hexdigest()[:32] + '"'
+
+
+def _artifact(
+    request: Request,
+    model_id: str,
+    artifact: str,
+    media_type: str,
+    if_none_match: str | None,
+    store: ModelStoreDep,
+    settings: Settings,
+    body: Callable[[ModelPlan], tuple[int, Iterator[bytes | memoryview]] | bytes],
+) -> Response:
+    plan = _stored(model_id, store, settings)
+    etag = _etag(request, model_id, artifact)
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    made = body(plan)
+    if isinstance(made, bytes):
+        return Response(made, media_type=media_type, headers=headers)
+    length, chunks = made
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+
+
+IfNoneMatch = Annotated[str | None, Header()]
+
+
+@router.get("/{model_id}/model.json")
+def read_model_json(
+    request: Request,
+    model_id: str,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The TF.js LayersModel artifact: `tf.loadLayersModel(<this URL>)` loads the model."""
+
+    def make(plan: ModelPlan) -> bytes:
+        try:
+            return orjson.dumps(model_json(plan))
+        except ModelSpecError as exc:
+            raise _client_error(exc) from exc
+
+    return _artifact(
+        request, model_id, "model.json", "application/json", if_none_match, store, settings, make
+    )
+
+
+@router.get("/{model_id}/weights.bin")
+def read_weights_bin(
+    request: Request,
+    model_id: str,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Every weight as little-endian float32 in manifest order, streamed weight by weight."""
+    return _artifact(
+        request,
+        model_id,
+        "weights.bin",
+        "application/octet-stream",
+        if_none_match,
+        store,
+        settings,
+        lambda plan: (plan.nbytes, iter_weights(plan)),
+    )
+
+
+@router.get("/{model_id}/weights.safetensors")
+def read_weights_safetensors(
+    request: Request,
+    model_id: str,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """A safetensors file: keys `layer/weight`, the canonical spec and seed in the metadata."""
+
+    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes | memoryview]]:
+        head = safetensors_head(plan)
+
+        def chunks() -> Iterator[bytes | memoryview]:
+            yield head
+            yield from iter_weights(plan)
+
+        return len(head) + plan.nbytes, chunks()
+
+    return _artifact(
+        request,
+        model_id,
+        "weights.safetensors",
+        "application/vnd.safetensors",
+        if_none_match,
+        store,
+        settings,
+        make,
+    )
+
+
+@router.get("/{model_id}/weights.npz")
+def read_weights_npz(
+    request: Request,
+    model_id: str,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """An uncompressed `.npz` (`numpy.load`), one array per weight keyed `layer/weight`."""
+    return _artifact(
+        request,
+        model_id,
+        "weights.npz",
+        "application/zip",
+        if_none_match,
+        store,
+        settings,
+        npz_bytes,
+    )

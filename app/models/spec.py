@@ -1,0 +1,298 @@
+"""The layer-list model spec: validation, names, per-weight initializers and seeds, the id.
+
+``plan_model(body, limits)`` checks everything (fields, shapes, limits, every weight against
+its initializer) without allocating, and returns a :class:`ModelPlan` whose ``spec`` is the
+canonical form: every field filled in, every initializer resolved to Keras form. Planning the
+canonical spec again gives the same plan, so it is all the store keeps.
+
+Seeds. Weight ``i`` (0-based, manifest order) named ``n`` (``dense/kernel``) of a model with
+seed ``s`` gets ``BLAKE2b-32("initlab-model:{s}:{i}:{n}")`` read little-endian (an integer in
+``[0, 2**32 - 1]``), unless its initializer reference carries its own seed (Keras does the
+same: a seeded initializer is used as is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.initializers import Initializer, InitializerError, compute_fans, resolve
+from app.models.errors import ModelSpecError, ModelTooLargeError
+from app.models.layers import LayerType, WeightShape, infer, initializer_field, layer_type
+
+SEED_MAX = 2**32 - 1
+DEFAULTS: tuple[str, ...] = ("keras", "tfjs")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_FIELDS = ("input_shape", "layers", "seed", "defaults")
+
+# The framework defaults per weight role (tfjs "glorot_normal": TF.js's own meaning, below).
+_DEFAULT_REFS: dict[str, dict[str, Any]] = {
+    "keras": {
+        "kernel": "glorot_uniform",
+        "recurrent": "orthogonal",
+        "bias": "zeros",
+        "embeddings": {"class_name": "RandomUniform", "config": {"minval": -0.05, "maxval": 0.05}},
+        "gamma": "ones",
+        "beta": "zeros",
+        "moving_mean": "zeros",
+        "moving_variance": "ones",
+    },
+}
+_DEFAULT_REFS["tfjs"] = {**_DEFAULT_REFS["keras"], "kernel": "tfjs_glorot_normal"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one model may ask for (the INITLAB_MAX_MODEL_* settings and the tensor limits)."""
+
+    max_params: int
+    max_layers: int
+    max_weight_elements: int
+    max_orthogonal_work: int
+    max_rank: int
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One weight of the model, in manifest order."""
+
+    name: str  # "dense/kernel"
+    shape: tuple[int, ...]
+    field: str  # the layer's config field of its initializer ("recurrent_initializer")
+    initializer: Initializer
+    seed: int
+    forget_units: int | None  # LSTM unit_forget_bias: bias[units:2*units] = 1
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def echo(self) -> dict[str, Any]:
+        """The manifest entry: the initializer in Keras form with this weight's seed."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": "float32",
+            "initializer": self.initializer.keras_config(self.seed),
+        }
+        if self.forget_units is not None:
+            entry["unit_forget_bias"] = True
+        return entry
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: LayerType
+    name: str
+    config: dict[str, Any]  # canonical: fields, name, type and initializers
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    weights: tuple[Weight, ...]
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    spec: dict[str, Any]
+    seed: int
+    layers: tuple[Layer, ...]
+
+    @property
+    def weights(self) -> list[Weight]:
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def params(self) -> int:
+        return sum(w.size for w in self.weights)
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * self.params
+
+    @property
+    def id(self) -> str:
+        """Hash of the canonical spec and the seed: same spec and seed, same id, any process."""
+        doc = orjson.dumps({"spec": self.spec, "seed": self.seed}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(doc).hexdigest()[:32]
+
+
+def weight_seed(seed: int, index: int, name: str) -> int:
+    """The derived seed of weight ``index`` named ``name`` (see the module docstring)."""
+    digest = hashlib.blake2b(f"initlab-model:{seed}:{index}:{name}".encode(), digest_size=4)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _seed(body: Mapping[str, Any]) -> int:
+    value = body.get("seed")
+    if value is None:
+        return secrets.randbelow(SEED_MAX + 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise ModelSpecError("seed", value, "must be an integer in [0, 2**32 - 1]")
+    return value
+
+
+def _input_shape(body: Mapping[str, Any], limits: Limits) -> tuple[int, ...]:
+    value = body.get("input_shape")
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) < limits.max_rank
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value)
+    ):
+        raise ModelSpecError(
+            "input_shape",
+            value,
+            f"must be a list of 1 to {limits.max_rank - 1} integers >= 1 (batch axis excluded)",
+        )
+    return tuple(value)
+
+
+def _names(layers: list[Any]) -> list[str]:
+    """Each layer's name: its own, else Keras's (``dense``, ``dense_1``, ... per type)."""
+    given: dict[str, int] = {}
+    for i, raw in enumerate(layers):
+        name = raw.get("name")
+        if name is None:
+            continue
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ModelSpecError(
+                f"layers[{i}].name", name, "must be 1-128 of A-Z a-z 0-9 _ . - (no '/')"
+            )
+        if name in given:
+            raise ModelSpecError(f"layers[{i}].name", name, f"also names layers[{given[name]}]")
+        given[name] = i
+    counts: dict[str, int] = {}
+    names = []
+    for i, raw in enumerate(layers):
+        if raw.get("name") is not None:
+            names.append(raw["name"])
+            continue
+        base = layer_type(raw.get("type"), f"layers[{i}]").type
+        while True:
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            if name not in given:
+                break
+        names.append(name)
+    return names
+
+
+def _default_ref(defaults: str, role: str, shape: tuple[int, ...]) -> Any:
+    ref = _DEFAULT_REFS[defaults][role]
+    if ref == "tfjs_glorot_normal":
+        # TF.js 4.22 glorotNormal: a normal truncated at 2 std with std sqrt(2 / (fan_in +
+        # fan_out)) and no 0.8796 correction (tfjs-layers initializers.ts VarianceScaling).
+        fan_in, fan_out = compute_fans(shape)
+        std = math.sqrt(2.0 / max(1.0, fan_in + fan_out))
+        return {"class_name": "TruncatedNormal", "config": {"mean": 0.0, "stddev": std}}
+    return ref
+
+
+def _initializer(
+    raw: Mapping[str, Any], w: WeightShape, loc: str, defaults: str, limits: Limits
+) -> Initializer:
+    field = initializer_field(w.role)
+    ref = raw.get(field)
+    if ref is None:
+        ref = _default_ref(defaults, w.role, w.shape)
+    try:
+        init = resolve(ref)
+        init.check(w.shape, dtype="float32", layout="keras")
+    except InitializerError as exc:
+        raise ModelSpecError(f"{loc}.{field}", ref, f"{exc.field}: {exc.msg}") from exc
+    return init
+
+
+def _canonical_ref(init: Initializer) -> dict[str, Any]:
+    form = init.keras_config(init.seed)
+    if form["config"].get("seed", 0) is None:
+        del form["config"]["seed"]
+    return form
+
+
+def plan_model(body: object, limits: Limits) -> ModelPlan:
+    """Validate a layer-list spec and plan its weights; nothing is allocated."""
+    if not isinstance(body, Mapping):
+        raise ModelSpecError("body", body, "must be a JSON object")
+    for key in body:
+        if key not in _FIELDS:
+            hint = " (Keras / TF.js topologies are not accepted yet)" if key == "topology" else ""
+            raise ModelSpecError(key, body[key], f"unknown field; fields: {_FIELDS}{hint}")
+    defaults = body.get("defaults", "keras")
+    if defaults not in DEFAULTS:
+        raise ModelSpecError("defaults", defaults, f"must be one of {', '.join(DEFAULTS)}")
+    raw_layers = body.get("layers")
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise ModelSpecError("layers", raw_layers, "must be a non-empty list of layer objects")
+    if len(raw_layers) > limits.max_layers:
+        raise ModelTooLargeError(
+            "layers",
+            len(raw_layers),
+            f"{len(raw_layers)} layers > the limit of {limits.max_layers}",
+        )
+    for i, raw in enumerate(raw_layers):
+        if not isinstance(raw, Mapping):
+            raise ModelSpecError(f"layers[{i}]", raw, "must be an object with a type")
+    seed = _seed(body)
+    shape = _input_shape(body, limits)
+    names = _names(raw_layers)
+
+    inferred = []
+    params = 0
+    for i, (raw, name) in enumerate(zip(raw_layers, names, strict=True)):
+        loc = f"layers[{i}]"
+        kind = layer_type(raw.get("type"), loc)
+        result = infer(kind, raw, shape, loc, defaults)
+        for w in result.weights:
+            size = math.prod(w.shape)
+            if size > limits.max_weight_elements:
+                raise ModelTooLargeError(
+                    loc,
+                    list(w.shape),
+                    f"weight {name}/{w.name} has {size} elements > the limit of "
+                    f"{limits.max_weight_elements} per weight",
+                )
+            params += size
+        if params > limits.max_params:
+            raise ModelTooLargeError(
+                loc, params, f"{params} parameters so far > the limit of {limits.max_params}"
+            )
+        inferred.append((kind, name, raw, shape, result))
+        shape = result.output_shape
+
+    layers = []
+    index = 0
+    work = 0
+    for i, (kind, name, raw, in_shape, result) in enumerate(inferred):
+        loc = f"layers[{i}]"
+        config: dict[str, Any] = {"type": kind.type, "name": name, **result.config}
+        weights = []
+        for w in result.weights:
+            init = _initializer(raw, w, loc, defaults, limits)
+            if init.family == "orthogonal":
+                work += init.work(w.shape)
+            if work > limits.max_orthogonal_work:
+                raise ModelTooLargeError(
+                    f"{loc}.{initializer_field(w.role)}",
+                    list(w.shape),
+                    f"orthogonal work {work} > the limit of {limits.max_orthogonal_work}",
+                )
+            field = initializer_field(w.role)
+            config[field] = _canonical_ref(init)
+            full = f"{name}/{w.name}"
+            own = init.seed if init.seed is not None else weight_seed(seed, index, full)
+            weights.append(Weight(full, w.shape, field, init, own, w.forget_units))
+            index += 1
+        layers.append(Layer(kind, name, config, in_shape, result.output_shape, tuple(weights)))
+    spec = {
+        "input_shape": list(inferred[0][3]),
+        "defaults": defaults,
+        "layers": [layer.config for layer in layers],
+    }
+    return ModelPlan(spec, seed, tuple(layers))
