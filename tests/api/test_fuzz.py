@@ -58,6 +58,8 @@ KNOWN: dict[tuple[str, str], list[Any]] = {
     # the file: any bytes in the schema (binary), an .npz of x_train/y_train accepted; the
     # name's pattern is in the schema
     ("POST", "/v1/datasets"): [positive_data_acceptance],
+    # the body: any object in the schema (a layer list whose shapes must fit each other)
+    ("POST", "/v1/models"): [positive_data_acceptance],
     # the body: any object in the schema (and its example is refused), a job spec accepted
     ("POST", "/v1/jobs"): [positive_data_acceptance],
     # shape items 2.0 (an integer in JSON Schema) refused
