@@ -25,7 +25,14 @@ import orjson
 
 from app.initializers import Initializer, InitializerError, compute_fans, resolve
 from app.models.errors import ModelSpecError, ModelTooLargeError
-from app.models.layers import LayerType, WeightShape, infer, initializer_field, layer_type
+from app.models.layers import (
+    LayerType,
+    Shape,
+    WeightShape,
+    infer,
+    initializer_field,
+    layer_type,
+)
 
 SEED_MAX = 2**32 - 1
 DEFAULTS: tuple[str, ...] = ("keras", "tfjs")
@@ -92,8 +99,8 @@ class Layer:
     kind: LayerType
     name: str
     config: dict[str, Any]  # canonical: fields, name, type and initializers
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
+    input_shape: Shape
+    output_shape: Shape
     weights: tuple[Weight, ...]
 
 
@@ -240,7 +247,7 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
         if not isinstance(raw, Mapping):
             raise ModelSpecError(f"layers[{i}]", raw, "must be an object with a type")
     seed = _seed(body)
-    shape = _input_shape(body, limits)
+    shape: Shape = _input_shape(body, limits)
     names = _names(raw_layers)
 
     inferred = []
@@ -248,7 +255,7 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
     for i, (raw, name) in enumerate(zip(raw_layers, names, strict=True)):
         loc = f"layers[{i}]"
         kind = layer_type(raw.get("type"), loc)
-        result = infer(kind, raw, shape, loc, defaults)
+        result = infer(kind, raw, (shape,), loc, defaults)
         for w in result.weights:
             size = math.prod(w.shape)
             if size > limits.max_weight_elements:

@@ -173,7 +173,7 @@ def test_unknown_model_is_404(client: TestClient) -> None:
             {"input_shape": [4], "layers": [{"type": "maxpool"}]},
             422,
             ["body", "layers", 0, "type"],
-            "layers[0].type: unknown layer type; supported: dense, conv1d",
+            "layers[0].type: unknown layer type; supported: dense, flatten",
         ),
         (
             {

@@ -1,0 +1,93 @@
+"""Dense, Embedding, the normalizations and the simplest weightless layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from app.models.layers.fields import (
+    ACTIVATIONS,
+    ANY_RANK,
+    Fields,
+    Inferred,
+    Shape,
+    WeightShape,
+)
+from app.models.layers.table import LayerType
+
+
+def _dense(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.rank(shape, ANY_RANK, "(..., features)")
+    features = f.known(shape, -1, "features (last)")
+    units = f.integer("units")
+    f.choice("activation", "linear", ACTIVATIONS)
+    weights = [WeightShape("kernel", (features, units), "kernel")]
+    if f.flag("use_bias", True):
+        weights.append(WeightShape("bias", (units,), "bias"))
+    return Inferred(f.out, (*shape[:-1], units), tuple(weights))
+
+
+def _flatten(f: Fields, shape: Shape, _: str) -> Inferred:
+    if any(d is None for d in shape):
+        raise f.shape_error(shape, "needs every axis known to flatten")
+    return Inferred(f.out, (math.prod(d for d in shape if d is not None),), ())
+
+
+def _dropout(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.number("rate", 0.5, low=0.0, high=1.0)
+    return Inferred(f.out, shape, ())
+
+
+def _activation(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.choice("activation", None, ACTIVATIONS)
+    return Inferred(f.out, shape, ())
+
+
+def _embedding(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.rank(shape, ANY_RANK, "(sequence...)")
+    vocab = f.integer("input_dim")
+    dim = f.integer("output_dim")
+    return Inferred(f.out, (*shape, dim), (WeightShape("embeddings", (vocab, dim), "embeddings"),))
+
+
+def _normalization(batch: bool) -> Callable[[Fields, Shape, str], Inferred]:
+    def infer(f: Fields, shape: Shape, _: str) -> Inferred:
+        f.rank(shape, ANY_RANK, "(..., features)")
+        size = f.axis(shape)
+        f.number("epsilon", 1e-3, low=0.0, high=1.0)
+        if batch:
+            f.number("momentum", 0.99, low=0.0, high=1.0)
+        weights = []
+        if f.flag("scale", True):
+            weights.append(WeightShape("gamma", (size,), "gamma"))
+        if f.flag("center", True):
+            weights.append(WeightShape("beta", (size,), "beta"))
+        if batch:
+            weights.append(WeightShape("moving_mean", (size,), "moving_mean"))
+            weights.append(WeightShape("moving_variance", (size,), "moving_variance"))
+        return Inferred(f.out, shape, tuple(weights))
+
+    return infer
+
+
+LAYERS: tuple[LayerType, ...] = (
+    LayerType("dense", "Dense", _dense, ("units", "activation", "use_bias"), ("kernel", "bias")),
+    LayerType("flatten", "Flatten", _flatten, ()),
+    LayerType("dropout", "Dropout", _dropout, ("rate",)),
+    LayerType("activation", "Activation", _activation, ("activation",)),
+    LayerType("embedding", "Embedding", _embedding, ("input_dim", "output_dim"), ("embeddings",)),
+    LayerType(
+        "batch_normalization",
+        "BatchNormalization",
+        _normalization(batch=True),
+        ("axis", "epsilon", "momentum", "center", "scale"),
+        ("gamma", "beta", "moving_mean", "moving_variance"),
+    ),
+    LayerType(
+        "layer_normalization",
+        "LayerNormalization",
+        _normalization(batch=False),
+        ("axis", "epsilon", "center", "scale"),
+        ("gamma", "beta"),
+    ),
+)
