@@ -4,6 +4,7 @@ safetensors and ``.npz``. Every weight is little-endian float32, C order, manife
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import struct
@@ -15,7 +16,7 @@ import orjson
 
 from app.initializers import generate
 from app.models.errors import ModelUnsupportedError
-from app.models.spec import Layer, ModelPlan, Weight
+from app.models.spec import Layer, ModelPlan, Weight, nested
 
 # What model.json says wrote it; TF.js reads the topology as Keras 2 wrote it.
 KERAS_VERSION = "2.15.0"
@@ -73,7 +74,7 @@ def npz_bytes(plan: ModelPlan) -> bytes:
 
 
 def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
-    config = {k: v for k, v in layer.config.items() if k != "type"}
+    config = {k: copy.deepcopy(v) for k, v in layer.config.items() if k != "type"}
     if layer.config.get("reset_after"):
         raise ModelUnsupportedError(
             f"layers[{i}].reset_after",
@@ -90,10 +91,11 @@ def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
     for weight in layer.weights:
         # TF.js never runs these (the weights are loaded); they tell a client what each
         # weight was drawn from, so a scheme TF.js cannot express is left to its default.
+        owner = nested(config, weight.owner)
         if weight.initializer.tfjs_unsupported() is None:
-            config[weight.field] = weight.initializer.tfjs_config(weight.seed)
+            owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
         else:
-            del config[weight.field]
+            owner.pop(weight.field, None)
     config.update(trainable=True, dtype="float32")
     if i == 0:
         config["batch_input_shape"] = [None, *layer.input_shape]

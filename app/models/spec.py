@@ -76,6 +76,7 @@ class Weight:
     initializer: Initializer
     seed: int
     forget_units: int | None  # LSTM unit_forget_bias: bias[units:2*units] = 1
+    owner: tuple[str, ...] = ()  # config keys down to the dict holding ``field`` (wrappers)
 
     @property
     def size(self) -> int:
@@ -201,11 +202,19 @@ def _default_ref(defaults: str, role: str, shape: tuple[int, ...]) -> Any:
     return ref
 
 
+def nested(config: Mapping[str, Any], owner: tuple[str, ...]) -> Any:
+    """The dict at ``owner`` inside a layer config (a wrapper's inner layer config)."""
+    for key in owner:
+        config = config[key]
+    return config
+
+
 def _initializer(
     raw: Mapping[str, Any], w: WeightShape, loc: str, defaults: str, limits: Limits
 ) -> Initializer:
     field = initializer_field(w.role)
-    ref = raw.get(field)
+    loc = ".".join((loc, *w.owner))
+    ref = nested(raw, w.owner).get(field)
     if ref is None:
         ref = _default_ref(defaults, w.role, w.shape)
     try:
@@ -286,15 +295,15 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
                 work += init.work(w.shape)
             if work > limits.max_orthogonal_work:
                 raise ModelTooLargeError(
-                    f"{loc}.{initializer_field(w.role)}",
+                    ".".join((loc, *w.owner, initializer_field(w.role))),
                     list(w.shape),
                     f"orthogonal work {work} > the limit of {limits.max_orthogonal_work}",
                 )
             field = initializer_field(w.role)
-            config[field] = _canonical_ref(init)
+            nested(config, w.owner)[field] = _canonical_ref(init)
             full = f"{name}/{w.name}"
             own = init.seed if init.seed is not None else weight_seed(seed, index, full)
-            weights.append(Weight(full, w.shape, field, init, own, w.forget_units))
+            weights.append(Weight(full, w.shape, field, init, own, w.forget_units, w.owner))
             index += 1
         layers.append(Layer(kind, name, config, in_shape, result.output_shape, tuple(weights)))
     spec = {

@@ -43,6 +43,9 @@ class WeightShape:
     role: str
     # LSTM ``unit_forget_bias``: the block [units, 2*units) of the bias is ones.
     forget_units: int | None = None
+    # Where ``<role>_initializer`` lives: the keys from the layer's config down to the dict
+    # holding it (``("layer",)`` for a wrapper's inner layer; ``()``: the layer's own config).
+    owner: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
