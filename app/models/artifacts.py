@@ -75,6 +75,13 @@ def npz_bytes(plan: ModelPlan) -> bytes:
 
 def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
     config = {k: copy.deepcopy(v) for k, v in layer.config.items() if k != "type"}
+    if layer.kind.tfjs_unsupported is not None:
+        raise ModelUnsupportedError(
+            f"layers[{i}].type",
+            layer.kind.class_name,
+            f"{layer.kind.tfjs_unsupported} (layer {layer.name!r}); "
+            "use weights.bin / .safetensors / .npz",
+        )
     if layer.config.get("reset_after"):
         raise ModelUnsupportedError(
             f"layers[{i}].reset_after",

@@ -29,3 +29,7 @@ class LayerType:
     roles: tuple[str, ...] = ()
     infer_many: InferMany | None = None
     min_inputs: int = 1
+    # Why TF.js 4.22 cannot run this layer at all (model.json is then a 422 naming the layer;
+    # the other files still work); None: TF.js has it. Config-dependent limits (a GRU with
+    # reset_after: true) are checked by the TF.js writer.
+    tfjs_unsupported: str | None = None
