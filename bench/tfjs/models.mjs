@@ -1,13 +1,16 @@
 // Time to an initialized model in TF.js 4.22 (node, pure-JS CPU backend): tf.loadLayersModel
-// from initlab against TF.js building the same model with its own initializers.
+// from initlab against TF.js building the same model with its own initializers, interleaved
+// (served, own, served, own, ... one pair per repetition: the machine's drift hits both).
 //   INITLAB_URL=... TFJS_DIR=tests/conformance/tfjs node bench/tfjs/models.mjs [--tfjs-lstm]
+// Prints one table row per model: medians, [min-max] and the median of the pairs' ratios.
 import { createRequire } from "node:module";
 import path from "node:path";
 
 const require = createRequire(path.resolve(process.env.TFJS_DIR, "package.json"));
 const tf = require("@tensorflow/tfjs");
 const BASE = process.env.INITLAB_URL;
-const REPEATS = 5;
+const WARMUP = 3;
+const REPEATS = 21;
 
 const MODELS = {
   "MLP 784-256-128-10": {
@@ -60,8 +63,32 @@ function median(xs) {
   return s[Math.floor(s.length / 2)];
 }
 
-console.log("| model | params | initlab loadLayersModel (median of 5) | TF.js builds it itself |");
-console.log("|---|---|---|---|");
+const spread = (xs) => `${median(xs).toFixed(1)} ms [${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}]`;
+
+// Both end with the first kernel's values on the CPU: the model is ready to run.
+async function served(url) {
+  const t0 = performance.now();
+  const m = await tf.loadLayersModel(url);
+  m.getWeights()[0].dataSync();
+  const ms = performance.now() - t0;
+  m.dispose();
+  return ms;
+}
+
+function itself(own) {
+  const t0 = performance.now();
+  const m = tf.sequential({ layers: own() });
+  m.getWeights()[0].dataSync();
+  const ms = performance.now() - t0;
+  m.dispose();
+  return ms;
+}
+
+console.log(
+  `| model | params | initlab loadLayersModel, median [range] of ${REPEATS} | ` +
+    "TF.js builds it itself | initlab / TF.js (median of pairs) |",
+);
+console.log("|---|---|---|---|---|");
 for (const [label, { spec, own, slow }] of Object.entries(MODELS)) {
   const res = await fetch(`${BASE}/v1/models`, {
     method: "POST",
@@ -69,24 +96,28 @@ for (const [label, { spec, own, slow }] of Object.entries(MODELS)) {
     body: JSON.stringify({ ...spec, seed: 1 }),
   });
   const model = await res.json();
-  const served = [];
+  const url = `${BASE}${model.links.model_json}`;
+  const runOwn = !slow || process.argv.includes("--tfjs-lstm");
+  for (let i = 0; i < WARMUP; i++) {
+    await served(url);
+    if (!slow) itself(own);
+  }
+  const ours = [];
+  const theirs = [];
   for (let i = 0; i < REPEATS; i++) {
-    const t0 = performance.now();
-    const m = await tf.loadLayersModel(`${BASE}${model.links.model_json}`);
-    served.push(performance.now() - t0);
-    m.dispose();
+    // Alternate which goes first, so neither always runs right after the other's garbage.
+    if (i % 2 === 0) ours.push(await served(url));
+    if (runOwn && (!slow || i === 0)) theirs.push(itself(own));
+    if (i % 2 === 1) ours.push(await served(url));
   }
-  let itself = "not run (pass --tfjs-lstm; 480 s measured in issue #8)";
-  if (!slow || process.argv.includes("--tfjs-lstm")) {
-    const times = [];
-    for (let i = 0; i < (slow ? 1 : REPEATS); i++) {
-      const t0 = performance.now();
-      const m = tf.sequential({ layers: own() });
-      m.getWeights()[0].dataSync();
-      times.push(performance.now() - t0);
-      m.dispose();
-    }
-    itself = `${median(times).toFixed(1)} ms`;
+  let mine = "not run (pass --tfjs-lstm; 480 s measured in issue #8)";
+  let ratio = "";
+  if (theirs.length === ours.length) {
+    mine = spread(theirs);
+    ratio = `${median(ours.map((t, i) => t / theirs[i])).toFixed(2)}×`;
+  } else if (theirs.length) {
+    mine = `${theirs[0].toFixed(0)} ms (one run)`;
+    ratio = `${(median(ours) / theirs[0]).toExponential(1)}×`;
   }
-  console.log(`| ${label} | ${model.params} | ${median(served).toFixed(1)} ms | ${itself} |`);
+  console.log(`| ${label} | ${model.params} | ${spread(ours)} | ${mine} | ${ratio} |`);
 }
