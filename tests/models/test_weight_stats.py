@@ -348,7 +348,9 @@ def keras() -> Any:
 
 def keras_weights(keras: Any, label: str, plan: ModelPlan) -> dict[str, np.ndarray]:
     """Keras builds the canonical model with its own initializers: its defaults, or the
-    scheme named in the spec (Keras's own class, Keras's own seed)."""
+    scheme named in the spec (Keras's own class; Keras's global seed fixed, so each run draws
+    the same)."""
+    keras.utils.set_random_seed(SEED)
     layers: list[Any] = [keras.Input(tuple(plan.spec["input_shape"]))]
     for config, raw in zip(plan.spec["layers"], SPECS[label]["layers"], strict=True):
         kwargs = {k: v for k, v in config.items() if k != "type" and not k.endswith("_initializer")}
@@ -356,9 +358,7 @@ def keras_weights(keras: Any, label: str, plan: ModelPlan) -> dict[str, np.ndarr
         layers.append(getattr(keras.layers, LAYER_TYPES[config["type"]].class_name)(**kwargs))
     model = keras.Sequential(layers)
     return {
-        f"{layer.name}/{v.name}": np.array(v.value)
-        for layer in model.layers
-        for v in layer.weights
+        f"{layer.name}/{v.name}": np.array(v.value) for layer in model.layers for v in layer.weights
     }
 
 

@@ -61,7 +61,7 @@ async function post(body) {
 
 // Ours from weights.bin (manifest order) and TF.js's own, both by weight name.
 async function bothWeights(spec) {
-  const model = await post({ ...spec, seed: 5, defaults: "tfjs" });
+  const model = await post({ seed: 5, defaults: "tfjs", ...spec });
   const artifact = await (await fetch(`${BASE}${model.links.model_json}`)).json();
   const blob = new Float32Array(
     await (await fetch(`${BASE}${model.links.weights_bin}`)).arrayBuffer(),
@@ -187,11 +187,18 @@ for (const [label, spec] of Object.entries(MODELS)) {
   });
 }
 
-test("TF.js's LSTM has no forget-gate ones by default, and neither has ours", async () => {
-  const { ours, theirs } = await bothWeights(MODELS.sequence);
-  for (const w of [ours.get("lstm/bias"), theirs.get("lstm/bias")]) {
-    assert.equal(w.values.length, 64);
-    assert.ok(w.values.every((v) => v === 0), `${w.values}`);
+test("LSTM bias: forget-gate ones only with unit_forget_bias, TF.js's own and ours", async () => {
+  const lstm = { input_shape: [3, 2], layers: [{ type: "lstm", units: 16 }] };
+  for (const [spec, forget] of [
+    [lstm, 0],
+    [{ ...lstm, layers: [{ ...lstm.layers[0], unit_forget_bias: true }] }, 1],
+    [{ ...lstm, defaults: "keras" }, 1],
+  ]) {
+    const { ours, theirs } = await bothWeights(spec);
+    for (const w of [ours.get("lstm/bias"), theirs.get("lstm/bias")]) {
+      const want = Array.from({ length: 64 }, (_, i) => (i >= 16 && i < 32 ? forget : 0));
+      assert.deepEqual(Array.from(w.values), want, JSON.stringify(spec));
+    }
   }
 });
 
