@@ -128,8 +128,9 @@ def initializers_table(entries: Iterable[Initializer]) -> Table:
     for name in ("name", "family", "keras", "tfjs", "pytorch", "jax"):
         table.add_column(name)
     for e in entries:
+        # The framework's own name without its module path (the column says which).
         fw = e.frameworks
-        names = (fw.get(k) or "–" for k in ("keras", "tfjs", "pytorch", "jax"))
+        names = ((fw.get(k) or "–").rpartition(".")[2] for k in ("keras", "tfjs", "pytorch", "jax"))
         table.add_row(e.name, e.family, *names)
     return table
 
