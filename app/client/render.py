@@ -199,11 +199,13 @@ class RunBars:
             console=console,
         )
         self._tasks: dict[int, TaskID] = {}
+        self._started: set[TaskID] = set()
         for run in job.runs:
             self._tasks[run.index] = self.progress.add_task(
                 f"{run.label} · repeat {run.repeat}",
                 total=run.total_batches or None,
                 status=run.status,
+                start=False,  # its clock starts when the run does
             )
             self.update(
                 {
@@ -224,6 +226,11 @@ class RunBars:
         total = run.get("total_batches") or None
         done = total if status in _COMPLETE and total else run.get("batch")
         self.progress.update(task, total=total, completed=done or 0, status=status)
+        if status != "queued" and task not in self._started:
+            self._started.add(task)
+            self.progress.start_task(task)
+        if status in ("failed", "cancelled"):
+            self.progress.stop_task(task)
 
     def __enter__(self) -> RunBars:
         self.progress.start()
