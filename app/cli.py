@@ -1,4 +1,4 @@
-"""The ``initlab`` command: run the whole service locally with one command.
+"""The ``initlab`` command: run the whole service locally with one command, or be its client.
 
 ``initlab run``   the API (uvicorn), one Celery worker and, when no Redis URL is configured
                   (``INITLAB_REDIS_URL`` / ``REDIS_URL``), an embedded redis-server whose data

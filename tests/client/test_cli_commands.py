@@ -232,3 +232,21 @@ def test_with_api_keys_on_the_key_comes_from_the_flag_or_the_environment(
     assert job_id not in {j["id"] for j in json.loads(theirs.stdout)["jobs"]}
     other = run_cli(server.url, "jobs", "show", job_id, "--api-key", "cli-key-2")
     assert other.returncode == 3 and "404" in other.stderr
+
+
+def test_models_create_and_download(api_server: str, tmp_path: Path) -> None:
+    spec = {"input_shape": [12], "layers": [{"type": "dense", "units": 4}], "seed": 2}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = run_cli(api_server, "models", "create", str(tmp_path / "spec.json"))
+    assert done.returncode == 0, done.stderr
+    model_id = done.stdout.splitlines()[0]
+    assert "dense/kernel (12, 4) float32" in done.stdout
+    created = httpx.post(f"{api_server}/v1/models", json=spec).json()
+    assert created["id"] == model_id  # the same spec, the same id
+    for name in ("weights.npz", "model.json"):
+        out = tmp_path / name
+        done = run_cli(api_server, "models", "download", model_id, "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() == httpx.get(f"{api_server}/v1/models/{model_id}/{name}").content
+    done = run_cli(api_server, "models", "download", model_id, "-o", str(tmp_path / "w.txt"))
+    assert done.returncode == ExitCode.USAGE and "--artifact" in done.stderr

@@ -3,8 +3,11 @@ own bytes, problems name their field, jobs run to success or cancellation, outpu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 from client_helpers import quick_job, wait_status
 
-from app.client import Client, ProblemError
+from app.client import Client, ProblemError, RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +225,70 @@ def test_a_cancelled_job_ends_cancelled(client: Client, start_worker: Callable[.
     assert done.status == "cancelled"
     assert done.progress.runs_cancelled >= 1
     assert client.jobs.cancel(job.id).status == "cancelled"  # cancelling again is a no-op
+
+
+class CuttingProxy:
+    """A TCP proxy to ``upstream`` that closes every connection after ``limit`` bytes went
+    back to the client (the event stream breaks mid-way, again and again)."""
+
+    def __init__(self, upstream: str, limit: int) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self.upstream = (host, int(port))
+        self.limit = limit
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, self.limit), daemon=True
+            ).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while limit is None or sent < limit:
+                data = src.recv(min(4096, limit - sent) if limit else 4096)
+                if not data:
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_a_broken_event_stream_is_resumed_without_losing_or_repeating_an_event(
+    client: Client, api_server: str, start_worker: Callable[..., Any]
+) -> None:
+    start_worker(concurrency=1)
+    job = client.jobs.submit(preset="dlai-circles", overrides=quick_job(steps=40))
+    assert client.jobs.wait(job.id, timeout=120).status == "succeeded"
+    whole = [e for e in client.jobs.events(job.id) if "." not in e.id]
+    proxy = CuttingProxy(api_server, limit=1500)
+    try:
+        with Client(proxy.url, retry=RetryPolicy(attempts=3, backoff=0.01)) as cut:
+            events = list(cut.jobs.events(job.id))
+    finally:
+        proxy.close()
+    assert proxy.connections >= 3  # it did break, more than once
+    assert events[-1].event == "end" and events[-1].data["status"] == "succeeded"
+    entries = [e for e in events if "." not in e.id]
+    assert [e.id for e in entries] == [e.id for e in whole]
+    assert [e.data for e in entries] == [e.data for e in whole]
