@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from client_helpers import quick_job, wait_status
+from client_helpers import Listener, quick_job, wait_status
 
 from app.client import Client, ProblemError, RetryPolicy
 
@@ -227,34 +227,12 @@ def test_a_cancelled_job_ends_cancelled(client: Client, start_worker: Callable[.
     assert client.jobs.cancel(job.id).status == "cancelled"  # cancelling again is a no-op
 
 
-class CuttingProxy:
+def cutting_proxy(upstream: str, limit: int) -> Listener:
     """A TCP proxy to ``upstream`` that closes every connection after ``limit`` bytes went
     back to the client (the event stream breaks mid-way, again and again)."""
+    host, _, port = upstream.removeprefix("http://").partition(":")
 
-    def __init__(self, upstream: str, limit: int) -> None:
-        host, _, port = upstream.removeprefix("http://").partition(":")
-        self.upstream = (host, int(port))
-        self.limit = limit
-        self.connections = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            upstream = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pipe, args=(upstream, client, self.limit), daemon=True
-            ).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+    def pipe(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0
         with contextlib.suppress(OSError):
             while limit is None or sent < limit:
@@ -268,10 +246,12 @@ class CuttingProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+    def handle(conn: socket.socket) -> None:
+        server = socket.create_connection((host, int(port)))
+        threading.Thread(target=pipe, args=(conn, server, None), daemon=True).start()
+        threading.Thread(target=pipe, args=(server, conn, limit), daemon=True).start()
+
+    return Listener(handle)
 
 
 def test_a_broken_event_stream_is_resumed_without_losing_or_repeating_an_event(
@@ -281,7 +261,7 @@ def test_a_broken_event_stream_is_resumed_without_losing_or_repeating_an_event(
     job = client.jobs.submit(preset="dlai-circles", overrides=quick_job(steps=40))
     assert client.jobs.wait(job.id, timeout=120).status == "succeeded"
     whole = [e for e in client.jobs.events(job.id) if "." not in e.id]
-    proxy = CuttingProxy(api_server, limit=1500)
+    proxy = cutting_proxy(api_server, limit=1500)
     try:
         with Client(proxy.url, retry=RetryPolicy(attempts=3, backoff=0.01)) as cut:
             events = list(cut.jobs.events(job.id))

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from client_helpers import run_cli
+from client_helpers import Listener, run_cli
 
 from app.client import Client, ProblemError, RetryPolicy, ServerDownError
 from app.client.exit_codes import ExitCode
@@ -21,37 +20,16 @@ from app.embedded_redis import free_port
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02)
 
 
-class Hangup:
-    """A TCP server that accepts every connection and closes it at once, counting them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            with contextlib.suppress(OSError):
-                conn.recv(65536)
-            conn.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self.sock.close()
-        self._thread.join(5)
+def _hang_up(conn: socket.socket) -> None:
+    """Read the request, answer nothing, close: the client sees the connection dropped."""
+    with contextlib.suppress(OSError):
+        conn.recv(65536)
+    conn.close()
 
 
 @pytest.fixture
-def hangup() -> Iterator[Hangup]:
-    server = Hangup()
+def hangup() -> Iterator[Listener]:
+    server = Listener(_hang_up)
     try:
         yield server
     finally:
@@ -81,12 +59,12 @@ def test_connection_refused_raises_server_down_after_the_bounded_retries() -> No
     ],
 )
 def test_only_idempotent_calls_are_retried(
-    hangup: Hangup, call: Callable[[Client], Any], tries: int
+    hangup: Listener, call: Callable[[Client], Any], tries: int
 ) -> None:
     with Client(hangup.url, retry=FAST) as client, pytest.raises(ServerDownError) as caught:
         call(client)
     assert caught.value.attempts == tries
-    assert hangup.accepted == tries
+    assert hangup.connections == tries
 
 
 def test_the_cli_exits_4_when_the_server_is_down() -> None:
