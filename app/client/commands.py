@@ -97,13 +97,13 @@ def watch(client: Client, job_id: str, o: Output) -> int:
 
 
 def _follow(client: Client, job: Job, o: Output) -> Job:
+    # The server's progress events carry every run whose status or position changed, and
+    # never move a run back when the stream replays the job's history.
     with render.RunBars(o.err, job) as bars:
         for event in client.jobs.events(job.id):
             if event.event == "progress":
                 for run in event.data.get("runs") or []:
                     bars.update(run)
-            elif event.event == "points":
-                bars.update({**event.data, "status": "running"})
         job = client.jobs.get(job.id)
         if not job.finished:  # the stream ended early (the job store went away): poll
             job = client.jobs.wait(job.id)
