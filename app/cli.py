@@ -1,4 +1,4 @@
-"""The ``initlab`` command: run the whole service locally with one command.
+"""The ``initlab`` command: run the whole service locally with one command, or be its client.
 
 ``initlab run``   the API (uvicorn), one Celery worker and, when no Redis URL is configured
                   (``INITLAB_REDIS_URL`` / ``REDIS_URL``), an embedded redis-server whose data
@@ -6,6 +6,9 @@
                   Ctrl-C (SIGINT) or SIGTERM stops all of them; if any of them dies, the others
                   are stopped and the command exits non-zero.
 ``initlab redis`` only the embedded redis-server, in the foreground.
+
+The client commands (``initlab jobs|tensors|initializers|datasets|presets|models``) talk to a
+running server over HTTP; they live in :mod:`app.client.cli` (docs/client.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from app.client.cli import add_commands
 from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
 
 REDIS_DIR = Path(".initlab") / "redis"
@@ -268,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     redis_p.add_argument("--port", type=int, default=6379)
     redis_p.add_argument("--redis-dir", default=str(REDIS_DIR), help="data dir")
     redis_p.set_defaults(func=redis)
+    add_commands(sub)
     return parser
 
 
