@@ -106,7 +106,7 @@ def test_json_body_fields(client: TestClient) -> None:
 
 
 def test_echoed_initializer_reproduces_the_tensor(client: TestClient) -> None:
-    first = client.post("/v1/tensors", json={"shape": [9, 5], "initializer": "glorotNormal"})
+    first = client.post("/v1/tensors", json={"shape": [9, 5], "initializer": "glorotUniform"})
     assert first.status_code == 200
     body = first.json()
     assert 0 <= body["seed"] <= 2**32 - 1

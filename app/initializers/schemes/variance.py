@@ -152,6 +152,11 @@ class _VarianceScaled(Initializer):
             return "TF.js 4.22 has no untruncated normal in VarianceScaling"
         if self.params["input_axes"] is not None or self._jax_axes() is not None:
             return "TF.js 4.22 VarianceScaling cannot choose the fan axes"
+        if distribution == "truncated_normal":
+            return (
+                "TF.js 4.22 draws VarianceScaling 'normal' without the 0.8796 correction "
+                "(std 0.88× this scheme's); load the served values instead"
+            )
         return None
 
     def _variance(self, fans: tuple[int, int]) -> float:
