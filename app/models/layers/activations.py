@@ -30,13 +30,7 @@ def _elu(f: Fields, shape: Shape, _: str) -> Inferred:
 
 
 def _softmax(f: Fields, shape: Shape, _: str) -> Inferred:
-    value = f.raw.get("axis", -1)
-    rank = len(shape) + 1
-    if isinstance(value, bool) or not isinstance(value, int) or not -rank <= value < rank:
-        raise f.fail("axis", f"must be an integer in [{-rank}, {rank - 1}]")
-    if value % rank == 0:
-        raise f.fail("axis", "cannot be the batch axis")
-    f.out["axis"] = value
+    f.axis_index(shape)
     return Inferred(f.out, shape, ())
 
 

@@ -207,8 +207,9 @@ class Fields:
         self.out[key] = list(items)
         return tuple(items)
 
-    def axis(self, shape: Shape) -> int:
-        """``axis`` (Keras counts the batch axis: -1 is the last, 0 the batch) → its size."""
+    def axis_index(self, shape: Shape) -> int:
+        """``axis`` (Keras counts the batch axis: -1 is the last, 0 the batch) → its index in
+        ``shape`` (batch excluded)."""
         value = self.raw.get("axis", -1)
         rank = len(shape) + 1
         if isinstance(value, bool) or not isinstance(value, int) or not -rank <= value < rank:
@@ -216,4 +217,9 @@ class Fields:
         if value % rank == 0:
             raise self.fail("axis", "cannot be the batch axis")
         self.out["axis"] = value
-        return self.known(shape, value % rank - 1, f"axis {value}")
+        return value % rank - 1
+
+    def axis(self, shape: Shape) -> int:
+        """``axis``'s size, which the weights need (known)."""
+        index = self.axis_index(shape)
+        return self.known(shape, index, f"axis {self.out['axis']}")
