@@ -175,14 +175,21 @@ def _input_shape(body: Mapping[str, Any], limits: Limits) -> tuple[int, ...]:
 
 # A wrapper's nested layers, in the order Keras creates them (before the wrapper itself).
 _NESTED = ("layer", "backward_layer")
+MAX_NESTING = 4  # wrappers in wrappers (TimeDistributed(Bidirectional(LSTM)) is 2)
 
 
-def _walk(raw: Mapping[str, Any], loc: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+def _walk(
+    raw: Mapping[str, Any], loc: str, depth: int = 0
+) -> Iterator[tuple[Mapping[str, Any], str]]:
     """Every layer object in ``raw``, nested ones first (Keras's creation order)."""
     for key in _NESTED:
         inner = raw.get(key)
         if isinstance(inner, Mapping):
-            yield from _walk(inner, f"{loc}.{key}")
+            if depth == MAX_NESTING:
+                raise ModelSpecError(
+                    f"{loc}.{key}", inner.get("type"), f"nests layers more than {MAX_NESTING} deep"
+                )
+            yield from _walk(inner, f"{loc}.{key}", depth + 1)
     yield raw, loc
 
 

@@ -114,3 +114,13 @@ def test_an_inner_layer_tfjs_cannot_run_is_named_at_its_nesting() -> None:
     with pytest.raises(ModelUnsupportedError) as refused:
         model_json(p)
     assert refused.value.field == "layers[0].layer.reset_after"
+
+
+def test_nesting_is_bounded_before_anything_recurses_deep() -> None:
+    layer: dict[str, Any] = {"type": "dense", "units": 2}
+    for _ in range(5000):
+        layer = {"type": "time_distributed", "layer": layer}
+    with pytest.raises(ModelSpecError) as refused:
+        plan([3] * 6, layer)
+    assert refused.value.field == "layers[0]" + ".layer" * 5
+    assert "more than 4 deep" in refused.value.msg
