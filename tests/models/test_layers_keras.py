@@ -38,7 +38,7 @@ CASES: list[tuple[list[int | None], dict[str, Any]]] = [
     ([7, 4], {"type": "spatial_dropout1d", "rate": 0.2}),
     ([6, 5, 4], {"type": "spatial_dropout2d", "rate": 0.2, **CF}),
     ([3, 5, 5, 4], {"type": "spatial_dropout3d", "rate": 0.2}),
-    ([5], {"type": "gaussian_dropout", "rate": 0.3}),
+    ([5], {"type": "gaussian_dropout", "rate": 1.0}),
     ([5, 2], {"type": "gaussian_noise", "stddev": 0.5}),
     ([5], {"type": "alpha_dropout", "rate": 0.1}),
     ([7, 3], {"type": "masking", "mask_value": -1.0}),
@@ -276,6 +276,10 @@ REFUSED: list[tuple[list[int], dict[str, Any], str]] = [
         "layer.type",
     ),
     ([6], {"type": "time_distributed", "layer": {"type": "dense", "units": 2}}, "type"),
+    ([5], {"type": "gaussian_noise", "stddev": 1.5}, "stddev"),
+    ([5], {"type": "alpha_dropout", "rate": 1.5}, "rate"),
+    ([5], {"type": "re_lu", "threshold": -1.0}, "threshold"),
+    ([5], {"type": "leaky_re_lu", "negative_slope": -0.1}, "negative_slope"),
 ]
 
 

@@ -15,7 +15,7 @@ _BIG = float("inf")
 def _relu(f: Fields, shape: Shape, _: str) -> Inferred:
     f.optional_number("max_value", low=0.0, high=_BIG)
     f.number("negative_slope", 0.0, low=0.0, high=_BIG)
-    f.number("threshold", 0.0, low=-_BIG, high=_BIG)
+    f.number("threshold", 0.0, low=0.0, high=_BIG)
     return Inferred(f.out, shape, ())
 
 

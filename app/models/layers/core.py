@@ -44,15 +44,14 @@ def _noise(
     key: str, rank: int | None, has_format: bool
 ) -> Callable[[Fields, Shape, str], Inferred]:
     """SpatialDropout1D/2D/3D (rank 2/3/4 inputs), GaussianDropout, GaussianNoise, AlphaDropout:
-    ``rate`` (or ``stddev``) required, as in Keras 3."""
+    ``rate`` (or ``stddev``) required."""
 
     def infer(f: Fields, shape: Shape, _: str) -> Inferred:
         if rank is not None:
             f.rank(shape, (rank,), "(spatial..., channels)")
         if has_format:
             f.data_format()
-        high = float("inf") if key == "stddev" else 1.0
-        f.number(key, None, low=0.0, high=high)
+        f.number(key, None, low=0.0, high=1.0, closed=True)  # Keras 3: rate, stddev in [0, 1]
         return Inferred(f.out, shape, ())
 
     return infer

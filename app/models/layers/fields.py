@@ -111,14 +111,17 @@ class Fields:
         self.out[key] = value
         return value
 
-    def number(self, key: str, default: float | None, *, low: float, high: float) -> float:
+    def number(
+        self, key: str, default: float | None, *, low: float, high: float, closed: bool = False
+    ) -> float:
+        """A number in ``[low, high)`` (``[low, high]`` when ``closed``)."""
         value = self.raw.get(key, default)
         if value is None:
             raise self.fail(key, "is required")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, "must be a number")
-        if not low <= value < high:
-            raise self.fail(key, f"must be in [{low}, {high})")
+        if not (low <= value <= high if closed else low <= value < high):
+            raise self.fail(key, f"must be in [{low}, {high}{']' if closed else ')'}")
         self.out[key] = float(value)
         return float(value)
 
