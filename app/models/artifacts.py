@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from app.initializers import generate
-from app.models.errors import ModelUnsupportedError
+from app.models.layers.tfjs import tfjs_layer
 from app.models.spec import Layer, ModelPlan, Weight, nested
 
 # What model.json says wrote it; TF.js reads the topology as Keras 2 wrote it.
@@ -74,27 +74,7 @@ def npz_bytes(plan: ModelPlan) -> bytes:
 
 
 def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
-    config = {k: copy.deepcopy(v) for k, v in layer.config.items() if k != "type"}
-    if layer.kind.tfjs_unsupported is not None:
-        raise ModelUnsupportedError(
-            f"layers[{i}].type",
-            layer.kind.class_name,
-            f"{layer.kind.tfjs_unsupported} (layer {layer.name!r}); "
-            "use weights.bin / .safetensors / .npz",
-        )
-    if layer.config.get("reset_after"):
-        raise ModelUnsupportedError(
-            f"layers[{i}].reset_after",
-            True,
-            f"TF.js 4.22 cannot run a GRU with reset_after: true (layer {layer.name!r}); "
-            "post it with reset_after: false, or use weights.bin / .safetensors / .npz",
-        )
-    if layer.config.get("groups", 1) != 1:
-        raise ModelUnsupportedError(
-            f"layers[{i}].groups",
-            layer.config["groups"],
-            f"TF.js 4.22 has no grouped convolution (layer {layer.name!r})",
-        )
+    config = copy.deepcopy(layer.config)
     for weight in layer.weights:
         # TF.js never runs these (the weights are loaded); they tell a client what each
         # weight was drawn from, so a scheme TF.js cannot express is left to its default.
@@ -103,10 +83,12 @@ def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
             owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
         else:
             owner.pop(weight.field, None)
-    config.update(trainable=True, dtype="float32")
+    # The layer type's own TF.js limits and renames, nested layers as {class_name, config}.
+    out = tfjs_layer(layer.kind, config, f"layers[{i}]")
+    out["config"].update(trainable=True, dtype="float32")
     if i == 0:
-        config["batch_input_shape"] = [None, *layer.input_shape]
-    return {"class_name": layer.kind.class_name, "config": config}
+        out["config"]["batch_input_shape"] = [None, *layer.input_shape]
+    return out
 
 
 def model_json(plan: ModelPlan, weights_path: str = "weights.bin") -> dict[str, Any]:
@@ -126,7 +108,7 @@ def model_json(plan: ModelPlan, weights_path: str = "weights.bin") -> dict[str, 
             {
                 "paths": [weights_path],
                 "weights": [
-                    {"name": w.name, "shape": list(w.shape), "dtype": "float32"}
+                    {"name": w.tfjs, "shape": list(w.shape), "dtype": "float32"}
                     for w in plan.weights
                 ],
             }

@@ -17,7 +17,7 @@ import hashlib
 import math
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +50,17 @@ _DEFAULT_REFS: dict[str, dict[str, Any]] = {
         "beta": "zeros",
         "moving_mean": "zeros",
         "moving_variance": "ones",
+        "depthwise": "glorot_uniform",
+        "pointwise": "glorot_uniform",
+        "alpha": "zeros",
     },
 }
-_DEFAULT_REFS["tfjs"] = {**_DEFAULT_REFS["keras"], "kernel": "tfjs_glorot_normal"}
+# TF.js 4.22: BaseConv's glorotNormal for kernels and DepthwiseConv2D's depthwise kernel.
+_DEFAULT_REFS["tfjs"] = {
+    **_DEFAULT_REFS["keras"],
+    "kernel": "tfjs_glorot_normal",
+    "depthwise": "tfjs_glorot_normal",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,11 @@ class Weight:
     seed: int
     forget_units: int | None  # LSTM unit_forget_bias: bias[units:2*units] = 1
     owner: tuple[str, ...] = ()  # config keys down to the dict holding ``field`` (wrappers)
+    tfjs_name: str = ""  # TF.js 4.22's name where it differs (model.json), else ``name``
+
+    @property
+    def tfjs(self) -> str:
+        return self.tfjs_name or self.name
 
     @property
     def size(self) -> int:
@@ -160,39 +173,72 @@ def _input_shape(body: Mapping[str, Any], limits: Limits) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _names(layers: list[Any]) -> list[str]:
-    """Each layer's name: its own, else Keras's (``dense``, ``dense_1``, ... per type)."""
+# A wrapper's nested layers, in the order Keras creates them (before the wrapper itself).
+_NESTED = ("layer", "backward_layer")
+MAX_NESTING = 4  # wrappers in wrappers (TimeDistributed(Bidirectional(LSTM)) is 2)
+
+
+def _walk(
+    raw: Mapping[str, Any], loc: str, depth: int = 0
+) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """Every layer object in ``raw``, nested ones first (Keras's creation order)."""
+    for key in _NESTED:
+        inner = raw.get(key)
+        if isinstance(inner, Mapping):
+            if depth == MAX_NESTING:
+                raise ModelSpecError(
+                    f"{loc}.{key}", inner.get("type"), f"nests layers more than {MAX_NESTING} deep"
+                )
+            yield from _walk(inner, f"{loc}.{key}", depth + 1)
+    yield raw, loc
+
+
+def _check_name(name: Any, loc: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ModelSpecError(f"{loc}.name", name, "must be 1-128 of A-Z a-z 0-9 _ . - (no '/')")
+
+
+def _names(layers: list[Any]) -> list[Any]:
+    """Each layer with its name: its own, else Keras's (``dense``, ``dense_1``, ... per type,
+    counted over nested layers too: ``Bidirectional(LSTM)`` after an LSTM holds ``lstm_1``).
+    Nested layers get theirs in copies of their objects; top-level names are unique."""
     given: dict[str, int] = {}
+    taken: set[str] = set()
     for i, raw in enumerate(layers):
-        name = raw.get("name")
-        if name is None:
-            continue
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ModelSpecError(
-                f"layers[{i}].name", name, "must be 1-128 of A-Z a-z 0-9 _ . - (no '/')"
-            )
-        if name in given:
-            raise ModelSpecError(f"layers[{i}].name", name, f"also names layers[{given[name]}]")
-        given[name] = i
+        for obj, loc in _walk(raw, f"layers[{i}]"):
+            name = obj.get("name")
+            if name is None:
+                continue
+            _check_name(name, loc)
+            if obj is raw and name in given:
+                raise ModelSpecError(f"{loc}.name", name, f"also names layers[{given[name]}]")
+            if obj is raw:
+                given[name] = i
+            taken.add(name)
     counts: dict[str, int] = {}
-    names = []
-    for i, raw in enumerate(layers):
-        if raw.get("name") is not None:
-            names.append(raw["name"])
-            continue
-        base = layer_type(raw.get("type"), f"layers[{i}]").type
-        while True:
-            n = counts.get(base, 0)
-            counts[base] = n + 1
-            name = base if n == 0 else f"{base}_{n}"
-            if name not in given:
-                break
-        names.append(name)
-    return names
+
+    def named(raw: Mapping[str, Any], loc: str) -> dict[str, Any]:
+        out = dict(raw)
+        for key in _NESTED:
+            if isinstance(raw.get(key), Mapping):
+                out[key] = named(raw[key], f"{loc}.{key}")
+        if out.get("name") is None:
+            base = layer_type(raw.get("type"), loc).type
+            while True:
+                n = counts.get(base, 0)
+                counts[base] = n + 1
+                name = base if n == 0 else f"{base}_{n}"
+                if name not in taken:
+                    break
+            out["name"] = name
+        return out
+
+    return [named(raw, f"layers[{i}]") for i, raw in enumerate(layers)]
 
 
-def _default_ref(defaults: str, role: str, shape: tuple[int, ...]) -> Any:
-    ref = _DEFAULT_REFS[defaults][role]
+def _default_ref(defaults: str, w: WeightShape) -> Any:
+    ref = w.default if w.default is not None else _DEFAULT_REFS[defaults][w.role]
+    shape = w.shape
     if ref == "tfjs_glorot_normal":
         # TF.js 4.22 glorotNormal: a normal truncated at 2 std with std sqrt(2 / (fan_in +
         # fan_out)) and no 0.8796 correction (tfjs-layers initializers.ts VarianceScaling).
@@ -216,7 +262,7 @@ def _initializer(
     loc = ".".join((loc, *w.owner))
     ref = nested(raw, w.owner).get(field)
     if ref is None:
-        ref = _default_ref(defaults, w.role, w.shape)
+        ref = _default_ref(defaults, w)
     try:
         init = resolve(ref)
         init.check(w.shape, dtype="float32", layout="keras")
@@ -256,15 +302,16 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
         if not isinstance(raw, Mapping):
             raise ModelSpecError(f"layers[{i}]", raw, "must be an object with a type")
     seed = _seed(body)
-    shape: Shape = _input_shape(body, limits)
-    names = _names(raw_layers)
+    shapes: tuple[Shape, ...] = (_input_shape(body, limits),)
+    named = _names(raw_layers)
 
     inferred = []
     params = 0
-    for i, (raw, name) in enumerate(zip(raw_layers, names, strict=True)):
+    for i, raw in enumerate(named):
         loc = f"layers[{i}]"
+        name = raw["name"]
         kind = layer_type(raw.get("type"), loc)
-        result = infer(kind, raw, (shape,), loc, defaults)
+        result = infer(kind, raw, shapes, loc, defaults)
         for w in result.weights:
             size = math.prod(w.shape)
             if size > limits.max_weight_elements:
@@ -279,8 +326,8 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
             raise ModelTooLargeError(
                 loc, params, f"{params} parameters so far > the limit of {limits.max_params}"
             )
-        inferred.append((kind, name, raw, shape, result))
-        shape = result.output_shape
+        inferred.append((kind, name, raw, shapes[0], result))
+        shapes = result.outputs
 
     layers = []
     index = 0
@@ -303,7 +350,8 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
             nested(config, w.owner)[field] = _canonical_ref(init)
             full = f"{name}/{w.name}"
             own = init.seed if init.seed is not None else weight_seed(seed, index, full)
-            weights.append(Weight(full, w.shape, field, init, own, w.forget_units, w.owner))
+            tfjs = f"{name}/{w.tfjs_name}" if w.tfjs_name else ""
+            weights.append(Weight(full, w.shape, field, init, own, w.forget_units, w.owner, tfjs))
             index += 1
         layers.append(Layer(kind, name, config, in_shape, result.output_shape, tuple(weights)))
     spec = {

@@ -66,6 +66,99 @@ SPECS: dict[str, dict[str, Any]] = {
             {"type": "lstm", "units": 3},
         ],
     },
+    "vision2d": {
+        "input_shape": [8, 8, 3],
+        "layers": [
+            {
+                "type": "conv2d_transpose",
+                "filters": 4,
+                "kernel_size": 3,
+                "strides": 2,
+                "padding": "same",
+                "output_padding": 1,
+            },
+            {"type": "depthwise_conv2d", "kernel_size": 3, "depth_multiplier": 2},
+            {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "strides": 2},
+            {"type": "p_re_lu", "shared_axes": [1, 2]},
+            {"type": "max_pooling2d"},
+            {"type": "zero_padding2d", "padding": [[1, 0], [0, 1]]},
+            {"type": "cropping2d", "cropping": 1},
+            {"type": "up_sampling2d", "interpolation": "bilinear"},
+            {"type": "average_pooling2d", "pool_size": 2, "padding": "same"},
+            {"type": "spatial_dropout2d", "rate": 0.1},
+            {"type": "re_lu", "max_value": 6.0},
+            {"type": "leaky_re_lu"},
+            {"type": "global_max_pooling2d", "keepdims": True},
+            {"type": "global_average_pooling2d"},
+            {"type": "reshape", "target_shape": [2, -1]},
+            {"type": "elu"},
+            {"type": "softmax"},
+        ],
+    },
+    "volume": {
+        "input_shape": [2, 6, 6, 6],
+        "layers": [
+            {
+                "type": "conv3d",
+                "filters": 3,
+                "kernel_size": 3,
+                "padding": "same",
+                "data_format": "channels_first",
+            },
+            {"type": "conv3d_transpose", "filters": 2, "kernel_size": 2, "strides": 2},
+            {"type": "max_pooling3d"},
+            {"type": "average_pooling3d", "pool_size": 2},
+            {"type": "zero_padding3d", "padding": 1},
+            {"type": "cropping3d"},
+            {"type": "up_sampling3d"},
+            {"type": "spatial_dropout3d", "rate": 0.2},
+            {"type": "global_average_pooling3d", "keepdims": True},
+            {"type": "global_max_pooling3d"},
+        ],
+    },
+    "signal1d": {
+        "input_shape": [16, 3],
+        "layers": [
+            {"type": "conv1d_transpose", "filters": 4, "kernel_size": 3, "strides": 2},
+            {"type": "depthwise_conv1d", "kernel_size": 3},
+            {"type": "separable_conv1d", "filters": 4, "kernel_size": 3, "padding": "same"},
+            {"type": "max_pooling1d"},
+            {"type": "average_pooling1d", "pool_size": 2},
+            {"type": "zero_padding1d"},
+            {"type": "cropping1d", "cropping": [1, 2]},
+            {"type": "up_sampling1d"},
+            {"type": "spatial_dropout1d", "rate": 0.1},
+            {"type": "masking"},
+            {"type": "gaussian_noise", "stddev": 0.1},
+            {"type": "gaussian_dropout", "rate": 0.1},
+            {"type": "alpha_dropout", "rate": 0.1},
+            {"type": "global_max_pooling1d", "keepdims": True},
+            {"type": "global_average_pooling1d"},
+            {"type": "repeat_vector", "n": 5},
+            {"type": "permute", "dims": [2, 1]},
+            {"type": "time_distributed", "layer": {"type": "dense", "units": 3}},
+            {
+                "type": "bidirectional",
+                "layer": {"type": "lstm", "units": 2, "return_sequences": True},
+            },
+            {
+                "type": "bidirectional",
+                "layer": {"type": "gru", "units": 2, "return_sequences": True},
+                "backward_layer": {
+                    "type": "gru",
+                    "units": 2,
+                    "return_sequences": True,
+                    "go_backwards": True,
+                },
+                "merge_mode": "ave",
+            },
+            {
+                "type": "bidirectional",
+                "layer": {"type": "simple_rnn", "units": 2},
+                "merge_mode": None,
+            },
+        ],
+    },
 }
 
 
@@ -80,18 +173,29 @@ def client() -> Iterator[TestClient]:
         yield c
 
 
+def keras_layer(config: dict[str, Any], *, with_config: bool = True) -> Any:
+    """The Keras layer of a canonical layer config, nested layers first (Keras's creation
+    order, so fresh names count the same); without names and initializers: Keras's own."""
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    if not with_config:
+        kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_initializer")}
+        kwargs.pop("name", None)
+    for key in ("layer", "backward_layer"):
+        if isinstance(kwargs.get(key), dict):
+            kwargs[key] = keras_layer(kwargs[key], with_config=with_config)
+    return getattr(keras.layers, LAYER_TYPES[config["type"]].class_name)(**kwargs)
+
+
 def keras_model(spec: dict[str, Any], *, with_config: bool = True) -> keras.Sequential:
-    """The Keras model of a spec: every layer from its canonical config (or without its names
-    and initializers: Keras's own defaults)."""
-    layers: list[Any] = [keras.Input(tuple(spec["input_shape"]))]
-    for layer in spec["layers"]:
-        config = {k: v for k, v in layer.items() if k != "type"}
-        if not with_config:
-            config = {k: v for k, v in config.items() if not k.endswith("_initializer")}
-            config.pop("name", None)
-        class_name = LAYER_TYPES[layer["type"]].class_name
-        layers.append(getattr(keras.layers, class_name)(**config))
-    return keras.Sequential(layers)
+    """The Keras model of a spec: every layer from its canonical config."""
+    layers = [keras_layer(layer, with_config=with_config) for layer in spec["layers"]]
+    return keras.Sequential([keras.Input(tuple(spec["input_shape"])), *layers])
+
+
+def keras_path(path: str) -> str:
+    """A Keras 3 variable path without the model's name and the RNN cells' (our names:
+    ``bidirectional/forward_lstm/kernel``)."""
+    return "/".join(p for p in path.split("/")[1:] if not p.endswith("_cell"))
 
 
 def post(client: TestClient, spec: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +210,7 @@ def test_keras_holds_the_same_weights_and_takes_the_npz(client: TestClient, labe
     built = keras_model(model["spec"])
     assert [layer.name for layer in built.layers] == [c["name"] for c in model["spec"]["layers"]]
     ours = [(w["name"], tuple(w["shape"])) for w in model["weights"]]
-    theirs = [
-        (f"{layer.name}/{v.name}", tuple(v.shape)) for layer in built.layers for v in layer.weights
-    ]
+    theirs = [(keras_path(v.path), tuple(v.shape)) for v in built.weights]
     assert theirs == ours
     npz = np.load(io.BytesIO(client.get(model["links"]["npz"]).content), allow_pickle=False)
     arrays = [npz[w["name"]] for w in model["weights"]]
@@ -126,6 +228,9 @@ def test_keras_defaults_and_names_agree(client: TestClient, label: str) -> None:
     model = post(client, spec)
     built = keras_model(model["spec"], with_config=False)
     assert [layer.name for layer in built.layers] == [c["name"] for c in model["spec"]["layers"]]
+    # nested layers (a wrapper's) are named in the same fresh-session count
+    assert [keras_path(v.path) for v in built.weights] == [w["name"] for w in model["weights"]]
+    assert model["output_shape"] == list(built.outputs[0].shape[1:])
     npz = np.load(io.BytesIO(client.get(model["links"]["npz"]).content), allow_pickle=False)
     for layer, config in zip(built.layers, model["spec"]["layers"], strict=True):
         for field, ref in config.items():
@@ -133,7 +238,7 @@ def test_keras_defaults_and_names_agree(client: TestClient, label: str) -> None:
                 keras_init = getattr(layer, field, None) or getattr(layer.cell, field)
                 assert type(keras_init).__name__ == ref["class_name"], (layer.name, field)
         for variable in layer.weights:
-            name = f"{layer.name}/{variable.name}"
+            name = keras_path(variable.path)
             # deterministic starts (biases, forget gates, normalization) are Keras's own values
             if _deterministic(model, name):
                 assert npz[name].tobytes() == keras.ops.convert_to_numpy(variable).tobytes(), name

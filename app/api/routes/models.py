@@ -80,6 +80,7 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "weights": [w.echo() for w in plan.weights],
         "params": plan.params,
         "bytes": plan.nbytes,
+        "output_shape": list(plan.layers[-1].output_shape),
         "links": {
             "self": base,
             "model_json": f"{base}/model.json",

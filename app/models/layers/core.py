@@ -1,4 +1,5 @@
-"""Dense, Embedding, the normalizations and the simplest weightless layers."""
+"""Dense, Embedding, the normalizations and the simplest weightless layers (Flatten, Masking,
+Activation, the Dropout and noise family: identities at inference)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def _dense(f: Fields, shape: Shape, _: str) -> Inferred:
 
 
 def _flatten(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.data_format()  # Keras flattens channels_first input channels-last first: same size
     if any(d is None for d in shape):
         raise f.shape_error(shape, "needs every axis known to flatten")
     return Inferred(f.out, (math.prod(d for d in shape if d is not None),), ())
@@ -35,6 +37,28 @@ def _flatten(f: Fields, shape: Shape, _: str) -> Inferred:
 
 def _dropout(f: Fields, shape: Shape, _: str) -> Inferred:
     f.number("rate", 0.5, low=0.0, high=1.0)
+    return Inferred(f.out, shape, ())
+
+
+def _noise(
+    key: str, rank: int | None, has_format: bool
+) -> Callable[[Fields, Shape, str], Inferred]:
+    """SpatialDropout1D/2D/3D (rank 2/3/4 inputs), GaussianDropout, GaussianNoise, AlphaDropout:
+    ``rate`` (or ``stddev``) required."""
+
+    def infer(f: Fields, shape: Shape, _: str) -> Inferred:
+        if rank is not None:
+            f.rank(shape, (rank,), "(spatial..., channels)")
+        if has_format:
+            f.data_format()
+        f.number(key, None, low=0.0, high=1.0, closed=True)  # Keras 3: rate, stddev in [0, 1]
+        return Inferred(f.out, shape, ())
+
+    return infer
+
+
+def _masking(f: Fields, shape: Shape, _: str) -> Inferred:
+    f.number("mask_value", 0.0, low=-float("inf"), high=float("inf"))
     return Inferred(f.out, shape, ())
 
 
@@ -72,8 +96,23 @@ def _normalization(batch: bool) -> Callable[[Fields, Shape, str], Inferred]:
 
 LAYERS: tuple[LayerType, ...] = (
     LayerType("dense", "Dense", _dense, ("units", "activation", "use_bias"), ("kernel", "bias")),
-    LayerType("flatten", "Flatten", _flatten, ()),
+    LayerType("flatten", "Flatten", _flatten, ("data_format",)),
     LayerType("dropout", "Dropout", _dropout, ("rate",)),
+    LayerType("spatial_dropout1d", "SpatialDropout1D", _noise("rate", 2, False), ("rate",)),
+    *(
+        LayerType(
+            f"spatial_dropout{n}d",
+            f"SpatialDropout{n}D",
+            _noise("rate", n + 1, True),
+            ("rate", "data_format"),
+            tfjs_unsupported=f"TF.js 4.22 has no SpatialDropout{n}D",
+        )
+        for n in (2, 3)
+    ),
+    LayerType("gaussian_dropout", "GaussianDropout", _noise("rate", None, False), ("rate",)),
+    LayerType("gaussian_noise", "GaussianNoise", _noise("stddev", None, False), ("stddev",)),
+    LayerType("alpha_dropout", "AlphaDropout", _noise("rate", None, False), ("rate",)),
+    LayerType("masking", "Masking", _masking, ("mask_value",)),
     LayerType("activation", "Activation", _activation, ("activation",)),
     LayerType("embedding", "Embedding", _embedding, ("input_dim", "output_dim"), ("embeddings",)),
     LayerType(

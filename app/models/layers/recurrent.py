@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from app.models.layers.fields import ACTIVATIONS, Fields, Inferred, Shape, WeightShape
 from app.models.layers.table import LayerType
+from app.models.layers.tfjs import unsupported
 
 
 def _rnn(gates: int, kind: str) -> Callable[[Fields, Shape, str], Inferred]:
@@ -19,6 +21,7 @@ def _rnn(gates: int, kind: str) -> Callable[[Fields, Shape, str], Inferred]:
             default = "sigmoid" if defaults == "keras" else "hard_sigmoid"
             f.choice("recurrent_activation", default, ACTIVATIONS)
         sequences = f.flag("return_sequences", False)
+        f.flag("go_backwards", False)
         use_bias = f.flag("use_bias", True)
         forget = kind == "lstm" and f.flag("unit_forget_bias", defaults == "keras")
         # Keras 3 defaults to reset_after=True (a (2, 3u) bias); TF.js 4.22 cannot run it.
@@ -36,12 +39,29 @@ def _rnn(gates: int, kind: str) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-_RNN = ("units", "activation", "return_sequences", "use_bias")
+def _tfjs_gru(config: dict[str, Any], loc: str) -> None:
+    if config["reset_after"]:
+        raise unsupported(
+            f"{loc}.reset_after",
+            True,
+            config,
+            "TF.js 4.22 cannot run a GRU with reset_after: true; post it with reset_after: false",
+        )
+
+
+_RNN = ("units", "activation", "return_sequences", "go_backwards", "use_bias")
 _ROLES = ("kernel", "recurrent", "bias")
 LAYERS: tuple[LayerType, ...] = (
     LayerType("simple_rnn", "SimpleRNN", _rnn(1, "simple_rnn"), _RNN, _ROLES),
     LayerType(
         "lstm", "LSTM", _rnn(4, "lstm"), (*_RNN, "recurrent_activation", "unit_forget_bias"), _ROLES
     ),
-    LayerType("gru", "GRU", _rnn(3, "gru"), (*_RNN, "recurrent_activation", "reset_after"), _ROLES),
+    LayerType(
+        "gru",
+        "GRU",
+        _rnn(3, "gru"),
+        (*_RNN, "recurrent_activation", "reset_after"),
+        _ROLES,
+        tfjs=_tfjs_gru,
+    ),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app.models.layers.fields import Fields, Inferred, Shape
 
@@ -11,6 +12,10 @@ from app.models.layers.fields import Fields, Inferred, Shape
 InferOne = Callable[[Fields, Shape, str], Inferred]
 # Every input's shape → the output (merge layers: Add, Concatenate, ...).
 InferMany = Callable[[Fields, tuple[Shape, ...], str], Inferred]
+# The layer's canonical config (a copy, initializers already in TF.js form) → TF.js 4.22's
+# reading of it, changed in place (LeakyReLU ``negative_slope`` → ``alpha``); raises
+# ModelUnsupportedError naming ``<loc>.<field>`` for a config TF.js cannot run.
+TfjsHook = Callable[[dict[str, Any], str], None]
 
 
 @dataclass(frozen=True)
@@ -31,5 +36,6 @@ class LayerType:
     min_inputs: int = 1
     # Why TF.js 4.22 cannot run this layer at all (model.json is then a 422 naming the layer;
     # the other files still work); None: TF.js has it. Config-dependent limits (a GRU with
-    # reset_after: true) are checked by the TF.js writer.
+    # reset_after: true) are checked by ``tfjs``.
     tfjs_unsupported: str | None = None
+    tfjs: TfjsHook | None = None

@@ -1,0 +1,153 @@
+"""The wrappers: TimeDistributed (any layer of the table, applied to every timestep) and
+Bidirectional (an RNN run forwards and backwards, outputs merged).
+
+The inner layer is a nested layer object (``"layer": {"type": "lstm", "units": 8}``) with its
+own fields and initializers; its weights' initializers live there (``WeightShape.owner``).
+Names, as Keras 3 and TF.js 4.22 give them (``bidirectional``'s inner ``lstm``):
+
+- Bidirectional: ``forward_lstm/kernel`` ... then ``backward_lstm/kernel`` ... (Keras 3 paths
+  without the cell; TF.js the same); a given ``backward_layer`` keeps its own name in Keras.
+- TimeDistributed: Keras 3 ``dense/kernel`` (the inner layer's name), TF.js ``kernel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from app.models.layers import recurrent
+from app.models.layers.fields import Fields, Inferred, Shape, WeightShape
+from app.models.layers.table import LayerType
+from app.models.layers.tfjs import tfjs_layer, unsupported
+
+_RNNS = tuple(t.type for t in recurrent.LAYERS)
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _inner(
+    f: Fields, key: str, shape: Shape, defaults: str, rnn: bool
+) -> tuple[dict[str, Any], tuple[WeightShape, ...], Inferred]:
+    """The nested layer at ``key``: its canonical config (``type``, ``name``, fields), its
+    weights (owned by ``key``) and what it infers from ``shape``."""
+    # The package imports this module: its lookup and inference are read when called.
+    from app.models.layers import infer, layer_type
+
+    raw = f.raw.get(key)
+    if not isinstance(raw, Mapping):
+        raise f.fail(key, "must be a layer object with a type")
+    loc = f"{f.loc}.{key}"
+    kind = layer_type(raw.get("type"), loc)
+    if rnn and kind.type not in _RNNS:
+        raise f.fail(key, f"must be a recurrent layer ({', '.join(_RNNS)})")
+    result = infer(kind, raw, (shape,), loc, defaults)
+    if result.more_outputs:
+        raise f.fail(key, "must have a single output")
+    name = raw.get("name") or kind.type
+    config = {"type": kind.type, "name": name, **result.config}
+    f.out[key] = config
+    weights = tuple(replace(w, owner=(key, *w.owner)) for w in result.weights)
+    return config, weights, result
+
+
+def _time_distributed(f: Fields, shape: Shape, defaults: str) -> Inferred:
+    f.rank(shape, tuple(range(2, 64)), "(timesteps, ...)")
+    config, weights, result = _inner(f, "layer", shape[1:], defaults, rnn=False)
+    named = tuple(
+        replace(w, name=f"{config['name']}/{w.name}", tfjs_name=w.tfjs_name or w.name)
+        for w in weights
+    )
+    return Inferred(f.out, (shape[0], *result.output_shape), named)
+
+
+def _strip(name: str) -> str:
+    return name[len("forward_") :] if name.startswith("forward_") else name
+
+
+def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
+    fwd, fwd_weights, fwd_result = _inner(f, "layer", shape, defaults, rnn=True)
+    mode = f.raw.get("merge_mode", "concat")
+    if mode not in _MERGE_MODES:
+        raise f.fail("merge_mode", "must be one of concat, sum, mul, ave or null")
+    f.out["merge_mode"] = mode
+    name = fwd["name"]
+
+    def renamed(ws: tuple[WeightShape, ...], keras: str, tfjs: str) -> list[WeightShape]:
+        return [
+            replace(w, name=f"{keras}/{w.name}", tfjs_name=f"{tfjs}/{w.tfjs_name or w.name}")
+            for w in ws
+        ]
+
+    weights = renamed(fwd_weights, f"forward_{_strip(name)}", f"forward_{name}")
+    if f.raw.get("backward_layer") is None:
+        f.out["backward_layer"] = None
+        weights += renamed(fwd_weights, f"backward_{_strip(name)}", f"backward_{name}")
+    else:
+        bwd, bwd_weights, bwd_result = _inner(f, "backward_layer", shape, defaults, rnn=True)
+        if bwd["go_backwards"] == fwd["go_backwards"]:
+            raise f.fail("backward_layer", "must have go_backwards opposite to the layer's")
+        if bwd_result.output_shape != fwd_result.output_shape:
+            # Keras 3 sizes the merged output from the forward layer alone: a backward
+            # layer of another size builds a model whose next layer does not fit.
+            raise f.fail(
+                "backward_layer",
+                f"must give the layer's output shape {list(fwd_result.output_shape)}; "
+                f"gives {list(bwd_result.output_shape)}",
+            )
+        # TF.js 4.22 ignores backward_layer (model.json refuses it): its names are Keras's.
+        weights += renamed(bwd_weights, bwd["name"], bwd["name"])
+    out = fwd_result.output_shape
+    if mode is None:
+        return Inferred(f.out, out, tuple(weights), (out,))
+    if mode == "concat":
+        units = out[-1]
+        return Inferred(f.out, (*out[:-1], None if units is None else 2 * units), tuple(weights))
+    return Inferred(f.out, out, tuple(weights))
+
+
+def _tfjs_inner(config: dict[str, Any], key: str, loc: str) -> None:
+    from app.models.layers import layer_type
+
+    inner = config[key]
+    config[key] = tfjs_layer(layer_type(inner["type"], f"{loc}.{key}"), inner, f"{loc}.{key}")
+
+
+def _tfjs_time_distributed(config: dict[str, Any], loc: str) -> None:
+    _tfjs_inner(config, "layer", loc)
+
+
+def _tfjs_bidirectional(config: dict[str, Any], loc: str) -> None:
+    if config["backward_layer"] is not None:
+        raise unsupported(
+            f"{loc}.backward_layer",
+            config["backward_layer"]["name"],
+            config,
+            "TF.js 4.22 Bidirectional ignores backward_layer (it mirrors the layer)",
+        )
+    if config["merge_mode"] is None:
+        raise unsupported(
+            f"{loc}.merge_mode",
+            None,
+            config,
+            "TF.js 4.22's Sequential model takes single-output layers only",
+        )
+    del config["backward_layer"]
+    _tfjs_inner(config, "layer", loc)
+
+
+LAYERS: tuple[LayerType, ...] = (
+    LayerType(
+        "time_distributed",
+        "TimeDistributed",
+        _time_distributed,
+        ("layer",),
+        tfjs=_tfjs_time_distributed,
+    ),
+    LayerType(
+        "bidirectional",
+        "Bidirectional",
+        _bidirectional,
+        ("layer", "merge_mode", "backward_layer"),
+        tfjs=_tfjs_bidirectional,
+    ),
+)
