@@ -179,7 +179,7 @@ def read_model_json(
 
     def make(plan: ModelPlan) -> bytes:
         try:
-            return orjson.dumps(model_json(plan))
+            return orjson.dumps(model_json(plan, ["weights.bin"]))
         except ModelSpecError as exc:
             raise _client_error(exc) from exc
 

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.models.errors import ModelSpecError
-from app.models.layers import conv, core, recurrent
+from app.models.layers import conv, core, merge, recurrent
 from app.models.layers.fields import ACTIVATIONS, Fields, Inferred, Shape, WeightShape
 from app.models.layers.table import LayerType
 
 LAYER_TYPES: dict[str, LayerType] = {
-    t.type: t for module in (core, conv, recurrent) for t in module.LAYERS
+    t.type: t for module in (core, conv, recurrent, merge) for t in module.LAYERS
 }
 # Keras class names are accepted as types too ("Dense", "SimpleRNN").
 _BY_CLASS = {t.class_name: t for t in LAYER_TYPES.values()}

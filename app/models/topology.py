@@ -1,0 +1,278 @@
+"""Keras and TF.js topologies → the layer-list spec (same layer table, same plan).
+
+``{"topology": T, "seed"?, "defaults"?}`` where ``T`` is Keras 3 ``model.to_json()``, Keras 2 /
+tf.keras JSON, TF.js ``model.toJSON()`` (the object or its JSON string) or a whole TF.js
+``model.json`` (``{"modelTopology": T, ...}``); ``Sequential`` or functional (``Functional``,
+``Model``). Every refusal names the topology's own path
+(``topology.config.layers[2].config.kernel_size``).
+
+Read per layer: ``class_name`` (a type of the layer table), ``config`` (its fields; Keras 3
+``module`` / ``registered_name`` / ``build_config`` are ignored, ``dtype`` must be float32),
+``inbound_nodes`` (Keras 3 ``args`` with ``__keras_tensor__`` / ``keras_history``, or Keras 2
+``[[["name", 0, 0, {}]]]``). Input shapes: ``InputLayer`` ``batch_shape`` (Keras 3) or
+``batch_input_shape`` (Keras 2, TF.js), or a Sequential first layer's ``batch_input_shape`` /
+``input_shape``. Not supported, each a clear 422: shared layers (a layer called twice, or a
+``node_index`` > 0), layers with several outputs (``tensor_index`` > 0), nested models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from app.models.errors import ModelSpecError, ModelTooLargeError
+from app.models.graph import Locs
+from app.models.layers import layer_type
+
+_BODY = ("topology", "seed", "defaults")
+_MODELS = ("Sequential", "Functional", "Model")
+# Config keys that change neither weights, shapes nor the model TF.js builds.
+_IGNORED = ("batch_input_shape", "batch_shape", "input_shape", "batch_size", "seed",
+            "implementation", "input_length", "sparse", "ragged", "optional")  # fmt: skip
+_NESTED = ("layer", "backward_layer")  # wrappers' inner layers
+
+
+def _load(value: Any, max_bytes: int | None) -> tuple[Mapping[str, Any], str]:
+    loc = "topology"
+    if isinstance(value, str):
+        size = len(value.encode())
+        if max_bytes is not None and size > max_bytes:
+            raise ModelTooLargeError(loc, size, f"{size} bytes > the limit of {max_bytes}")
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise ModelSpecError(loc, value[:80], f"malformed JSON: {exc}") from exc
+    elif max_bytes is not None:
+        size = len(orjson.dumps(value))
+        if size > max_bytes:
+            raise ModelTooLargeError(loc, size, f"{size} bytes > the limit of {max_bytes}")
+    if isinstance(value, Mapping) and "modelTopology" in value:
+        value, loc = value["modelTopology"], f"{loc}.modelTopology"
+        # a TF.js model.json may nest Keras's {"model_config": ...}
+        if isinstance(value, Mapping) and "model_config" in value:
+            value, loc = value["model_config"], f"{loc}.model_config"
+    if not isinstance(value, Mapping) or value.get("class_name") not in _MODELS:
+        got = value.get("class_name") if isinstance(value, Mapping) else value
+        raise ModelSpecError(
+            f"{loc}.class_name", got, f"must be a model topology: one of {', '.join(_MODELS)}"
+        )
+    return value, loc
+
+
+def _dtype(value: Any, loc: str) -> None:
+    """float32, as a string or a Keras 3 DTypePolicy / Keras 2 Policy object."""
+    name = value
+    if isinstance(value, Mapping):
+        name = value.get("config", {}).get("name")
+    if name not in (None, "float32"):
+        raise ModelSpecError(loc, value, "only float32 models are supported")
+
+
+def _batch_shape(config: Mapping[str, Any], loc: str) -> list[Any] | None:
+    for key in ("batch_shape", "batch_input_shape"):
+        if config.get(key) is not None:
+            value = config[key]
+            if not isinstance(value, list) or len(value) < 2:
+                raise ModelSpecError(f"{loc}.{key}", value, "must be [batch, dims...]")
+            return value[1:]
+    if config.get("input_shape") is not None:  # Keras 2 layer argument, batch excluded
+        value = config["input_shape"]
+        if not isinstance(value, list):
+            raise ModelSpecError(f"{loc}.input_shape", value, "must be a list of dimensions")
+        return value
+    return None
+
+
+def _input(entry: Mapping[str, Any], loc: str) -> dict[str, Any]:
+    config = entry.get("config")
+    if not isinstance(config, Mapping):
+        raise ModelSpecError(f"{loc}.config", config, "must be an object")
+    cloc = f"{loc}.config"
+    _dtype(config.get("dtype"), f"{cloc}.dtype")
+    for key in ("sparse", "ragged"):
+        if config.get(key):
+            raise ModelSpecError(f"{cloc}.{key}", config[key], f"{key} inputs are not supported")
+    shape = _batch_shape(config, cloc)
+    if shape is None:
+        raise ModelSpecError(f"{cloc}.batch_shape", None, "is required (the input's shape)")
+    return {"name": config.get("name", entry.get("name")), "shape": shape}
+
+
+def _layer(entry: Any, loc: str) -> dict[str, Any]:
+    """One layer entry → a layer-list layer (``{"type", "name", fields...}``)."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("config"), Mapping):
+        raise ModelSpecError(loc, entry, "must be {class_name, config}")
+    class_name = entry.get("class_name")
+    if class_name in _MODELS:
+        raise ModelSpecError(
+            f"{loc}.class_name",
+            class_name,
+            "nested models are not supported: post the inner model's layers in the outer one",
+        )
+    try:
+        layer_type(class_name, loc)
+    except ModelSpecError as exc:
+        raise ModelSpecError(f"{loc}.class_name", class_name, exc.msg) from exc
+    raw: dict[str, Any] = {"type": class_name}
+    cloc = f"{loc}.config"
+    for key, value in entry["config"].items():
+        if key == "dtype":
+            _dtype(value, f"{cloc}.dtype")
+        elif key in _IGNORED or (key == "quantization_config" and value is None):
+            continue
+        elif key in _NESTED and isinstance(value, Mapping):
+            raw[key] = _layer(value, f"{cloc}.{key}")
+        else:
+            raw[key] = value
+    return raw
+
+
+def _tensors(value: Any) -> Iterator[Any]:
+    """Every ``__keras_tensor__`` in a Keras 3 node's args, in order."""
+    if isinstance(value, Mapping):
+        if value.get("class_name") == "__keras_tensor__":
+            yield value.get("config", {}).get("keras_history")
+        else:
+            for item in value.values():
+                yield from _tensors(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _tensors(item)
+
+
+def _ref(item: Any, loc: str) -> str:
+    """``[name, node_index, tensor_index, ...]`` → ``name`` (node and tensor 0 only)."""
+    if not isinstance(item, list) or len(item) < 3 or not isinstance(item[0], str):
+        raise ModelSpecError(loc, item, "must be [layer_name, node_index, tensor_index]")
+    if item[1] != 0:
+        raise ModelSpecError(
+            loc, item, f"calls layer {item[0]!r} a second time (node {item[1]}): shared layers "
+            "are not supported (Keras allows them; post one layer per call)",
+        )  # fmt: skip
+    if item[2] != 0:
+        raise ModelSpecError(
+            loc, item, f"layers with several outputs ({item[0]!r}) are not supported"
+        )
+    return item[0]
+
+
+def _inbound(entry: Mapping[str, Any], loc: str) -> list[str]:
+    nodes = entry.get("inbound_nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise ModelSpecError(loc, nodes, "must list the layer's one call")
+    if len(nodes) > 1:
+        raise ModelSpecError(
+            loc, len(nodes), "a layer called more than once (a shared layer) is not supported"
+        )
+    node = nodes[0]
+    if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
+        kwargs = node.get("kwargs") or {}
+        if any(True for _ in _tensors(kwargs)) or any(v is not None for v in kwargs.values()):
+            raise ModelSpecError(f"{loc}[0].kwargs", kwargs, "call arguments are not supported")
+        refs = [_ref(h, f"{loc}[0].args") for h in _tensors(node.get("args"))]
+    elif isinstance(node, list):  # Keras 2 / TF.js: [[name, node_index, tensor_index, kwargs]]
+        refs = [_ref(item, f"{loc}[0][{j}]") for j, item in enumerate(node)]
+        for j, item in enumerate(node):
+            if len(item) > 3 and item[3]:
+                raise ModelSpecError(
+                    f"{loc}[0][{j}][3]", item[3], "call arguments are not supported"
+                )
+    else:
+        raise ModelSpecError(loc, nodes, "must be Keras 3 {args, kwargs} or Keras 2 lists")
+    if not refs:
+        raise ModelSpecError(loc, nodes, "names no input tensor")
+    return refs
+
+
+def _io(value: Any, loc: str) -> list[str]:
+    """``input_layers`` / ``output_layers``: ``[name, 0, 0]`` (Keras 3, one) or a list of them."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ModelSpecError(loc, value, "must list [layer_name, node_index, tensor_index]")
+    return [_ref(item, f"{loc}[{j}]") for j, item in enumerate(value)]
+
+
+def translate(
+    body: Mapping[str, Any], max_bytes: int | None, max_layers: int
+) -> tuple[dict[str, Any], Locs]:
+    """The layer-list body of ``{"topology": ...}``, and where each part came from."""
+    for key in body:
+        if key not in _BODY:
+            raise ModelSpecError(key, body[key], f"unknown field with a topology; fields: {_BODY}")
+    topo, loc = _load(body["topology"], max_bytes)
+    out: dict[str, Any] = {k: body[k] for k in ("seed", "defaults") if k in body}
+    config = topo.get("config")
+    if isinstance(config, list):  # Keras 2.0-2.2 Sequential: the layer list itself
+        config = {"layers": config}
+    loc = f"{loc}.config"
+    if not isinstance(config, Mapping) or not isinstance(config.get("layers"), list):
+        raise ModelSpecError(f"{loc}.layers", None, "must be the model's list of layers")
+    entries = config["layers"]
+    if len(entries) > max_layers:
+        raise ModelTooLargeError(
+            f"{loc}.layers", len(entries), f"{len(entries)} layers > the limit of {max_layers}"
+        )
+    if config.get("name") is not None:
+        out["name"] = config["name"]
+    locs = [f"{loc}.layers[{i}]" for i in range(len(entries))]
+    if topo["class_name"] == "Sequential":
+        return _sequential(out, config, entries, locs, loc)
+    inputs, layers, kept = [], [], []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Mapping) and entry.get("class_name") == "InputLayer":
+            inputs.append((_input(entry, locs[i]), locs[i]))
+            continue
+        raw = _layer(entry, locs[i])
+        raw["inbound"] = _inbound(entry, f"{locs[i]}.inbound_nodes")
+        layers.append(raw)
+        kept.append(locs[i])
+    out["inputs"] = [item for item, _ in inputs]
+    out["layers"] = layers
+    names = _io(config.get("input_layers"), f"{loc}.input_layers")
+    by_name = {item["name"]: i for i, (item, _) in enumerate(inputs)}
+    for j, name in enumerate(names):
+        if name not in by_name:
+            raise ModelSpecError(f"{loc}.input_layers[{j}]", name, "names no InputLayer")
+    out["inputs"] = [inputs[by_name[n]][0] for n in names]
+    out["outputs"] = _io(config.get("output_layers"), f"{loc}.output_layers")
+    return out, Locs(
+        [f"{x}.config" for x in kept],
+        [f"{inputs[by_name[n]][1]}.config" for n in names],
+        [f"{x}.inbound_nodes" for x in kept],
+        f"{loc}.output_layers",
+    )
+
+
+def _sequential(
+    out: dict[str, Any],
+    config: Mapping[str, Any],
+    entries: list[Any],
+    locs: list[str],
+    loc: str,
+) -> tuple[dict[str, Any], Locs]:
+    first = entries[0] if entries else None
+    shape_loc = f"{locs[0]}.config" if entries else f"{loc}.layers"
+    if isinstance(first, Mapping) and first.get("class_name") == "InputLayer":
+        shape = _input(first, locs[0])["shape"]
+        entries, locs = entries[1:], locs[1:]
+    else:
+        given = first.get("config") if isinstance(first, Mapping) else None
+        shape = _batch_shape(given, shape_loc) if isinstance(given, Mapping) else None
+        if shape is None and isinstance(config.get("build_input_shape"), list):
+            shape = config["build_input_shape"][1:]
+            shape_loc = f"{loc}.build_input_shape"
+        if shape is None:
+            raise ModelSpecError(
+                f"{shape_loc}.batch_input_shape",
+                None,
+                "missing input shape: an InputLayer or the first layer's batch_input_shape",
+            )
+    out["input_shape"] = shape
+    out["layers"] = [_layer(entry, at) for entry, at in zip(entries, locs, strict=True)]
+    return out, Locs(
+        [f"{x}.config" for x in locs], [], [f"{x}.inbound_nodes" for x in locs],
+        input_shape=shape_loc,
+    )  # fmt: skip
