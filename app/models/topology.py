@@ -31,7 +31,22 @@ _MODELS = ("Sequential", "Functional", "Model")
 # Config keys that change neither weights, shapes nor the model TF.js builds.
 _IGNORED = ("batch_input_shape", "batch_shape", "input_shape", "batch_size", "seed",
             "implementation", "input_length", "sparse", "ragged", "optional")  # fmt: skip
+# Config keys dropped at this value when the layer type has no such field (any other value
+# goes on to the layer table, which refuses it: "not a field of ...").
+_NOOP: dict[str, Any] = {
+    "data_format": "channels_last",
+    "quantization_config": None,
+    "zero_output_for_mask": False,
+    "synchronized": False,
+    "renorm": False,
+    "renorm_clipping": None,
+    "renorm_momentum": 0.99,
+    "rms_scaling": False,
+}
 _NESTED = ("layer", "backward_layer")  # wrappers' inner layers
+# TF.js's default kernel initializer as its toJSON writes it: a normal truncated at 2 std
+# without Keras's 0.8796 correction, which only ``defaults: tfjs`` draws exactly.
+_TFJS_GLOROT_NORMAL = {"scale": 1, "mode": "fan_avg", "distribution": "normal", "seed": None}
 
 
 def _load(value: Any, max_bytes: int | None) -> tuple[Mapping[str, Any], str]:
@@ -100,7 +115,19 @@ def _input(entry: Mapping[str, Any], loc: str) -> dict[str, Any]:
     return {"name": config.get("name", entry.get("name")), "shape": shape}
 
 
-def _layer(entry: Any, loc: str) -> dict[str, Any]:
+def _initializer(value: Any, loc: str, tfjs: bool) -> Any:
+    """An initializer as the engine reads it: a Keras 2 ``dtype`` in its config dropped
+    (float32 only); TF.js's glorotNormal (TF.js's meaning) left to ``defaults: tfjs``."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("config"), Mapping):
+        return value
+    config = dict(value["config"])
+    _dtype(config.pop("dtype", None), f"{loc}.config.dtype")
+    if tfjs and value.get("class_name") == "VarianceScaling" and config == _TFJS_GLOROT_NORMAL:
+        return None
+    return {**value, "config": config}
+
+
+def _layer(entry: Any, loc: str, tfjs: bool) -> dict[str, Any]:
     """One layer entry → a layer-list layer (``{"type", "name", fields...}``)."""
     if not isinstance(entry, Mapping) or not isinstance(entry.get("config"), Mapping):
         raise ModelSpecError(loc, entry, "must be {class_name, config}")
@@ -112,7 +139,7 @@ def _layer(entry: Any, loc: str) -> dict[str, Any]:
             "nested models are not supported: post the inner model's layers in the outer one",
         )
     try:
-        layer_type(class_name, loc)
+        kind = layer_type(class_name, loc)
     except ModelSpecError as exc:
         raise ModelSpecError(f"{loc}.class_name", class_name, exc.msg) from exc
     raw: dict[str, Any] = {"type": class_name}
@@ -120,10 +147,16 @@ def _layer(entry: Any, loc: str) -> dict[str, Any]:
     for key, value in entry["config"].items():
         if key == "dtype":
             _dtype(value, f"{cloc}.dtype")
-        elif key in _IGNORED or (key == "quantization_config" and value is None):
+        elif key in _IGNORED or (key in _NOOP and key not in kind.fields and value == _NOOP[key]):
             continue
         elif key in _NESTED and isinstance(value, Mapping):
-            raw[key] = _layer(value, f"{cloc}.{key}")
+            raw[key] = _layer(value, f"{cloc}.{key}", tfjs)
+        elif key.endswith("_initializer"):
+            value = _initializer(value, f"{cloc}.{key}", tfjs)
+            if value is not None:
+                raw[key] = value
+        elif key == "unit_forget_bias" and value is None:
+            raw[key] = False  # TF.js writes null for its default (false)
         else:
             raw[key] = value
     return raw
@@ -204,6 +237,10 @@ def translate(
             raise ModelSpecError(key, body[key], f"unknown field with a topology; fields: {_BODY}")
     topo, loc = _load(body["topology"], max_bytes)
     out: dict[str, Any] = {k: body[k] for k in ("seed", "defaults") if k in body}
+    # TF.js model.toJSON(): "tfjs-layers 4.22.0"; its missing fields mean TF.js's defaults.
+    tfjs = str(topo.get("keras_version", "")).startswith("tfjs")
+    if tfjs:
+        out.setdefault("defaults", "tfjs")
     config = topo.get("config")
     if isinstance(config, list):  # Keras 2.0-2.2 Sequential: the layer list itself
         config = {"layers": config}
@@ -219,13 +256,13 @@ def translate(
         out["name"] = config["name"]
     locs = [f"{loc}.layers[{i}]" for i in range(len(entries))]
     if topo["class_name"] == "Sequential":
-        return _sequential(out, config, entries, locs, loc)
+        return _sequential(out, config, entries, locs, loc, tfjs)
     inputs, layers, kept = [], [], []
     for i, entry in enumerate(entries):
         if isinstance(entry, Mapping) and entry.get("class_name") == "InputLayer":
             inputs.append((_input(entry, locs[i]), locs[i]))
             continue
-        raw = _layer(entry, locs[i])
+        raw = _layer(entry, locs[i], tfjs)
         raw["inbound"] = _inbound(entry, f"{locs[i]}.inbound_nodes")
         layers.append(raw)
         kept.append(locs[i])
@@ -252,6 +289,7 @@ def _sequential(
     entries: list[Any],
     locs: list[str],
     loc: str,
+    tfjs: bool,
 ) -> tuple[dict[str, Any], Locs]:
     first = entries[0] if entries else None
     shape_loc = f"{locs[0]}.config" if entries else f"{loc}.layers"
@@ -271,7 +309,7 @@ def _sequential(
                 "missing input shape: an InputLayer or the first layer's batch_input_shape",
             )
     out["input_shape"] = shape
-    out["layers"] = [_layer(entry, at) for entry, at in zip(entries, locs, strict=True)]
+    out["layers"] = [_layer(entry, at, tfjs) for entry, at in zip(entries, locs, strict=True)]
     return out, Locs(
         [f"{x}.config" for x in locs], [], [f"{x}.inbound_nodes" for x in locs],
         input_shape=shape_loc,
