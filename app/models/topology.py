@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from app.initializers.schemes._common import TRUNCATED_STD
 from app.models.errors import ModelSpecError, ModelTooLargeError
 from app.models.graph import Locs
 from app.models.layers import layer_type
@@ -117,13 +118,24 @@ def _input(entry: Mapping[str, Any], loc: str) -> dict[str, Any]:
 
 def _initializer(value: Any, loc: str, tfjs: bool) -> Any:
     """An initializer as the engine reads it: a Keras 2 ``dtype`` in its config dropped
-    (float32 only); TF.js's glorotNormal (TF.js's meaning) left to ``defaults: tfjs``."""
+    (float32 only); in a TF.js topology, VarianceScaling's ``normal`` as TF.js means it (its
+    default glorotNormal left to ``defaults: tfjs``, which draws exactly that)."""
     if not isinstance(value, Mapping) or not isinstance(value.get("config"), Mapping):
         return value
     config = dict(value["config"])
     _dtype(config.pop("dtype", None), f"{loc}.config.dtype")
     if tfjs and value.get("class_name") == "VarianceScaling" and config == _TFJS_GLOROT_NORMAL:
         return None
+    if (
+        tfjs
+        and value.get("class_name") == "VarianceScaling"
+        and config.get("distribution") == "normal"
+    ):
+        # TF.js's "normal": truncated at 2 std with std sqrt(scale / n), no 0.8796 correction;
+        # Keras's truncated_normal divides by it, so the scale carries its square.
+        scale = config.get("scale", 1.0)
+        if isinstance(scale, int | float) and not isinstance(scale, bool):
+            config.update(distribution="truncated_normal", scale=scale * TRUNCATED_STD**2)
     return {**value, "config": config}
 
 

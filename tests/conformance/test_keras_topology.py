@@ -182,8 +182,14 @@ def test_a_bad_field_is_named_by_the_topologys_own_path(client: TestClient) -> N
         f"topology.config.layers[{conv}].config.kernel_size: spans 9"
     )
     assert problem["errors"][0]["loc"] == [
-        "body", "topology", "config", "layers", conv, "config", "kernel_size"
-    ]  # fmt: skip
+        "body",
+        "topology",
+        "config",
+        "layers",
+        conv,
+        "config",
+        "kernel_size",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -191,10 +197,22 @@ def test_a_bad_field_is_named_by_the_topologys_own_path(client: TestClient) -> N
     [
         ({"stateful": True}, "stateful", "stateful"),
         ({"return_state": True}, "return_state", "return_state"),
-        ({"dtype": {"module": "keras", "class_name": "DTypePolicy",
-                    "config": {"name": "mixed_float16"}}}, "dtype", "float32"),  # fmt: skip
-        ({"kernel_regularizer": {"class_name": "OrthogonalRegularizer", "config": {}}},
-         "kernel_regularizer", "L1L2"),  # fmt: skip
+        (
+            {
+                "dtype": {
+                    "module": "keras",
+                    "class_name": "DTypePolicy",
+                    "config": {"name": "mixed_float16"},
+                }
+            },
+            "dtype",
+            "float32",
+        ),
+        (
+            {"kernel_regularizer": {"class_name": "OrthogonalRegularizer", "config": {}}},
+            "kernel_regularizer",
+            "L1L2",
+        ),
     ],
 )
 def test_what_would_change_the_model_is_refused_not_dropped(
