@@ -10,42 +10,14 @@ import { test } from "node:test";
 
 import * as tf from "@tensorflow/tfjs";
 
-const BASE = process.env.INITLAB_URL;
-assert.ok(BASE, "set INITLAB_URL to the base URL of a running initlab");
-const FIXTURES = new URL("./fixtures/", import.meta.url);
+import { BASE, assertServedWeights, post } from "./served.mjs";
 
-async function post(body) {
-  const res = await fetch(`${BASE}/v1/models`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 201, await res.clone().text());
-  return res.json();
-}
+const FIXTURES = new URL("./fixtures/", import.meta.url);
 
 // The served model loads; its weights are weights.bin's bit for bit; predict runs.
 async function loadsBitForBit(model) {
   const loaded = await tf.loadLayersModel(`${BASE}${model.links.model_json}`);
-  const blob = new Float32Array(
-    await (await fetch(`${BASE}${model.links.weights_bin}`)).arrayBuffer(),
-  );
-  assert.equal(blob.length, model.params);
-  const byName = new Map(loaded.weights.map((w) => [w.originalName, w]));
-  assert.equal(byName.size, model.weights.length);
-  let offset = 0;
-  for (const entry of model.weights) {
-    const variable = byName.get(entry.name);
-    assert.ok(variable, `TF.js has no weight ${entry.name}: ${[...byName.keys()]}`);
-    assert.deepEqual(variable.shape, entry.shape, entry.name);
-    const got = variable.read().dataSync();
-    const want = blob.subarray(offset, offset + got.length);
-    offset += got.length;
-    for (let i = 0; i < got.length; i++) {
-      if (!Object.is(got[i], want[i])) assert.fail(`${entry.name}[${i}]: ${got[i]} !== ${want[i]}`);
-    }
-  }
-  assert.equal(offset, blob.length);
+  await assertServedWeights(loaded, model);
   const xs = loaded.inputs.map((x) => tf.ones([2, ...x.shape.slice(1).map((d) => d ?? 3)]));
   const ys = [loaded.predict(xs.length === 1 ? xs[0] : xs)].flat();
   assert.equal(ys.length, loaded.outputs.length);
