@@ -1,10 +1,11 @@
 """The layer graph of a model spec: its inputs, each layer's inbound layers, its outputs, and
 the order Keras 3 gives the layers (hence the weights) of the same functional model.
 
-The sequential form (``input_shape``, no ``inbound`` or ``outputs``) is a chain. The functional
-form names its inputs (``inputs: [{"name", "shape"}]``); a layer's ``inbound`` (default: the
-previous layer, the first layer's the single input) lists the layers or inputs it is called
-on, in call order; ``outputs`` (default: the last layer) lists the model's outputs.
+The sequential form (``input_shape``, no ``inbound`` or ``outputs``) is a chain. The
+functional form names its inputs (``inputs: [{"name", "shape", "dtype"?}]``, dtype float32 or
+int32); a layer's ``inbound`` (default: the previous layer, the first layer's the single input)
+lists the layers or inputs it is called on, in call order; ``outputs`` (default: the last
+layer) lists the model's outputs.
 
 Refused, each naming its field: unknown or dangling names, cycles, a layer or input that
 reaches no output, a graph deeper than the limit. A layer is called once (Keras allows shared
@@ -27,6 +28,7 @@ from app.models.errors import ModelSpecError, ModelTooLargeError
 from app.models.layers import Shape
 
 INPUT_BASE = "input_layer"  # what Keras 3 names an unnamed Input
+INPUT_DTYPES = ("float32", "int32")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 NAME_RULE = "must be 1-128 of A-Z a-z 0-9 _ . - (no '/')"
 
@@ -43,6 +45,21 @@ class Locs:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A graph input: its name, one example's shape, and its dtype (int32: Embedding ids)."""
+
+    name: str
+    shape: Shape
+    dtype: str = "float32"
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape)}
+        if self.dtype != "float32":
+            out["dtype"] = self.dtype
+        return out
+
+
+@dataclass(frozen=True)
 class Node:
     index: int  # in the posted list
     name: str
@@ -51,7 +68,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
-    inputs: tuple[tuple[str, Shape], ...]
+    inputs: tuple[Input, ...]
     layers: tuple[Node, ...]  # Keras's order
     outputs: tuple[str, ...]
     depth: int  # the most layers on a path from an input to an output
@@ -59,7 +76,9 @@ class Graph:
     @property
     def chain(self) -> bool:
         return is_chain(
-            [n for n, _ in self.inputs], [(n.name, n.inbound) for n in self.layers], self.outputs
+            [x.name for x in self.inputs],
+            [(n.name, n.inbound) for n in self.layers],
+            self.outputs,
         )
 
 
@@ -101,30 +120,38 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def inputs(body: Mapping[str, Any], locs: Locs, taken: set[str], max_rank: int) -> list[str]:
-    """The graph inputs' names (``input_shape``: one, named as Keras names an Input)."""
+def inputs(body: Mapping[str, Any], locs: Locs, taken: set[str], max_rank: int) -> list[Input]:
+    """The graph inputs (``input_shape``: one float32 input, named as Keras names an Input)."""
     if "input_shape" in body:
         if "inputs" in body:
             raise ModelSpecError("inputs", body["inputs"], "give inputs or input_shape, not both")
-        return [_unique(INPUT_BASE, taken)]
+        only = Input(
+            _unique(INPUT_BASE, taken), shape(body["input_shape"], locs.input_shape, max_rank)
+        )
+        return [only]
     raw = body.get("inputs")
     if not isinstance(raw, list) or not raw:
         raise ModelSpecError(
             "input_shape", None, "is required (or inputs: [{name, shape}, ...] for a graph)"
         )
-    names: list[str] = []
+    out: list[Input] = []
     for i, item in enumerate(raw):
-        if not isinstance(item, Mapping) or set(item) - {"name", "shape"}:
-            raise ModelSpecError(locs.inputs[i], item, "must be an object {name?, shape}")
+        at = locs.inputs[i]
+        if not isinstance(item, Mapping) or set(item) - {"name", "shape", "dtype"}:
+            raise ModelSpecError(at, item, "must be an object {name?, shape, dtype?}")
         name = item.get("name")
+        names = {x.name for x in out}
         if name is None:
-            name = _unique(INPUT_BASE, taken | set(names))
+            name = _unique(INPUT_BASE, taken | names)
         elif not isinstance(name, str) or not NAME.match(name):
-            raise ModelSpecError(f"{locs.inputs[i]}.name", name, NAME_RULE)
+            raise ModelSpecError(f"{at}.name", name, NAME_RULE)
         elif name in taken or name in names:
-            raise ModelSpecError(f"{locs.inputs[i]}.name", name, "names a layer or input already")
-        names.append(name)
-    return names
+            raise ModelSpecError(f"{at}.name", name, "names a layer or input already")
+        dtype = item.get("dtype", "float32")
+        if dtype not in INPUT_DTYPES:
+            raise ModelSpecError(f"{at}.dtype", dtype, f"must be one of {', '.join(INPUT_DTYPES)}")
+        out.append(Input(name, shape(item.get("shape"), f"{at}.shape", max_rank), dtype))
+    return out
 
 
 def _inbound(raw: Mapping[str, Any], loc: str, previous: str | None) -> tuple[str, ...]:
@@ -142,12 +169,12 @@ def build(
     body: Mapping[str, Any],
     layers: Sequence[Mapping[str, Any]],
     names: Sequence[str],
-    input_names: Sequence[str],
-    input_shapes: Sequence[Shape],
+    graph_inputs: Sequence[Input],
     locs: Locs,
     max_depth: int,
 ) -> Graph:
     """Check the graph and order its layers as Keras does (see the module docstring)."""
+    input_names = [x.name for x in graph_inputs]
     single = input_names[0] if len(input_names) == 1 else None
     nodes: dict[str, Node] = {}
     previous = single
@@ -217,7 +244,7 @@ def build(
         )
     order = sorted(nodes, key=lambda n: (-depths[n], seen[n]))
     return Graph(
-        tuple(zip(input_names, input_shapes, strict=True)),
+        tuple(graph_inputs),
         tuple(nodes[n] for n in order),
         outputs,
         depth,

@@ -117,15 +117,17 @@ class ModelPlan:
     spec: dict[str, Any]
     seed: int
     layers: tuple[Layer, ...]  # Keras's order (graph.py)
-    inputs: tuple[tuple[str, Shape], ...] = ()  # graph inputs: name, shape
+    inputs: tuple[graph.Input, ...] = ()
     outputs: tuple[str, ...] = ()  # the output layers' names
     name: str | None = None  # the model's own name (a topology's), kept for model.json
 
     @property
     def sequential(self) -> bool:
-        """A chain from one input to one output: written as a TF.js Sequential."""
+        """A chain from one float32 input to one output: written as a TF.js Sequential."""
         chain = [(layer.name, layer.inbound) for layer in self.layers]
-        return graph.is_chain([n for n, _ in self.inputs], chain, self.outputs)
+        names = [x.name for x in self.inputs]
+        floats = all(x.dtype == "float32" for x in self.inputs)
+        return floats and graph.is_chain(names, chain, self.outputs)
 
     @property
     def weights(self) -> list[Weight]:
@@ -274,19 +276,10 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
     defaults = body.get("defaults", "keras")
     seed = _seed(body)
     names = _names(raw_layers, locs.layers)
-    input_names = graph.inputs(body, locs, set(names), limits.max_rank)
-    if "input_shape" in body:
-        input_shapes = [graph.shape(body["input_shape"], locs.input_shape, limits.max_rank)]
-    else:
-        input_shapes = [
-            graph.shape(item.get("shape"), f"{locs.inputs[i]}.shape", limits.max_rank)
-            for i, item in enumerate(body["inputs"])
-        ]
-    net = graph.build(
-        body, raw_layers, names, input_names, input_shapes, locs, limits.max_depth or len(names)
-    )
+    inputs = graph.inputs(body, locs, set(names), limits.max_rank)
+    net = graph.build(body, raw_layers, names, inputs, locs, limits.max_depth or len(names))
 
-    shapes: dict[str, Shape] = dict(net.inputs)
+    shapes: dict[str, Shape] = {x.name: x.shape for x in net.inputs}
     inferred = []
     params = 0
     for node in net.layers:
@@ -353,9 +346,9 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
     if body.get("name") is not None:
         spec["name"] = body["name"]
     if sequential:
-        spec["input_shape"] = list(input_shapes[0])
+        spec["input_shape"] = list(inputs[0].shape)
     else:
-        spec["inputs"] = [{"name": n, "shape": list(s)} for n, s in net.inputs]
+        spec["inputs"] = [x.canonical() for x in net.inputs]
     spec["defaults"] = defaults
     spec["layers"] = [layer.config for layer in layers]
     if not sequential:

@@ -106,15 +106,15 @@ def topology(plan: ModelPlan) -> dict[str, Any]:
             {
                 "class_name": "InputLayer",
                 "config": {
-                    "batch_input_shape": [None, *shape],
-                    "dtype": "float32",
+                    "batch_input_shape": [None, *x.shape],
+                    "dtype": x.dtype,
                     "sparse": False,
-                    "name": name,
+                    "name": x.name,
                 },
-                "name": name,
+                "name": x.name,
                 "inbound_nodes": [],
             }
-            for name, shape in plan.inputs
+            for x in plan.inputs
         ]
         for entry, layer in zip(layers, plan.layers, strict=True):
             entry["name"] = layer.name
@@ -123,7 +123,7 @@ def topology(plan: ModelPlan) -> dict[str, Any]:
         config = {
             "name": plan.name or "model",
             "layers": entries,
-            "input_layers": [[n, 0, 0] for n, _ in plan.inputs],
+            "input_layers": [[x.name, 0, 0] for x in plan.inputs],
             "output_layers": [[n, 0, 0] for n in plan.outputs],
         }
         class_name = "Functional"

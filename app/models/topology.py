@@ -24,7 +24,7 @@ import orjson
 
 from app.initializers.schemes._common import TRUNCATED_STD
 from app.models.errors import ModelSpecError, ModelTooLargeError
-from app.models.graph import Locs
+from app.models.graph import INPUT_DTYPES, Locs
 from app.models.layers import layer_type
 
 _BODY = ("topology", "seed", "defaults")
@@ -106,14 +106,17 @@ def _input(entry: Mapping[str, Any], loc: str) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise ModelSpecError(f"{loc}.config", config, "must be an object")
     cloc = f"{loc}.config"
-    _dtype(config.get("dtype"), f"{cloc}.dtype")
+    dtype = config.get("dtype") or "float32"
+    if dtype not in INPUT_DTYPES:
+        raise ModelSpecError(f"{cloc}.dtype", dtype, f"must be one of {', '.join(INPUT_DTYPES)}")
     for key in ("sparse", "ragged"):
         if config.get(key):
             raise ModelSpecError(f"{cloc}.{key}", config[key], f"{key} inputs are not supported")
     shape = _batch_shape(config, cloc)
     if shape is None:
         raise ModelSpecError(f"{cloc}.batch_shape", None, "is required (the input's shape)")
-    return {"name": config.get("name", entry.get("name")), "shape": shape}
+    out = {"name": config.get("name", entry.get("name")), "shape": shape}
+    return {**out, "dtype": dtype} if dtype != "float32" else out
 
 
 def _initializer(value: Any, loc: str, tfjs: bool) -> Any:
@@ -167,11 +170,19 @@ def _layer(entry: Any, loc: str, tfjs: bool) -> dict[str, Any]:
             value = _initializer(value, f"{cloc}.{key}", tfjs)
             if value is not None:
                 raw[key] = value
+        elif key == "axis" and isinstance(value, list) and len(value) == 1:
+            raw[key] = value[0]  # Keras 3 LayerNormalization writes [-1]
         elif key == "unit_forget_bias" and value is None:
             raw[key] = False  # TF.js writes null for its default (false)
         else:
             raw[key] = value
     return raw
+
+
+def _frozen(entry: Any) -> Any:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("config"), Mapping):
+        return entry
+    return {**entry, "config": {**entry["config"], "trainable": False}}
 
 
 def _tensors(value: Any) -> Iterator[Any]:
@@ -266,7 +277,10 @@ def translate(
         )
     if config.get("name") is not None:
         out["name"] = config["name"]
+    _dtype(config.get("dtype"), f"{loc}.dtype")
     locs = [f"{loc}.layers[{i}]" for i in range(len(entries))]
+    if config.get("trainable") is False:  # a frozen model: every layer frozen (Keras)
+        entries = [_frozen(entry) for entry in entries]
     if topo["class_name"] == "Sequential":
         return _sequential(out, config, entries, locs, loc, tfjs)
     inputs, layers, kept = [], [], []
@@ -305,8 +319,13 @@ def _sequential(
 ) -> tuple[dict[str, Any], Locs]:
     first = entries[0] if entries else None
     shape_loc = f"{locs[0]}.config" if entries else f"{loc}.layers"
+    inputs: list[str] = []
     if isinstance(first, Mapping) and first.get("class_name") == "InputLayer":
-        shape = _input(first, locs[0])["shape"]
+        given_input = _input(first, locs[0])
+        shape = given_input["shape"]
+        if "dtype" in given_input:  # int32 ids: only the graph form carries an input's dtype
+            out["inputs"] = [given_input]
+            inputs = [f"{locs[0]}.config"]
         entries, locs = entries[1:], locs[1:]
     else:
         given = first.get("config") if isinstance(first, Mapping) else None
@@ -320,9 +339,10 @@ def _sequential(
                 None,
                 "missing input shape: an InputLayer or the first layer's batch_input_shape",
             )
-    out["input_shape"] = shape
+    if not inputs:
+        out["input_shape"] = shape
     out["layers"] = [_layer(entry, at, tfjs) for entry, at in zip(entries, locs, strict=True)]
     return out, Locs(
-        [f"{x}.config" for x in locs], [], [f"{x}.inbound_nodes" for x in locs],
+        [f"{x}.config" for x in locs], inputs, [f"{x}.inbound_nodes" for x in locs],
         input_shape=shape_loc,
     )  # fmt: skip

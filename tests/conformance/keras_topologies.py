@@ -58,10 +58,24 @@ def two_in_two_out() -> keras.Model:
     return keras.Model([img, vec], [out1, out2], name="two_in_two_out")
 
 
+def token_ids() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((10,), dtype="int32"),
+            L.Embedding(50, 8, mask_zero=True),
+            L.SimpleRNN(6, return_sequences=True),
+            L.LayerNormalization(),
+            L.GRU(3, reset_after=False),
+        ],
+        name="token_ids",
+    )
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {
     "sequential": sequential,
     "branches": branches,
     "two_in_two_out": two_in_two_out,
+    "token_ids": token_ids,
 }
 
 

@@ -138,11 +138,8 @@ def test_two_inputs_need_inbound_and_merge() -> None:
         ),
         ({"inputs": [{"name": "a", "shape": [4]}]}, "inputs[0].name", "names a layer"),
         ({"inputs": [{"name": "x", "shape": [0]}]}, "inputs[0].shape", "integers >= 1"),
-        (
-            {"inputs": [{"name": "x", "shape": [4], "dtype": "int32"}]},
-            "inputs[0]",
-            "{name?, shape}",
-        ),
+        ({"inputs": [{"name": "x", "shape": [4], "dtype": "int8"}]}, "inputs[0].dtype", "int32"),
+        ({"inputs": [{"name": "x", "shape": [4], "type": "a"}]}, "inputs[0]", "{name?, shape"),
         ({"inputs": []}, "input_shape", "required"),
         ({"input_shape": [4]}, "inputs", "not both"),
         ({"layers": [{"type": "dense", "units": 2, "inbound": "x"}]}, "layers[0].inbound", "list"),
@@ -231,3 +228,18 @@ def test_model_json_refuses_what_tfjs_cannot_merge() -> None:
     assert plan(dot).layers[0].output_shape == (2, 3, 2, 3)
     with pytest.raises(ModelUnsupportedError, match="rank 3"):
         model_json(plan(dot), ["weights.bin"])
+
+
+def test_an_int32_input_is_kept_and_written_on_its_input_layer() -> None:
+    body = {
+        "inputs": [{"name": "ids", "shape": [None], "dtype": "int32"}],
+        "layers": [{"type": "embedding", "input_dim": 10, "output_dim": 4}, dense("d", 2)],
+        "seed": 1,
+    }
+    p = plan(body)
+    assert p.spec["inputs"] == [{"name": "ids", "shape": [None], "dtype": "int32"}]
+    assert not p.sequential  # a Sequential cannot carry its input's dtype
+    (first, *_) = model_json(p, ["weights.bin"])["modelTopology"]["config"]["layers"]
+    assert first["class_name"] == "InputLayer" and first["config"]["dtype"] == "int32"
+    floats = plan({**body, "inputs": [{"name": "ids", "shape": [None]}]})
+    assert "dtype" not in floats.spec["inputs"][0] and floats.sequential

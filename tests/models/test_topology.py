@@ -260,3 +260,26 @@ def test_limits_before_parsing() -> None:
     with pytest.raises(ModelTooLargeError) as err:
         plan_model({"topology": many}, dataclasses.replace(LIMITS, max_topology_bytes=None))
     assert err.value.field == "topology.config.layers"
+
+
+def test_model_level_fields() -> None:
+    frozen = k3_sequential(k3_dense("d", 3))
+    frozen["config"]["trainable"] = False  # Keras: model.trainable = False freezes every layer
+    assert plan(frozen).spec["layers"][0]["trainable"] is False
+    half = k3_sequential(k3_dense("d", 3))
+    half["config"]["dtype"] = {"class_name": "DTypePolicy", "config": {"name": "float16"}}
+    err = refused(half)
+    assert err.field == "topology.config.dtype" and "float32" in err.msg
+
+
+def test_input_dtypes_and_list_axes() -> None:
+    topo = k3_sequential(
+        {"class_name": "Embedding", "config": {"name": "e", "input_dim": 9, "output_dim": 4}},
+        {"class_name": "LayerNormalization", "config": {"name": "n", "axis": [-1]}},
+    )
+    topo["config"]["layers"][0]["config"]["dtype"] = "int32"
+    p = plan(topo)
+    assert p.spec["inputs"] == [{"name": "input_layer", "shape": [4], "dtype": "int32"}]
+    assert p.spec["layers"][1]["axis"] == -1
+    topo["config"]["layers"][0]["config"]["dtype"] = "string"
+    assert refused(topo).field == "topology.config.layers[0].config.dtype"
