@@ -61,7 +61,7 @@ def _number(value: Any, loc: str, low: float, high: float) -> float:
 def _regularizer(value: Any, loc: str) -> dict[str, Any]:
     name = value.get("class_name") if isinstance(value, Mapping) else value
     config = value.get("config", {}) if isinstance(value, Mapping) else {}
-    if name not in _REGULARIZERS or not isinstance(config, Mapping):
+    if not isinstance(name, str) or name not in _REGULARIZERS or not isinstance(config, Mapping):
         raise ModelSpecError(loc, value, f"must be a regularizer: {', '.join(_REGULARIZERS)}")
     out = {"l1": 0.0, "l2": 0.0}
     for key in _REGULARIZERS[name]:
@@ -74,7 +74,7 @@ def _regularizer(value: Any, loc: str) -> dict[str, Any]:
 def _constraint(value: Any, loc: str) -> dict[str, Any]:
     name = value.get("class_name") if isinstance(value, Mapping) else value
     config = value.get("config", {}) if isinstance(value, Mapping) else {}
-    if name not in _CONSTRAINTS or not isinstance(config, Mapping):
+    if not isinstance(name, str) or name not in _CONSTRAINTS or not isinstance(config, Mapping):
         raise ModelSpecError(loc, value, f"must be a constraint: {', '.join(_CONSTRAINTS)}")
     out: dict[str, Any] = {}
     for key, default in _CONSTRAINTS[name].items():

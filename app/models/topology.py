@@ -24,7 +24,7 @@ import orjson
 
 from app.initializers.schemes._common import TRUNCATED_STD
 from app.models.errors import ModelSpecError, ModelTooLargeError
-from app.models.graph import INPUT_DTYPES, Locs
+from app.models.graph import INPUT_DTYPES, NAME, NAME_RULE, Locs
 from app.models.layers import layer_type
 
 _BODY = ("topology", "seed", "defaults")
@@ -45,6 +45,7 @@ _NOOP: dict[str, Any] = {
     "rms_scaling": False,
 }
 _NESTED = ("layer", "backward_layer")  # wrappers' inner layers
+_MAX_NESTING = 8
 # TF.js's default kernel initializer as its toJSON writes it: a normal truncated at 2 std
 # without Keras's 0.8796 correction, which only ``defaults: tfjs`` draws exactly.
 _TFJS_GLOROT_NORMAL = {"scale": 1, "mode": "fan_avg", "distribution": "normal", "seed": None}
@@ -61,7 +62,10 @@ def _load(value: Any, max_bytes: int | None) -> tuple[Mapping[str, Any], str]:
         except orjson.JSONDecodeError as exc:
             raise ModelSpecError(loc, value[:80], f"malformed JSON: {exc}") from exc
     elif max_bytes is not None:
-        size = len(orjson.dumps(value))
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254)
+            raise ModelSpecError(loc, None, f"not a model topology: {exc}") from exc
         if size > max_bytes:
             raise ModelTooLargeError(loc, size, f"{size} bytes > the limit of {max_bytes}")
     if isinstance(value, Mapping) and "modelTopology" in value:
@@ -81,8 +85,9 @@ def _dtype(value: Any, loc: str) -> None:
     """float32, as a string or a Keras 3 DTypePolicy / Keras 2 Policy object."""
     name = value
     if isinstance(value, Mapping):
-        name = value.get("config", {}).get("name")
-    if name not in (None, "float32"):
+        config = value.get("config")
+        name = config.get("name") if isinstance(config, Mapping) else config
+    if not (name is None or name == "float32"):
         raise ModelSpecError(loc, value, "only float32 models are supported")
 
 
@@ -115,7 +120,10 @@ def _input(entry: Mapping[str, Any], loc: str) -> dict[str, Any]:
     shape = _batch_shape(config, cloc)
     if shape is None:
         raise ModelSpecError(f"{cloc}.batch_shape", None, "is required (the input's shape)")
-    out = {"name": config.get("name", entry.get("name")), "shape": shape}
+    name = config.get("name", entry.get("name"))
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ModelSpecError(f"{cloc}.name", name, NAME_RULE)
+    out = {"name": name, "shape": shape}
     return {**out, "dtype": dtype} if dtype != "float32" else out
 
 
@@ -142,10 +150,12 @@ def _initializer(value: Any, loc: str, tfjs: bool) -> Any:
     return {**value, "config": config}
 
 
-def _layer(entry: Any, loc: str, tfjs: bool) -> dict[str, Any]:
+def _layer(entry: Any, loc: str, tfjs: bool, depth: int = 0) -> dict[str, Any]:
     """One layer entry → a layer-list layer (``{"type", "name", fields...}``)."""
     if not isinstance(entry, Mapping) or not isinstance(entry.get("config"), Mapping):
         raise ModelSpecError(loc, entry, "must be {class_name, config}")
+    if depth > _MAX_NESTING:
+        raise ModelSpecError(loc, None, f"wrappers nest over {_MAX_NESTING} deep")
     class_name = entry.get("class_name")
     if class_name in _MODELS:
         raise ModelSpecError(
@@ -165,7 +175,7 @@ def _layer(entry: Any, loc: str, tfjs: bool) -> dict[str, Any]:
         elif key in _IGNORED or (key in _NOOP and key not in kind.fields and value == _NOOP[key]):
             continue
         elif key in _NESTED and isinstance(value, Mapping):
-            raw[key] = _layer(value, f"{cloc}.{key}", tfjs)
+            raw[key] = _layer(value, f"{cloc}.{key}", tfjs, depth + 1)
         elif key.endswith("_initializer"):
             value = _initializer(value, f"{cloc}.{key}", tfjs)
             if value is not None:
@@ -186,16 +196,17 @@ def _frozen(entry: Any) -> Any:
 
 
 def _tensors(value: Any) -> Iterator[Any]:
-    """Every ``__keras_tensor__`` in a Keras 3 node's args, in order."""
-    if isinstance(value, Mapping):
-        if value.get("class_name") == "__keras_tensor__":
-            yield value.get("config", {}).get("keras_history")
-        else:
-            for item in value.values():
-                yield from _tensors(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _tensors(item)
+    """Every ``__keras_tensor__``'s ``keras_history`` in a Keras 3 node's args, in order."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping) and item.get("class_name") == "__keras_tensor__":
+            config = item.get("config")
+            yield config.get("keras_history") if isinstance(config, Mapping) else None
+        elif isinstance(item, Mapping):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
 
 
 def _ref(item: Any, loc: str) -> str:
@@ -225,7 +236,7 @@ def _inbound(entry: Mapping[str, Any], loc: str) -> list[str]:
     node = nodes[0]
     if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
         kwargs = node.get("kwargs") or {}
-        if any(True for _ in _tensors(kwargs)) or any(v is not None for v in kwargs.values()):
+        if not isinstance(kwargs, Mapping) or any(v is not None for v in kwargs.values()):
             raise ModelSpecError(f"{loc}[0].kwargs", kwargs, "call arguments are not supported")
         refs = [_ref(h, f"{loc}[0].args") for h in _tensors(node.get("args"))]
     elif isinstance(node, list):  # Keras 2 / TF.js: [[name, node_index, tensor_index, kwargs]]
@@ -292,7 +303,6 @@ def translate(
         raw["inbound"] = _inbound(entry, f"{locs[i]}.inbound_nodes")
         layers.append(raw)
         kept.append(locs[i])
-    out["inputs"] = [item for item, _ in inputs]
     out["layers"] = layers
     names = _io(config.get("input_layers"), f"{loc}.input_layers")
     by_name = {item["name"]: i for i, (item, _) in enumerate(inputs)}

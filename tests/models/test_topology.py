@@ -283,3 +283,44 @@ def test_input_dtypes_and_list_axes() -> None:
     assert p.spec["layers"][1]["axis"] == -1
     topo["config"]["layers"][0]["config"]["dtype"] = "string"
     assert refused(topo).field == "topology.config.layers[0].config.dtype"
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [at]
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    for key, value in items:
+        out += _paths(value, (*at, key))
+    return out
+
+
+JUNK: list[Any] = [None, [], {}, "x", -1, 1.5, True, [[1, 2]], {"config": 1}, {"class_name": []}]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["keras3_two_in_two_out", "keras3_sequential", "keras3_token_ids", "keras2_functional"],
+)
+def test_any_mangled_topology_is_a_field_error_never_a_crash(name: str) -> None:
+    import copy
+    import random
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "conformance" / "tfjs" / "fixtures"
+    doc = json.loads((fixtures / f"{name}.json").read_text())
+    rng = random.Random(name)
+    paths = _paths(doc)[1:]
+    refused_count = 0
+    for path in rng.sample(paths, min(400, len(paths))):
+        mangled = copy.deepcopy(doc)
+        parent = mangled
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = rng.choice(JUNK)
+        try:
+            plan_model({"topology": mangled, "seed": 1}, LIMITS)
+        except ModelSpecError as exc:
+            assert exc.field.split(".")[0] in ("topology", "name"), exc.field
+            refused_count += 1
+    assert refused_count > 100
