@@ -178,6 +178,10 @@ def _names(layers: list[Any], locs: Sequence[str]) -> list[str]:
     counts: dict[str, int] = {}
     names = []
     for i, raw in enumerate(layers):
+        if raw.get("type") in ("InputLayer", "input_layer"):
+            raise ModelSpecError(
+                f"{locs[i]}.type", raw["type"], "graph inputs go in inputs (or input_shape)"
+            )
         if raw.get("name") is not None:
             names.append(raw["name"])
             continue

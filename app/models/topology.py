@@ -168,6 +168,8 @@ def _layer(entry: Any, loc: str, tfjs: bool, depth: int = 0) -> dict[str, Any]:
     except ModelSpecError as exc:
         raise ModelSpecError(f"{loc}.class_name", class_name, exc.msg) from exc
     raw: dict[str, Any] = {"type": class_name}
+    if entry["config"].get("name") is None and entry.get("name") is not None:
+        raw["name"] = entry["name"]  # what inbound_nodes call it
     cloc = f"{loc}.config"
     for key, value in entry["config"].items():
         if key == "dtype":

@@ -142,6 +142,7 @@ def test_two_inputs_need_inbound_and_merge() -> None:
         ({"inputs": [{"name": "x", "shape": [4], "type": "a"}]}, "inputs[0]", "{name?, shape"),
         ({"inputs": []}, "input_shape", "required"),
         ({"input_shape": [4]}, "inputs", "not both"),
+        ({"layers": [{"type": "InputLayer", "name": "i"}]}, "layers[0].type", "graph inputs go"),
         ({"layers": [{"type": "dense", "units": 2, "inbound": "x"}]}, "layers[0].inbound", "list"),
         (
             {"layers": [dense("s", 2, "x"), {"type": "subtract", "inbound": ["s", "s", "s"]}]},
