@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     model_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     max_model_params: int = Field(default=50_000_000, ge=1)
     max_model_layers: int = Field(default=256, ge=1)
+    # A functional graph's depth (layers on its longest input-to-output path) and the size of
+    # a posted Keras / TF.js topology (its JSON text, checked before a string is parsed).
+    max_model_depth: int = Field(default=256, ge=1)
+    max_topology_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     @field_validator("api_keys", mode="before")
     @classmethod

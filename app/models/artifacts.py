@@ -1,10 +1,10 @@
-"""A planned model's files: weights generated one at a time, the TF.js ``model.json``,
-safetensors and ``.npz``. Every weight is little-endian float32, C order, manifest order.
+"""A planned model's files: weights generated one at a time, safetensors and ``.npz``
+(the TF.js ``model.json``: :mod:`app.models.tfjs`). Every weight is little-endian float32,
+C order, manifest order.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import struct
@@ -15,11 +15,8 @@ import numpy as np
 import orjson
 
 from app.initializers import generate
-from app.models.layers.tfjs import tfjs_layer
-from app.models.spec import Layer, ModelPlan, Weight, nested
+from app.models.spec import ModelPlan, Weight
 
-# What model.json says wrote it; TF.js reads the topology as Keras 2 wrote it.
-KERAS_VERSION = "2.15.0"
 GENERATED_BY = "initlab"
 
 
@@ -71,46 +68,3 @@ def npz_bytes(plan: ModelPlan) -> bytes:
     arrays: dict[str, Any] = {w.name: weight_values(w) for w in plan.weights}
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
-    config = copy.deepcopy(layer.config)
-    for weight in layer.weights:
-        # TF.js never runs these (the weights are loaded); they tell a client what each
-        # weight was drawn from, so a scheme TF.js cannot express is left to its default.
-        owner = nested(config, weight.owner)
-        if weight.initializer.tfjs_unsupported() is None:
-            owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
-        else:
-            owner.pop(weight.field, None)
-    # The layer type's own TF.js limits and renames, nested layers as {class_name, config}.
-    out = tfjs_layer(layer.kind, config, f"layers[{i}]")
-    out["config"].update(trainable=True, dtype="float32")
-    if i == 0:
-        out["config"]["batch_input_shape"] = [None, *layer.input_shape]
-    return out
-
-
-def model_json(plan: ModelPlan, weights_path: str = "weights.bin") -> dict[str, Any]:
-    """The TF.js LayersModel artifact: Keras-2 Sequential topology + one weights group."""
-    layers = [_tfjs_layer(i, layer) for i, layer in enumerate(plan.layers)]
-    return {
-        "format": "layers-model",
-        "generatedBy": GENERATED_BY,
-        "convertedBy": None,
-        "modelTopology": {
-            "class_name": "Sequential",
-            "config": {"name": "sequential", "layers": layers},
-            "keras_version": KERAS_VERSION,
-            "backend": "tensorflow",
-        },
-        "weightsManifest": [
-            {
-                "paths": [weights_path],
-                "weights": [
-                    {"name": w.tfjs, "shape": list(w.shape), "dtype": "float32"}
-                    for w in plan.weights
-                ],
-            }
-        ],
-    }

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from app.initializers import Initializer, InitializerError, compute_fans, resolve
+from app.models import extras, graph
 from app.models.errors import ModelSpecError, ModelTooLargeError
 from app.models.layers import (
     LayerType,
@@ -33,11 +33,11 @@ from app.models.layers import (
     initializer_field,
     layer_type,
 )
+from app.models.topology import translate
 
 SEED_MAX = 2**32 - 1
 DEFAULTS: tuple[str, ...] = ("keras", "tfjs")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-_FIELDS = ("input_shape", "layers", "seed", "defaults")
+_FIELDS = ("name", "input_shape", "inputs", "layers", "outputs", "seed", "defaults")
 
 # The framework defaults per weight role (tfjs "glorot_normal": TF.js's own meaning, below).
 _DEFAULT_REFS: dict[str, dict[str, Any]] = {
@@ -72,6 +72,8 @@ class Limits:
     max_weight_elements: int
     max_orthogonal_work: int
     max_rank: int
+    max_depth: int | None = None  # None: as deep as the layer count allows
+    max_topology_bytes: int | None = None  # None: any size (the request body limit holds)
 
 
 @dataclass(frozen=True)
@@ -113,16 +115,32 @@ class Layer:
     kind: LayerType
     name: str
     config: dict[str, Any]  # canonical: fields, name, type and initializers
-    input_shape: Shape
+    input_shapes: tuple[Shape, ...]  # one per inbound layer / input
     output_shape: Shape
     weights: tuple[Weight, ...]
+    inbound: tuple[str, ...] = ()  # the layers or inputs it is called on, in call order
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.input_shapes[0]
 
 
 @dataclass(frozen=True)
 class ModelPlan:
     spec: dict[str, Any]
     seed: int
-    layers: tuple[Layer, ...]
+    layers: tuple[Layer, ...]  # Keras's order (graph.py)
+    inputs: tuple[graph.Input, ...] = ()
+    outputs: tuple[str, ...] = ()  # the output layers' names
+    name: str | None = None  # the model's own name (a topology's), kept for model.json
+
+    @property
+    def sequential(self) -> bool:
+        """A chain from one float32 input to one output: written as a TF.js Sequential."""
+        chain = [(layer.name, layer.inbound) for layer in self.layers]
+        names = [x.name for x in self.inputs]
+        floats = all(x.dtype == "float32" for x in self.inputs)
+        return floats and graph.is_chain(names, chain, self.outputs)
 
     @property
     def weights(self) -> list[Weight]:
@@ -158,21 +176,6 @@ def _seed(body: Mapping[str, Any]) -> int:
     return value
 
 
-def _input_shape(body: Mapping[str, Any], limits: Limits) -> tuple[int, ...]:
-    value = body.get("input_shape")
-    if (
-        not isinstance(value, list)
-        or not 1 <= len(value) < limits.max_rank
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value)
-    ):
-        raise ModelSpecError(
-            "input_shape",
-            value,
-            f"must be a list of 1 to {limits.max_rank - 1} integers >= 1 (batch axis excluded)",
-        )
-    return tuple(value)
-
-
 # A wrapper's nested layers, in the order Keras creates them (before the wrapper itself).
 _NESTED = ("layer", "backward_layer")
 MAX_NESTING = 4  # wrappers in wrappers (TimeDistributed(Bidirectional(LSTM)) is 2)
@@ -194,24 +197,28 @@ def _walk(
 
 
 def _check_name(name: Any, loc: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ModelSpecError(f"{loc}.name", name, "must be 1-128 of A-Z a-z 0-9 _ . - (no '/')")
+    if not isinstance(name, str) or not graph.NAME.match(name):
+        raise ModelSpecError(f"{loc}.name", name, graph.NAME_RULE)
 
 
-def _names(layers: list[Any]) -> list[Any]:
+def _names(layers: list[Any], locs: Sequence[str]) -> list[dict[str, Any]]:
     """Each layer with its name: its own, else Keras's (``dense``, ``dense_1``, ... per type,
     counted over nested layers too: ``Bidirectional(LSTM)`` after an LSTM holds ``lstm_1``).
     Nested layers get theirs in copies of their objects; top-level names are unique."""
     given: dict[str, int] = {}
     taken: set[str] = set()
     for i, raw in enumerate(layers):
-        for obj, loc in _walk(raw, f"layers[{i}]"):
+        if raw.get("type") in ("InputLayer", "input_layer"):
+            raise ModelSpecError(
+                f"{locs[i]}.type", raw["type"], "graph inputs go in inputs (or input_shape)"
+            )
+        for obj, loc in _walk(raw, locs[i]):
             name = obj.get("name")
             if name is None:
                 continue
             _check_name(name, loc)
             if obj is raw and name in given:
-                raise ModelSpecError(f"{loc}.name", name, f"also names layers[{given[name]}]")
+                raise ModelSpecError(f"{loc}.name", name, f"also names {locs[given[name]]}")
             if obj is raw:
                 given[name] = i
             taken.add(name)
@@ -233,7 +240,7 @@ def _names(layers: list[Any]) -> list[Any]:
             out["name"] = name
         return out
 
-    return [named(raw, f"layers[{i}]") for i, raw in enumerate(layers)]
+    return [named(raw, locs[i]) for i, raw in enumerate(layers)]
 
 
 def _default_ref(defaults: str, w: WeightShape) -> Any:
@@ -278,17 +285,15 @@ def _canonical_ref(init: Initializer) -> dict[str, Any]:
     return form
 
 
-def plan_model(body: object, limits: Limits) -> ModelPlan:
-    """Validate a layer-list spec and plan its weights; nothing is allocated."""
-    if not isinstance(body, Mapping):
-        raise ModelSpecError("body", body, "must be a JSON object")
+def _check_body(body: Mapping[str, Any], limits: Limits) -> list[Any]:
     for key in body:
         if key not in _FIELDS:
-            hint = " (Keras / TF.js topologies are not accepted yet)" if key == "topology" else ""
-            raise ModelSpecError(key, body[key], f"unknown field; fields: {_FIELDS}{hint}")
-    defaults = body.get("defaults", "keras")
-    if defaults not in DEFAULTS:
-        raise ModelSpecError("defaults", defaults, f"must be one of {', '.join(DEFAULTS)}")
+            raise ModelSpecError(key, body[key], f"unknown field; fields: {_FIELDS}")
+    if body.get("defaults", "keras") not in DEFAULTS:
+        raise ModelSpecError("defaults", body["defaults"], f"must be one of {', '.join(DEFAULTS)}")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not graph.NAME.match(name)):
+        raise ModelSpecError("name", name, graph.NAME_RULE)
     raw_layers = body.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ModelSpecError("layers", raw_layers, "must be a non-empty list of layer objects")
@@ -298,27 +303,53 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
             len(raw_layers),
             f"{len(raw_layers)} layers > the limit of {limits.max_layers}",
         )
+    return raw_layers
+
+
+def plan_model(body: object, limits: Limits) -> ModelPlan:
+    """Validate a spec (a layer list, or ``{"topology": ...}``) and plan its weights;
+    nothing is allocated."""
+    if not isinstance(body, Mapping):
+        raise ModelSpecError("body", body, "must be a JSON object")
+    locs: graph.Locs | None = None
+    if "topology" in body:
+        body, locs = translate(body, limits.max_topology_bytes, limits.max_layers)
+    raw_layers = _check_body(body, limits)
+    if locs is None:
+        inputs = body.get("inputs")
+        locs = graph.Locs(
+            [f"layers[{i}]" for i in range(len(raw_layers))],
+            [f"inputs[{i}]" for i in range(len(inputs) if isinstance(inputs, list) else 0)],
+            [f"layers[{i}].inbound" for i in range(len(raw_layers))],
+        )
     for i, raw in enumerate(raw_layers):
         if not isinstance(raw, Mapping):
-            raise ModelSpecError(f"layers[{i}]", raw, "must be an object with a type")
+            raise ModelSpecError(locs.layers[i], raw, "must be an object with a type")
+    defaults = body.get("defaults", "keras")
     seed = _seed(body)
-    shapes: tuple[Shape, ...] = (_input_shape(body, limits),)
-    named = _names(raw_layers)
+    named = _names(raw_layers, locs.layers)
+    names = [raw["name"] for raw in named]
+    inputs = graph.inputs(body, locs, set(names), limits.max_rank)
+    net = graph.build(body, raw_layers, names, inputs, locs, limits.max_depth or len(names))
 
+    shapes: dict[str, tuple[Shape, ...]] = {x.name: (x.shape,) for x in net.inputs}
     inferred = []
     params = 0
-    for i, raw in enumerate(named):
-        loc = f"layers[{i}]"
-        name = raw["name"]
+    for node in net.layers:
+        raw = {k: v for k, v in named[node.index].items() if k != "inbound"}
+        loc = locs.layers[node.index]
         kind = layer_type(raw.get("type"), loc)
-        result = infer(kind, raw, shapes, loc, defaults)
+        # Every output of each inbound layer (a Bidirectional with merge_mode null has two).
+        in_shapes = tuple(s for n in node.inbound for s in shapes[n])
+        fields, kept = extras.split(kind, raw, loc)
+        result = infer(kind, fields, in_shapes, loc, defaults)
         for w in result.weights:
             size = math.prod(w.shape)
             if size > limits.max_weight_elements:
                 raise ModelTooLargeError(
                     loc,
                     list(w.shape),
-                    f"weight {name}/{w.name} has {size} elements > the limit of "
+                    f"weight {node.name}/{w.name} has {size} elements > the limit of "
                     f"{limits.max_weight_elements} per weight",
                 )
             params += size
@@ -326,15 +357,17 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
             raise ModelTooLargeError(
                 loc, params, f"{params} parameters so far > the limit of {limits.max_params}"
             )
-        inferred.append((kind, name, raw, shapes[0], result))
-        shapes = result.outputs
+        inferred.append((kind, node, raw, loc, in_shapes, result, kept))
+        shapes[node.name] = result.outputs
 
+    sequential = "inputs" not in body and net.chain
     layers = []
     index = 0
     work = 0
-    for i, (kind, name, raw, in_shape, result) in enumerate(inferred):
-        loc = f"layers[{i}]"
-        config: dict[str, Any] = {"type": kind.type, "name": name, **result.config}
+    for kind, node, raw, loc, in_shapes, result, kept in inferred:
+        config: dict[str, Any] = {"type": kind.type, "name": node.name, **result.config, **kept}
+        if not sequential:
+            config["inbound"] = list(node.inbound)
         weights = []
         for w in result.weights:
             init = _initializer(raw, w, loc, defaults, limits)
@@ -348,15 +381,31 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
                 )
             field = initializer_field(w.role)
             nested(config, w.owner)[field] = _canonical_ref(init)
-            full = f"{name}/{w.name}"
+            full = f"{node.name}/{w.name}"
             own = init.seed if init.seed is not None else weight_seed(seed, index, full)
-            tfjs = f"{name}/{w.tfjs_name}" if w.tfjs_name else ""
+            tfjs = f"{node.name}/{w.tfjs_name}" if w.tfjs_name else ""
             weights.append(Weight(full, w.shape, field, init, own, w.forget_units, w.owner, tfjs))
             index += 1
-        layers.append(Layer(kind, name, config, in_shape, result.output_shape, tuple(weights)))
-    spec = {
-        "input_shape": list(inferred[0][3]),
-        "defaults": defaults,
-        "layers": [layer.config for layer in layers],
-    }
-    return ModelPlan(spec, seed, tuple(layers))
+        layers.append(
+            Layer(
+                kind,
+                node.name,
+                config,
+                in_shapes,
+                result.output_shape,
+                tuple(weights),
+                node.inbound,
+            )
+        )
+    spec: dict[str, Any] = {}
+    if body.get("name") is not None:
+        spec["name"] = body["name"]
+    if sequential:
+        spec["input_shape"] = list(inputs[0].shape)
+    else:
+        spec["inputs"] = [x.canonical() for x in net.inputs]
+    spec["defaults"] = defaults
+    spec["layers"] = [layer.config for layer in layers]
+    if not sequential:
+        spec["outputs"] = list(net.outputs)
+    return ModelPlan(spec, seed, tuple(layers), net.inputs, net.outputs, body.get("name"))

@@ -86,7 +86,7 @@ def test_model_json_writes_nested_layers_and_tfjs_names() -> None:
         {"type": "time_distributed", "layer": {"type": "bidirectional", "layer": GRU}},
         {"type": "global_max_pooling1d"},
     )
-    doc = model_json(p)
+    doc = model_json(p, ["weights.bin"])
     layers = doc["modelTopology"]["config"]["layers"]
     wrapped = layers[3]["config"]["layer"]
     assert wrapped["class_name"] == "Bidirectional"
@@ -112,7 +112,7 @@ def test_model_json_writes_nested_layers_and_tfjs_names() -> None:
 def test_an_inner_layer_tfjs_cannot_run_is_named_at_its_nesting() -> None:
     p = plan([5, 6, 4], {"type": "time_distributed", "layer": {"type": "gru", "units": 2}})
     with pytest.raises(ModelUnsupportedError) as refused:
-        model_json(p)
+        model_json(p, ["weights.bin"])
     assert refused.value.field == "layers[0].layer.reset_after"
 
 

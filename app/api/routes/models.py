@@ -47,6 +47,8 @@ def _limits(settings: Settings) -> Limits:
         max_weight_elements=settings.max_elements_binary,
         max_orthogonal_work=settings.max_orthogonal_work,
         max_rank=settings.max_rank,
+        max_depth=settings.max_model_depth,
+        max_topology_bytes=settings.max_topology_bytes,
     )
 
 
@@ -138,11 +140,13 @@ def create_model(
     store: ModelStoreDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Plan a layer-list model; its id is the hash of the canonical spec and the seed.
+    """Plan a model; its id is the hash of the canonical spec and the seed.
 
-    Fields: `input_shape` (batch axis excluded), `layers` (each `{"type", "name"?, fields,
-    "<weight>_initializer"?}`), `seed` (drawn when absent), `defaults` (`keras` | `tfjs`:
-    whose default initializers fill the gaps).
+    A layer list: `input_shape` (batch axis excluded) or `inputs` (`[{"name", "shape"}]`),
+    `layers` (each `{"type", "name"?, "inbound"?, fields, "<weight>_initializer"?}`),
+    `outputs`?, `seed` (drawn when absent), `defaults` (`keras` | `tfjs`: whose default
+    initializers fill the gaps). Or `{"topology": <Keras 3 / Keras 2 / TF.js model JSON>,
+    "seed"?, "defaults"?}` (docs/models.md).
     """
     plan = _plan(body, settings)
     store.put(plan.id, plan.spec, plan.seed)
@@ -203,7 +207,7 @@ def read_model_json(
 
     def make(plan: ModelPlan) -> bytes:
         try:
-            return orjson.dumps(model_json(plan))
+            return orjson.dumps(model_json(plan, ["weights.bin"]))
         except ModelSpecError as exc:
             raise _client_error(exc) from exc
 

@@ -15,6 +15,7 @@ from app.models.layers import (
     activations,
     conv,
     core,
+    merge,
     pooling,
     recurrent,
     reshaping,
@@ -25,7 +26,7 @@ from app.models.layers.table import LayerType
 
 LAYER_TYPES: dict[str, LayerType] = {
     t.type: t
-    for module in (core, conv, recurrent, pooling, reshaping, activations, wrappers)
+    for module in (core, conv, recurrent, merge, pooling, reshaping, activations, wrappers)
     for t in module.LAYERS
 }
 # Keras class names are accepted as types too ("Dense", "SimpleRNN").

@@ -6,8 +6,7 @@ import { test } from "node:test";
 
 import * as tf from "@tensorflow/tfjs";
 
-const BASE = process.env.INITLAB_URL;
-assert.ok(BASE, "set INITLAB_URL to the base URL of a running initlab");
+import { BASE, assertServedWeights, post } from "./served.mjs";
 
 const MODELS = {
   mlp: {
@@ -54,42 +53,11 @@ const MODELS = {
   },
 };
 
-async function post(body) {
-  const res = await fetch(`${BASE}/v1/models`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 201, await res.clone().text());
-  return res.json();
-}
-
 for (const [label, spec] of Object.entries(MODELS)) {
   test(`${label}: tf.loadLayersModel gives the served weights bit for bit`, async () => {
     const model = await post(spec);
     const loaded = await tf.loadLayersModel(`${BASE}${model.links.model_json}`);
-    const blob = new Float32Array(
-      await (await fetch(`${BASE}${model.links.weights_bin}`)).arrayBuffer(),
-    );
-    assert.equal(blob.length, model.params);
-
-    // TF.js holds trainable weights first over the whole model: match them by name.
-    const byName = new Map(loaded.weights.map((w) => [w.originalName, w]));
-    assert.equal(byName.size, model.weights.length);
-    let offset = 0;
-    for (const entry of model.weights) {
-      const variable = byName.get(entry.name);
-      assert.ok(variable, `TF.js has no weight ${entry.name}: ${[...byName.keys()]}`);
-      assert.deepEqual(variable.shape, entry.shape, entry.name);
-      const got = variable.read().dataSync();
-      const size = got.length;
-      const want = blob.subarray(offset, offset + size);
-      offset += size;
-      for (let i = 0; i < size; i++) {
-        if (!Object.is(got[i], want[i])) assert.fail(`${entry.name}[${i}]: ${got[i]} !== ${want[i]}`);
-      }
-    }
-    assert.equal(offset, blob.length);
+    await assertServedWeights(loaded, model);
 
     const x = tf.zeros([2, ...spec.input_shape]);
     const y = loaded.predict(x);

@@ -1,0 +1,127 @@
+"""The TF.js ``model.json`` (LayersModel artifact) of a planned model, in the Keras 2 form
+TF.js 4.22 reads (also when the model was posted as a Keras 3 topology).
+
+A chain from one input to one output is a ``Sequential`` (its first layer carries
+``batch_input_shape``); any other graph a ``Functional`` with ``InputLayer`` entries,
+Keras 2 ``inbound_nodes`` (``[[["name", 0, 0, {}], ...]]``), ``input_layers`` and
+``output_layers``. Nested canonical layers (a wrapper's ``layer: {"type": ...}``) are written
+as ``{"class_name", "config"}``, recursively. What TF.js cannot run as configured is a
+:class:`ModelUnsupportedError` naming the layer (the other files still work).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from app.models.artifacts import GENERATED_BY
+from app.models.errors import ModelUnsupportedError
+from app.models.layers.tfjs import tfjs_layer
+from app.models.spec import Layer, ModelPlan, nested
+
+# What model.json says wrote it; TF.js reads the topology as Keras 2 wrote it.
+KERAS_VERSION = "2.15.0"
+_MERGE = ("add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot")
+
+
+def _unsupported(field: str, value: Any, msg: str) -> ModelUnsupportedError:
+    return ModelUnsupportedError(field, value, f"{msg}; use weights.bin / .safetensors / .npz")
+
+
+def _check(i: int, layer: Layer) -> None:
+    """Refuse the graph-level configurations TF.js 4.22 cannot run (each layer type's own
+    limits are its ``tfjs`` hook, applied by ``tfjs_layer``)."""
+    at, name = f"layers[{i}]", repr(layer.name)
+    if layer.kind.type in _MERGE and len(layer.inbound) < 2:
+        raise _unsupported(
+            f"{at}.inbound",
+            list(layer.inbound),
+            f"TF.js 4.22 merges 2 inputs or more (layer {name})",
+        )
+    if layer.kind.type == "dot" and max(len(s) for s in layer.input_shapes) > 2:
+        raise _unsupported(
+            f"{at}.type", "Dot", f"TF.js 4.22's Dot takes inputs of rank 3 at most (layer {name})"
+        )
+
+
+def _layer(i: int, layer: Layer) -> dict[str, Any]:
+    _check(i, layer)
+    config = copy.deepcopy({k: v for k, v in layer.config.items() if k != "inbound"})
+    for weight in layer.weights:
+        # TF.js never runs these (the weights are loaded); they tell a client what each
+        # weight was drawn from, so a scheme TF.js cannot express is left to its default.
+        owner = nested(config, weight.owner)
+        if weight.initializer.tfjs_unsupported() is None:
+            owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
+        else:
+            owner.pop(weight.field, None)
+    # The layer type's own TF.js limits and renames, nested layers as {class_name, config}.
+    out = tfjs_layer(layer.kind, config, f"layers[{i}]")
+    out["config"].setdefault("trainable", True)
+    out["config"]["dtype"] = "float32"
+    return out
+
+
+def _node(name: str) -> list[Any]:
+    return [name, 0, 0, {}]
+
+
+def topology(plan: ModelPlan) -> dict[str, Any]:
+    """``modelTopology``: the Keras 2 model config TF.js 4.22 deserializes."""
+    layers = [_layer(i, layer) for i, layer in enumerate(plan.layers)]
+    if plan.sequential:
+        layers[0]["config"]["batch_input_shape"] = [None, *plan.layers[0].input_shape]
+        config: dict[str, Any] = {"name": plan.name or "sequential", "layers": layers}
+        class_name = "Sequential"
+    else:
+        entries = [
+            {
+                "class_name": "InputLayer",
+                "config": {
+                    "batch_input_shape": [None, *x.shape],
+                    "dtype": x.dtype,
+                    "sparse": False,
+                    "name": x.name,
+                },
+                "name": x.name,
+                "inbound_nodes": [],
+            }
+            for x in plan.inputs
+        ]
+        for entry, layer in zip(layers, plan.layers, strict=True):
+            entry["name"] = layer.name
+            entry["inbound_nodes"] = [[_node(n) for n in layer.inbound]]
+            entries.append(entry)
+        config = {
+            "name": plan.name or "model",
+            "layers": entries,
+            "input_layers": [[x.name, 0, 0] for x in plan.inputs],
+            "output_layers": [[n, 0, 0] for n in plan.outputs],
+        }
+        class_name = "Functional"
+    return {
+        "class_name": class_name,
+        "config": config,
+        "keras_version": KERAS_VERSION,
+        "backend": "tensorflow",
+    }
+
+
+def model_json(plan: ModelPlan, weights_paths: list[str]) -> dict[str, Any]:
+    """The TF.js LayersModel artifact: the topology and one weights group over
+    ``weights_paths`` (relative URLs: ``weights.bin``, or its shards in order)."""
+    return {
+        "format": "layers-model",
+        "generatedBy": GENERATED_BY,
+        "convertedBy": None,
+        "modelTopology": topology(plan),
+        "weightsManifest": [
+            {
+                "paths": list(weights_paths),
+                "weights": [
+                    {"name": w.tfjs, "shape": list(w.shape), "dtype": "float32"}
+                    for w in plan.weights
+                ],
+            }
+        ],
+    }
