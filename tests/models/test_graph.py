@@ -196,16 +196,6 @@ def test_model_json_is_a_keras2_functional() -> None:
     assert doc["weightsManifest"][0]["paths"] == ["a.bin", "b.bin"]
 
 
-def test_model_json_writes_nested_layers_as_class_name_config() -> None:
-    from app.models.tfjs import _keras2
-
-    out = _keras2({"type": "x", "name": "w", "layer": {"type": "lstm", "name": "l", "units": 2}})
-    assert out["layer"] == {
-        "class_name": "LSTM",
-        "config": {"name": "l", "units": 2, "trainable": True, "dtype": "float32"},
-    }
-
-
 def test_model_json_refuses_what_tfjs_cannot_merge() -> None:
     from app.models import ModelUnsupportedError
 
