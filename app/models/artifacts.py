@@ -1,11 +1,11 @@
-"""A planned model's files: weights generated one at a time, the TF.js ``model.json``,
-safetensors and ``.npz``. Every weight is little-endian float32, C order, manifest order.
+"""A planned model's files: weights generated one at a time, the TF.js ``model.json`` and
+safetensors (the ``.npz``, ``.weights.h5`` and shards: their own modules). Every weight is
+little-endian float32, C order, manifest order.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import json
 import struct
 from collections.abc import Iterator
@@ -65,14 +65,6 @@ def safetensors_head(plan: ModelPlan) -> bytes:
     return struct.pack("<Q", len(text)) + text
 
 
-def npz_bytes(plan: ModelPlan) -> bytes:
-    """An uncompressed ``.npz`` with one array per weight, keyed ``layer/weight``."""
-    buffer = io.BytesIO()
-    arrays: dict[str, Any] = {w.name: weight_values(w) for w in plan.weights}
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
     config = {k: copy.deepcopy(v) for k, v in layer.config.items() if k != "type"}
     if layer.kind.tfjs_unsupported is not None:
@@ -109,8 +101,9 @@ def _tfjs_layer(i: int, layer: Layer) -> dict[str, Any]:
     return {"class_name": layer.kind.class_name, "config": config}
 
 
-def model_json(plan: ModelPlan, weights_path: str = "weights.bin") -> dict[str, Any]:
-    """The TF.js LayersModel artifact: Keras-2 Sequential topology + one weights group."""
+def model_json(plan: ModelPlan, weights_paths: list[str]) -> dict[str, Any]:
+    """The TF.js LayersModel artifact: Keras-2 Sequential topology + one weights group whose
+    files (relative to model.json) hold the weights back to back."""
     layers = [_tfjs_layer(i, layer) for i, layer in enumerate(plan.layers)]
     return {
         "format": "layers-model",
@@ -124,7 +117,7 @@ def model_json(plan: ModelPlan, weights_path: str = "weights.bin") -> dict[str, 
         },
         "weightsManifest": [
             {
-                "paths": [weights_path],
+                "paths": weights_paths,
                 "weights": [
                     {"name": w.name, "shape": list(w.shape), "dtype": "float32"}
                     for w in plan.weights

@@ -381,10 +381,13 @@ def test_layer_count_and_orthogonal_work_are_bounded() -> None:
 
 def test_model_json_refuses_what_tfjs_cannot_run() -> None:
     with pytest.raises(ModelUnsupportedError) as err:
-        model_json(plan([3, 2], {"type": "gru", "units": 2}))
+        model_json(plan([3, 2], {"type": "gru", "units": 2}), ["weights.bin"])
     assert err.value.field == "layers[0].reset_after"
     with pytest.raises(ModelUnsupportedError) as err:
-        model_json(plan([9, 4], {"type": "conv1d", "filters": 4, "kernel_size": 2, "groups": 2}))
+        model_json(
+            plan([9, 4], {"type": "conv1d", "filters": 4, "kernel_size": 2, "groups": 2}),
+            ["weights.bin"],
+        )
     assert err.value.field == "layers[0].groups"
 
 
@@ -392,7 +395,7 @@ def test_model_json_is_a_keras2_sequential_with_one_weights_group() -> None:
     p = plan(
         [784], {"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 2}
     )
-    doc = model_json(p)
+    doc = model_json(p, ["weights.bin"])
     assert doc["format"] == "layers-model"
     layers = doc["modelTopology"]["config"]["layers"]
     assert layers[0]["config"]["batch_input_shape"] == [None, 784]
