@@ -72,6 +72,7 @@ def test_create_returns_the_manifest_and_links(client: TestClient) -> None:
         "weights_bin": f"{base}/weights.bin",
         "safetensors": f"{base}/weights.safetensors",
         "npz": f"{base}/weights.npz",
+        "keras_weights": f"{base}/model.weights.h5",
     }
     assert client.get(base).json() == model
 
@@ -120,7 +121,7 @@ def test_the_forget_gate_bias_starts_at_one(client: TestClient) -> None:
 
 def test_artifacts_are_immutable_with_strong_etags(client: TestClient) -> None:
     model = post(client, {**EVERY_LAYER, "layers": EVERY_LAYER["layers"][-2:], "input_shape": [7]})
-    for name in ("model_json", "weights_bin", "safetensors", "npz"):
+    for name in ("model_json", "weights_bin", "safetensors", "npz", "keras_weights"):
         url = model["links"][name]
         first = client.get(url, headers={"Accept-Encoding": "identity"})
         assert first.status_code == 200
