@@ -3,21 +3,75 @@ shorter), the converter's default (tfjs-converter ``--weight_shard_size_bytes``)
 may straddle shards; TF.js concatenates a group's ``paths`` before reading the weights.
 
 A model of at most one shard keeps the single path ``weights.bin``. A shard is produced from
-the weights it overlaps alone (memory about the largest of them); a weight spanning k shards
-is generated once per shard it appears in.
+the weights it overlaps alone. TF.js asks for every shard at once, and a weight straddling k
+shards is wanted by k requests together: :class:`RecentWeights` generates it once for all of
+them (single flight) and keeps the latest weights up to ``RECENT_BYTES``, so the process holds
+about the largest weight instead of k copies, and generates each weight once instead of k times.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import numpy as np
 
 from app.models.artifacts import weight_values
-from app.models.spec import ModelPlan
+from app.models.spec import ModelPlan, Weight
 
 SHARD_BYTES = 4 * 1024 * 1024
 WHOLE = "weights.bin"
+# What the shards' weights may keep between requests: the largest weight the default
+# INITLAB_MAX_ELEMENTS_BINARY allows (16M float32). A larger weight is kept alone.
+RECENT_BYTES = 64 * 1024 * 1024
+
+
+class RecentWeights:
+    """Weights by ``(model id, manifest index)``: generated once however many callers want one
+    at the same time, the latest kept while they total at most ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, int], Future[np.ndarray]] = OrderedDict()
+
+    def get(self, model_id: str, index: int, weight: Weight) -> np.ndarray:
+        key = (model_id, index)
+        with self._lock:
+            entry = self._entries.get(key)
+            mine = entry is None
+            if entry is None:
+                entry = self._entries[key] = Future()
+            else:
+                self._entries.move_to_end(key)
+        if not mine:
+            return entry.result()
+        try:
+            values = weight_values(weight)
+            values.flags.writeable = False  # shared by every caller
+        except BaseException as exc:
+            with self._lock:
+                self._entries.pop(key, None)
+            entry.set_exception(exc)
+            raise
+        entry.set_result(values)
+        self._trim()
+        return values
+
+    def _trim(self) -> None:
+        with self._lock:
+            done = [(k, f) for k, f in self._entries.items() if f.done()]
+            total = sum(f.result().nbytes for _, f in done)
+            for key, entry in done[:-1]:  # oldest first; the newest stays
+                if total <= self.budget:
+                    break
+                total -= entry.result().nbytes
+                del self._entries[key]
+
+
+RECENT = RecentWeights(RECENT_BYTES)
 
 
 def shard_count(plan: ModelPlan) -> int:
@@ -41,14 +95,15 @@ def shard_stream(plan: ModelPlan, index: int) -> tuple[int, Iterator[bytes | mem
     """``(Content-Length, chunks)`` of shard ``index`` (1-based, checked by the caller)."""
     start = (index - 1) * SHARD_BYTES
     end = min(start + SHARD_BYTES, plan.nbytes)
+    model_id = plan.id
 
     def chunks() -> Iterator[bytes | memoryview]:
         offset = 0
-        for weight in plan.weights:
+        for i, weight in enumerate(plan.weights):
             size = 4 * weight.size
             lo, hi = max(start, offset), min(end, offset + size)
             if lo < hi:
-                values = weight_values(weight).reshape(-1).view(np.uint8)
+                values = RECENT.get(model_id, i, weight).reshape(-1).view(np.uint8)
                 yield values[lo - offset : hi - offset].data
                 del values
             offset += size

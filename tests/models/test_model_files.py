@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from app.models import (
 )
 from app.models.keras_h5 import h5_groups, snake_case
 from app.models.npz import NpzLayout
-from app.models.shards import SHARD_BYTES
+from app.models.shards import SHARD_BYTES, RecentWeights
 
 LIMITS = Limits(10**9, 256, 10**9, 10**13, 8)
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,12 +138,46 @@ def test_a_shard_generates_only_the_weights_it_overlaps(monkeypatch: pytest.Monk
         return real(weight)
 
     monkeypatch.setattr(shards_module, "weight_values", counting)
+    monkeypatch.setattr(shards_module, "RECENT", RecentWeights(0))  # keeps the newest alone
     # MiB: dense/kernel 0-1.5, bias, dense_1/kernel 1.5-5.5, bias, dense_2/kernel 5.5-11.5
     joined(shard_stream(p, 1))
     assert made == ["dense/kernel", "dense/bias", "dense_1/kernel"]
     made.clear()
     joined(shard_stream(p, 3))
     assert made == ["dense_2/kernel", "dense_2/bias"]
+
+
+def test_shards_wanting_one_weight_at_once_generate_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = plan(BIG)
+    made: list[str] = []
+    real = shards_module.weight_values
+    gate = threading.Barrier(4)
+
+    def counting(weight: Any) -> np.ndarray:
+        made.append(weight.name)
+        return real(weight)
+
+    monkeypatch.setattr(shards_module, "weight_values", counting)
+    recent = RecentWeights(2 * SHARD_BYTES)
+    got: list[np.ndarray] = []
+
+    def want() -> None:
+        gate.wait()
+        got.append(recent.get(p.id, 4, p.weights[4]))
+
+    threads = [threading.Thread(target=want) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == ["dense_2/kernel"]
+    assert len({id(a) for a in got}) == 1 and not got[0].flags.writeable
+    # 8 MiB kept: the 4 MiB dense_1/kernel next to it evicts the older 6 MiB one
+    recent.get(p.id, 2, p.weights[2])
+    recent.get(p.id, 4, p.weights[4])
+    assert made == ["dense_2/kernel", "dense_1/kernel", "dense_2/kernel"]
 
 
 def test_a_model_of_one_shard_keeps_weights_bin() -> None:
