@@ -5,14 +5,13 @@ may straddle shards; TF.js concatenates a group's ``paths`` before reading the w
 A model of at most one shard keeps the single path ``weights.bin``. A shard is produced from
 the weights it overlaps alone. TF.js asks for every shard at once, and a weight straddling k
 shards is wanted by k requests together: :class:`RecentWeights` generates it once for all of
-them (single flight) and keeps the latest weights up to ``RECENT_BYTES``, so the process holds
-about the largest weight instead of k copies, and generates each weight once instead of k times.
+them (single flight) and keeps the newest for the next shard, so the process holds about the
+largest weight instead of k copies, and generates each weight once instead of k times.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -23,19 +22,15 @@ from app.models.spec import ModelPlan, Weight
 
 SHARD_BYTES = 4 * 1024 * 1024
 WHOLE = "weights.bin"
-# What the shards' weights may keep between requests: the largest weight the default
-# INITLAB_MAX_ELEMENTS_BINARY allows (16M float32). A larger weight is kept alone.
-RECENT_BYTES = 64 * 1024 * 1024
 
 
 class RecentWeights:
     """Weights by ``(model id, manifest index)``: generated once however many callers want one
-    at the same time, the latest kept while they total at most ``budget`` bytes."""
+    at the same time; the newest is kept for the next shard (it holds that weight's tail)."""
 
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, int], Future[np.ndarray]] = OrderedDict()
+        self._entries: dict[tuple[str, int], Future[np.ndarray]] = {}
 
     def get(self, model_id: str, index: int, weight: Weight) -> np.ndarray:
         key = (model_id, index)
@@ -44,8 +39,6 @@ class RecentWeights:
             mine = entry is None
             if entry is None:
                 entry = self._entries[key] = Future()
-            else:
-                self._entries.move_to_end(key)
         if not mine:
             return entry.result()
         try:
@@ -57,21 +50,14 @@ class RecentWeights:
             entry.set_exception(exc)
             raise
         entry.set_result(values)
-        self._trim()
+        with self._lock:
+            # Finished entries other than this newest one go (callers holding them keep them).
+            for other in [k for k, f in self._entries.items() if f.done() and k != key]:
+                del self._entries[other]
         return values
 
-    def _trim(self) -> None:
-        with self._lock:
-            done = [(k, f) for k, f in self._entries.items() if f.done()]
-            total = sum(f.result().nbytes for _, f in done)
-            for key, entry in done[:-1]:  # oldest first; the newest stays
-                if total <= self.budget:
-                    break
-                total -= entry.result().nbytes
-                del self._entries[key]
 
-
-RECENT = RecentWeights(RECENT_BYTES)
+RECENT = RecentWeights()
 
 
 def shard_count(plan: ModelPlan) -> int:

@@ -138,7 +138,7 @@ def test_a_shard_generates_only_the_weights_it_overlaps(monkeypatch: pytest.Monk
         return real(weight)
 
     monkeypatch.setattr(shards_module, "weight_values", counting)
-    monkeypatch.setattr(shards_module, "RECENT", RecentWeights(0))  # keeps the newest alone
+    monkeypatch.setattr(shards_module, "RECENT", RecentWeights())
     # MiB: dense/kernel 0-1.5, bias, dense_1/kernel 1.5-5.5, bias, dense_2/kernel 5.5-11.5
     joined(shard_stream(p, 1))
     assert made == ["dense/kernel", "dense/bias", "dense_1/kernel"]
@@ -160,7 +160,7 @@ def test_shards_wanting_one_weight_at_once_generate_it_once(
         return real(weight)
 
     monkeypatch.setattr(shards_module, "weight_values", counting)
-    recent = RecentWeights(2 * SHARD_BYTES)
+    recent = RecentWeights()
     got: list[np.ndarray] = []
 
     def want() -> None:
@@ -174,7 +174,8 @@ def test_shards_wanting_one_weight_at_once_generate_it_once(
         t.join()
     assert made == ["dense_2/kernel"]
     assert len({id(a) for a in got}) == 1 and not got[0].flags.writeable
-    # 8 MiB kept: the 4 MiB dense_1/kernel next to it evicts the older 6 MiB one
+    # the newest alone is kept: asked again, dense_1/kernel is not made again; dense_2 is
+    recent.get(p.id, 2, p.weights[2])
     recent.get(p.id, 2, p.weights[2])
     recent.get(p.id, 4, p.weights[4])
     assert made == ["dense_2/kernel", "dense_1/kernel", "dense_2/kernel"]
