@@ -34,8 +34,9 @@ from app.models.spec import ModelPlan, Weight
 
 # Where a layer class keeps its variables below its group: (child attribute, whether that
 # child is an inner layer from the config at the weight's ``owner``, with its own rule).
-# Classes not listed own their variables. Bidirectional's backward weights (second name part
-# ``backward_*``) go to ``backward_layer``.
+# Classes not listed own their variables. Bidirectional's backward weights (a name part
+# ``backward_*``, as in ``bidirectional/backward_lstm/kernel``, or owner ``backward_layer``) go
+# to ``backward_layer``. A wrapper's weight without an owner is its ``layer``'s.
 _CHILD: dict[str, tuple[str, bool]] = {
     "SimpleRNN": ("cell", False),
     "LSTM": ("cell", False),
@@ -69,9 +70,13 @@ def _below(
     child, wrapper = rule
     if not wrapper:
         return (child,)
-    if class_name == "Bidirectional" and weight.name.split("/")[1].startswith("backward_"):
+    key, rest = (owner[0], owner[1:]) if owner else ("layer", ())
+    if class_name == "Bidirectional" and (
+        key == "backward_layer"
+        or any(part.startswith("backward_") for part in weight.name.split("/")[1:-1])
+    ):
         child = "backward_layer"
-    inner, rest = config[owner[0]], owner[1:]
+    inner = config[key]
     if "class_name" in inner and rest[:1] == ("config",):  # a Keras-form inner layer
         return (child, *_below(inner["class_name"], inner["config"], weight, rest[1:]))
     return (child, *_below(_class_of(inner), inner, weight, rest))

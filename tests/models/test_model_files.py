@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import app.models.shards as shards_module
+from app.initializers import resolve
 from app.models import (
     Limits,
     ModelPlan,
@@ -33,8 +34,10 @@ from app.models import (
     weights_paths,
 )
 from app.models.keras_h5 import h5_groups, snake_case
+from app.models.layers import LayerType
 from app.models.npz import NpzLayout
 from app.models.shards import SHARD_BYTES, RecentWeights
+from app.models.spec import Layer, Weight
 
 LIMITS = Limits(10**9, 256, 10**9, 10**13, 8)
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,3 +257,44 @@ def test_same_model_same_bytes_in_another_process() -> None:
         check=True,
     )
     assert done.stdout.split() == here
+
+
+def test_h5_rule_for_wrappers_by_owner_or_name() -> None:
+    """A Bidirectional weight is backward by its owner (``backward_layer``) or a name part
+    ``backward_*``; a wrapper weight without an owner is its ``layer``'s (the rule against
+    Keras's own files: tests/conformance/test_keras_models.py)."""
+    zeros = resolve("zeros")
+    inner = {"type": "lstm", "units": 2}
+    config = {"type": "bidirectional", "layer": inner, "backward_layer": inner}
+
+    def weight(name: str, owner: tuple[str, ...]) -> Weight:
+        return Weight(name, (2, 8), "kernel_initializer", zeros, 0, None, owner)
+
+    kind = LayerType("bidirectional", "Bidirectional", None, ())
+    td = LayerType("time_distributed", "TimeDistributed", None, ())
+    layers = (
+        Layer(
+            kind,
+            "bi",
+            config,
+            (),
+            (),
+            (
+                weight("bi/forward_lstm/kernel", ("layer",)),
+                weight("bi/backward_lstm/kernel", ("layer",)),
+                weight("bi/other/kernel", ("backward_layer",)),
+            ),
+        ),
+        Layer(td, "td", {"layer": {"type": "dense"}}, (), (), (weight("td/kernel", ()),)),
+    )
+    groups = {path: [w.name for w in ws] for path, _, ws in h5_groups(ModelPlan({}, 0, layers))}
+    assert groups == {
+        "layers/bidirectional/vars": [],
+        "layers/bidirectional/forward_layer/cell/vars": ["bi/forward_lstm/kernel"],
+        "layers/bidirectional/backward_layer/cell/vars": [
+            "bi/backward_lstm/kernel",
+            "bi/other/kernel",
+        ],
+        "layers/time_distributed/vars": [],
+        "layers/time_distributed/layer/vars": ["td/kernel"],
+    }
