@@ -1,11 +1,10 @@
-"""A planned model's files: weights generated one at a time, safetensors and ``.npz``
-(the TF.js ``model.json``: :mod:`app.models.tfjs`). Every weight is little-endian float32,
-C order, manifest order.
+"""A planned model's files: weights generated one at a time and safetensors (the TF.js
+``model.json``: :mod:`app.models.tfjs`; the ``.npz``, ``.weights.h5`` and shards: their own
+modules). Every weight is little-endian float32, C order, manifest order.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 from collections.abc import Iterator
@@ -60,11 +59,3 @@ def safetensors_head(plan: ModelPlan) -> bytes:
     text = json.dumps(doc, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text
-
-
-def npz_bytes(plan: ModelPlan) -> bytes:
-    """An uncompressed ``.npz`` with one array per weight, keyed ``layer/weight``."""
-    buffer = io.BytesIO()
-    arrays: dict[str, Any] = {w.name: weight_values(w) for w in plan.weights}
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()

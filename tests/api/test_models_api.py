@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -72,6 +73,7 @@ def test_create_returns_the_manifest_and_links(client: TestClient) -> None:
         "weights_bin": f"{base}/weights.bin",
         "safetensors": f"{base}/weights.safetensors",
         "npz": f"{base}/weights.npz",
+        "keras_weights": f"{base}/model.weights.h5",
     }
     assert client.get(base).json() == model
 
@@ -120,7 +122,7 @@ def test_the_forget_gate_bias_starts_at_one(client: TestClient) -> None:
 
 def test_artifacts_are_immutable_with_strong_etags(client: TestClient) -> None:
     model = post(client, {**EVERY_LAYER, "layers": EVERY_LAYER["layers"][-2:], "input_shape": [7]})
-    for name in ("model_json", "weights_bin", "safetensors", "npz"):
+    for name in ("model_json", "weights_bin", "safetensors", "npz", "keras_weights"):
         url = model["links"][name]
         first = client.get(url, headers={"Accept-Encoding": "identity"})
         assert first.status_code == 200
@@ -227,3 +229,71 @@ def test_model_limits_come_from_the_settings(make_client: Callable[..., TestClie
         "/v1/models", json={"input_shape": [4], "layers": [{"type": "dense", "units": 30}]}
     )
     assert big.status_code == 413 and "limit of 100" in big.json()["detail"]
+
+
+# Kernels of 1.5, 4 and 6 MiB (11.5 MiB): 3 shards, two kernels straddling their boundaries.
+SHARDED = {
+    "input_shape": [768],
+    "seed": 3,
+    "layers": [
+        {"type": "dense", "units": 512},
+        {"type": "dense", "units": 2048},
+        {"type": "dense", "units": 768},
+    ],
+}
+
+
+def test_a_model_over_4_mib_lists_its_shards_in_model_json(client: TestClient) -> None:
+    model = post(client, SHARDED)
+    names = [f"group1-shard{i}of3.bin" for i in (1, 2, 3)]
+    base = f"/v1/models/{model['id']}"
+    assert model["links"]["weights_shards"] == [f"{base}/{n}" for n in names]
+    (group,) = client.get(model["links"]["model_json"]).json()["weightsManifest"]
+    assert group["paths"] == names
+    whole = client.get(model["links"]["weights_bin"]).content
+    pieces = []
+    for url in model["links"]["weights_shards"]:
+        resp = client.get(url, headers={"Accept-Encoding": "identity"})
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "application/octet-stream"
+        assert int(resp.headers["content-length"]) == len(resp.content)
+        etag = resp.headers["etag"]
+        again = client.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "identity"})
+        assert again.status_code == 304 and again.headers["etag"] == etag
+        pieces.append(resp.content)
+    assert [len(p) for p in pieces[:2]] == [4 << 20] * 2
+    assert b"".join(pieces) == whole and len(whole) == model["bytes"]
+    assert len({client.get(u).headers["etag"] for u in model["links"]["weights_shards"]}) == 3
+
+
+@pytest.mark.parametrize(
+    "name", ["group1-shard0of3.bin", "group1-shard4of3.bin", "group1-shard1of2.bin"]
+)
+def test_a_shard_the_model_does_not_list_is_404(client: TestClient, name: str) -> None:
+    model = post(client, SHARDED)
+    resp = client.get(f"/v1/models/{model['id']}/{name}")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "shards 1 to 3 of 3" in resp.json()["detail"]
+
+
+def test_a_small_model_keeps_weights_bin_alone(client: TestClient) -> None:
+    model = post(client, {**SHARDED, "layers": SHARDED["layers"][:1]})  # 1.5 MiB
+    assert "weights_shards" not in model["links"]
+    (group,) = client.get(model["links"]["model_json"]).json()["weightsManifest"]
+    assert group["paths"] == ["weights.bin"]
+    resp = client.get(f"/v1/models/{model['id']}/group1-shard1of1.bin")
+    assert resp.status_code == 404 and "weights.bin alone" in resp.json()["detail"]
+
+
+def test_npz_and_weights_h5_say_their_length_up_front(client: TestClient) -> None:
+    model = post(client, EVERY_LAYER)
+    blob = client.get(model["links"]["weights_bin"]).content
+    for name, media in (("npz", "application/zip"), ("keras_weights", "application/x-hdf5")):
+        resp = client.get(model["links"][name], headers={"Accept-Encoding": "identity"})
+        assert resp.status_code == 200 and resp.headers["content-type"] == media
+        assert int(resp.headers["content-length"]) == len(resp.content) > len(blob)
+    with h5py.File(io.BytesIO(client.get(model["links"]["keras_weights"]).content)) as h5:
+        assert h5["layers/lstm/cell/vars/2"][()].tobytes() == (
+            np.load(io.BytesIO(client.get(model["links"]["npz"]).content))["lstm/bias"].tobytes()
+        )

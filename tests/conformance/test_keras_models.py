@@ -1,6 +1,7 @@
 """/v1/models against Keras 3 (NumPy backend): Keras builds the model from the canonical spec
 with the same layer names, weight names, shapes and order; ``set_weights`` takes the served
-``.npz``; Keras's own defaults agree with ``"defaults": "keras"``."""
+``.npz`` and ``load_weights`` the served ``.weights.h5`` (laid out as Keras saves it); Keras's
+own defaults agree with ``"defaults": "keras"``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.initializers import resolve
 from app.main import create_app
-from app.models import LAYER_TYPES
+from app.models import LAYER_TYPES, ModelPlan
+from app.models.keras_h5 import h5_groups, snake_case
+from app.models.layers import LayerType
+from app.models.spec import Layer, Weight
 
 pytestmark = pytest.mark.conformance
 
@@ -251,3 +258,91 @@ def test_keras_defaults_and_names_agree(client: TestClient, label: str) -> None:
 def _deterministic(model: dict[str, Any], name: str) -> bool:
     entry = next(w for w in model["weights"] if w["name"] == name)
     return "seed" not in entry["initializer"]["config"]
+
+
+def _keras_h5_layout(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every dataset of a .weights.h5 and its shape."""
+    found: dict[str, tuple[int, ...]] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj.shape
+
+    with h5py.File(path, "r") as h5:
+        h5.visititems(visit)
+    return found
+
+
+@pytest.mark.parametrize("label", sorted(SPECS))
+def test_keras_load_weights_reads_the_served_weights_h5(
+    client: TestClient, label: str, tmp_path: Path
+) -> None:
+    model = post(client, SPECS[label])
+    resp = client.get(model["links"]["keras_weights"])
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/x-hdf5"
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    served = tmp_path / "model.weights.h5"
+    served.write_bytes(resp.content)
+    built = keras_model(model["spec"])
+    built.load_weights(served)
+    npz = np.load(io.BytesIO(client.get(model["links"]["npz"]).content), allow_pickle=False)
+    got = built.get_weights()
+    assert len(got) == len(model["weights"])
+    for array, entry in zip(got, model["weights"], strict=True):
+        assert array.dtype == np.float32 and array.tobytes() == npz[entry["name"]].tobytes()
+    # Keras's own file of the same model: the same datasets at the same paths
+    theirs = tmp_path / "keras.weights.h5"
+    built.save_weights(theirs)
+    assert _keras_h5_layout(served) == _keras_h5_layout(theirs)
+
+
+def test_keras_object_keys_are_the_snake_case_of_every_class() -> None:
+    from keras.src.utils.naming import to_snake_case
+
+    for kind in LAYER_TYPES.values():
+        assert snake_case(kind.class_name) == to_snake_case(kind.class_name), kind.class_name
+    for name in ("Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Conv3D", "ReLU"):
+        assert snake_case(name) == to_snake_case(name)
+
+
+def test_the_h5_rule_places_wrapped_weights_where_keras_does(tmp_path: Path) -> None:
+    """Bidirectional / TimeDistributed (the wrappers' layer types come separately): weights
+    named ``<layer>/<forward_lstm|backward_lstm|...>/<weight>`` with ``owner=("layer",)``
+    land where Keras 3 saves them."""
+    built = keras.Sequential(
+        [
+            keras.Input((5, 4)),
+            keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True)),
+            keras.layers.TimeDistributed(keras.layers.Dense(2)),
+            keras.layers.Bidirectional(keras.layers.GRU(2)),
+        ]
+    )
+    theirs = tmp_path / "keras.weights.h5"
+    built.save_weights(theirs)
+    zeros = resolve("zeros")
+    layers = []
+    for layer in built.layers:
+        inner = layer.forward_layer if hasattr(layer, "forward_layer") else layer.layer
+        config = {"type": layer.name, "name": layer.name, "layer": {"type": type(inner).__name__}}
+        weights = tuple(
+            Weight(
+                # Keras's path without the model and cell: bidirectional/forward_lstm/kernel
+                "/".join(p for p in v.path.split("/")[1:] if not p.endswith("_cell")),
+                tuple(v.shape),
+                "kernel_initializer",
+                zeros,
+                0,
+                None,
+                ("layer",),
+            )
+            for v in layer.weights
+        )
+        kind = LayerType(layer.name, type(layer).__name__, None, ())
+        layers.append(Layer(kind, layer.name, config, (), (), weights))
+    ours = {
+        f"{path}/{i}": w.shape
+        for path, _, weights in h5_groups(ModelPlan({}, 0, tuple(layers)))
+        for i, w in enumerate(weights)
+    }
+    assert ours == _keras_h5_layout(theirs)
+    assert "layers/bidirectional_1/backward_layer/cell/vars/2" in ours

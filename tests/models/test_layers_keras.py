@@ -191,7 +191,7 @@ def plan(input_shape: list[int | None], layer: dict[str, Any]) -> Any:
 
 
 def test_the_cases_cover_every_layer_type() -> None:
-    # merge layers (several inputs) are checked against Keras in tests/conformance/test_keras_topology.py
+    # merge layers (several inputs): tests/conformance/test_keras_topology.py
     assert {layer["type"] for _, layer in CASES} == {
         k for k, t in LAYER_TYPES.items() if t.infer_many is None
     }

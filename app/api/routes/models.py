@@ -1,5 +1,6 @@
-"""Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``,
-safetensors and ``.npz`` (api.md, Models). Artifacts are immutable: strong ETags, 304s."""
+"""Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``
+(and its 4 MiB shards), safetensors, ``.npz`` and Keras 3 ``.weights.h5`` (api.md, Models).
+Artifacts are immutable: strong ETags, 304s."""
 
 from __future__ import annotations
 
@@ -22,22 +23,29 @@ from app.models import (
     ModelPlan,
     ModelSpecError,
     ModelTooLargeError,
+    h5_stream,
     iter_weights,
     model_json,
-    npz_bytes,
+    npz_stream,
     plan_model,
     safetensors_head,
+    shard_count,
+    shard_name,
+    shard_stream,
+    weights_paths,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 # Bump when the files of the same model may change (layout or encoding of an artifact).
-ARTIFACTS_VERSION = "models-1"
+ARTIFACTS_VERSION = "models-3"
 # A file up to this size is generated in the endpoint's thread and sent as one body (memory: it
 # and one weight); a stream costs a thread hop and a send per weight (the MLP of issue #8,
 # 0.9 MB: GET weights.bin 5.5 → 4.0 ms side by side, bench/results/models.md).
 INLINE_MAX_BYTES = 4 << 20
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+# Keras 3's load_weights wants this suffix on the local file; the URL keeps it.
+KERAS_WEIGHTS = "model.weights.h5"
 
 
 def _limits(settings: Settings) -> Limits:
@@ -73,8 +81,25 @@ def _plan(body: Any, settings: Settings) -> ModelPlan:
         raise _client_error(exc) from exc
 
 
+def _output_shape(plan: ModelPlan) -> list[int | None]:
+    """The (first) output's shape, batch excluded."""
+    first = plan.outputs[0]
+    return list(next(layer for layer in plan.layers if layer.name == first).output_shape)
+
+
 def _read(plan: ModelPlan) -> dict[str, Any]:
     base = f"/v1/models/{plan.id}"
+    links: dict[str, Any] = {
+        "self": base,
+        "model_json": f"{base}/model.json",
+        "weights_bin": f"{base}/weights.bin",
+        "safetensors": f"{base}/weights.safetensors",
+        "npz": f"{base}/weights.npz",
+        "keras_weights": f"{base}/{KERAS_WEIGHTS}",
+    }
+    paths = weights_paths(plan)
+    if len(paths) > 1:
+        links["weights_shards"] = [f"{base}/{path}" for path in paths]
     return {
         "id": plan.id,
         "seed": plan.seed,
@@ -82,14 +107,8 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "weights": [w.echo() for w in plan.weights],
         "params": plan.params,
         "bytes": plan.nbytes,
-        "output_shape": list(plan.layers[-1].output_shape),
-        "links": {
-            "self": base,
-            "model_json": f"{base}/model.json",
-            "weights_bin": f"{base}/weights.bin",
-            "safetensors": f"{base}/weights.safetensors",
-            "npz": f"{base}/weights.npz",
-        },
+        "output_shape": _output_shape(plan),
+        "links": links,
     }
 
 
@@ -207,7 +226,7 @@ def read_model_json(
 
     def make(plan: ModelPlan) -> bytes:
         try:
-            return orjson.dumps(model_json(plan, ["weights.bin"]))
+            return orjson.dumps(model_json(plan, weights_paths(plan)))
         except ModelSpecError as exc:
             raise _client_error(exc) from exc
 
@@ -286,5 +305,64 @@ def read_weights_npz(
         if_none_match,
         store,
         settings,
-        npz_bytes,
+        npz_stream,
+    )
+
+
+@router.get(f"/{{model_id}}/{KERAS_WEIGHTS}")
+def read_keras_weights(
+    request: Request,
+    model_id: str,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Keras 3 weights: save as `model.weights.h5`, then `model.load_weights(path)` on the
+    model Keras builds from the spec (the variables keyed as Keras keeps them)."""
+    return _artifact(
+        request,
+        model_id,
+        KERAS_WEIGHTS,
+        "application/x-hdf5",
+        if_none_match,
+        store,
+        settings,
+        h5_stream,
+    )
+
+
+@router.get("/{model_id}/group1-shard{index:int}of{count:int}.bin")
+def read_weights_shard(
+    request: Request,
+    model_id: str,
+    index: int,
+    count: int,
+    store: ModelStoreDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Shard `index` of `count` of `weights.bin` (4 MiB each, the last shorter), as listed in
+    `model.json` for a model over 4 MiB; each made from the weights it overlaps alone."""
+
+    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes | memoryview]]:
+        if shard_count(plan) == 1 or count != shard_count(plan) or not 1 <= index <= count:
+            raise NotFoundError(
+                f"No shard {index} of {count}: this model's model.json lists "
+                + (
+                    "weights.bin alone (it fits one 4 MiB shard)"
+                    if shard_count(plan) == 1
+                    else f"shards 1 to {shard_count(plan)} of {shard_count(plan)}"
+                )
+            )
+        return shard_stream(plan, index)
+
+    return _artifact(
+        request,
+        model_id,
+        shard_name(index, count),
+        "application/octet-stream",
+        if_none_match,
+        store,
+        settings,
+        make,
     )
