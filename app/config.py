@@ -99,9 +99,10 @@ class Settings(BaseSettings):
     # run also reads the cancel flag this often.
     cancel_check_seconds: float = Field(default=1.0, gt=0)
     events_maxlen: int = Field(default=10_000, ge=100)
-    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS unless already set).
-    # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
-    worker_blas_threads: int = Field(default=1, ge=1)
+    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS, worker/celery_app.py);
+    # unset: a user-set OPENBLAS_NUM_THREADS, else the usable cores (affinity, cgroup quota)
+    # divided by the pool size (--concurrency), at least 1.
+    worker_blas_threads: int | None = Field(default=None, ge=1)
 
     # Uploads, quotas and idempotent submission (uploads: app/jobs/uploads.py, quotas.py,
     # idempotency.py). Uploads parsed at once per API process (more wait, then 503); what one
