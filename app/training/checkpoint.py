@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,8 +60,8 @@ class Checkpoint:
     optimizer_t: int
     optimizer_state: dict[str, np.ndarray]
     losses: np.ndarray
-    shuffle_state: dict[str, Any]
-    dropout_state: dict[str, Any]
+    shuffle_state: Mapping[str, Any]
+    dropout_state: Mapping[str, Any]
     run_loss: float = 0.0
     run_correct: int = 0
     run_seen: int = 0

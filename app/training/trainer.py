@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -211,7 +212,7 @@ def _train(
         diagnostics.update(resume.diagnostics)
         start_epoch, start_batch = resume.epoch, resume.batch
 
-    def snapshot(epoch: int, batch: int, shuffle_state: dict[str, Any]) -> Checkpoint:
+    def snapshot(epoch: int, batch: int, shuffle_state: Mapping[str, Any]) -> Checkpoint:
         return Checkpoint(
             epoch=epoch,
             batch=batch,
