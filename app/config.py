@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     # each resend (up to 64×). Duplicates are harmless: a claimed or finished run is skipped.
     queued_resend_seconds: float = Field(default=60.0, gt=0)
     worker_heartbeat_seconds: float = Field(default=15.0, ge=1.0)
+    # Checkpoints of a running run (app.training.checkpoint; kept in Redis next to the run,
+    # deleted when it ends): at an epoch boundary once checkpoint_seconds have passed since
+    # the last one, within an epoch once checkpoint_within_epoch_seconds have. One larger than
+    # max_checkpoint_bytes (at most 512 MiB, Redis's largest value; 0: no checkpoints) is not
+    # kept, and the run's record says so. A redelivered run resumes from its checkpoint.
+    checkpoint_seconds: float = Field(default=5.0, gt=0)
+    checkpoint_within_epoch_seconds: float = Field(default=30.0, gt=0)
+    max_checkpoint_bytes: int = Field(default=256 * 1024**2, ge=0, le=512 * 1024**2)
+    # A worker's Redis writes are retried on connection errors with exponential backoff
+    # (0.05 s doubling up to 2 s): 12 retries ride out about 15 s of Redis being away.
+    worker_redis_retries: int = Field(default=12, ge=0, le=100)
     progress_interval_seconds: float = Field(default=0.25, gt=0)
     # A cancel reaches running runs by pub/sub at once; as a fallback (a missed message) each
     # run also reads the cancel flag this often.

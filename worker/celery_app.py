@@ -86,7 +86,9 @@ class Watchdog:
 
         self.hostname = hostname
         self.settings = get_settings()
-        self.store = JobStore.from_settings(self.settings)
+        self.store = JobStore.from_settings(
+            self.settings, retries=self.settings.worker_redis_retries
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="initlab-watchdog", daemon=True)
 
