@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     # Execution.
     run_time_limit_seconds: int = Field(default=3_600, ge=5)
     # A running run holds a lease renewed every lease_seconds / 3; when it lapses (worker
-    # killed) the watchdog on any live worker puts the run back on the queue.
-    lease_seconds: float = Field(default=30.0, ge=1.0)
-    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    # killed) the watchdog on any live worker puts the run back on the queue: a dead worker's
+    # runs restart elsewhere (from their checkpoints) within lease + interval = 12 s. Three
+    # renewals must all miss for a false takeover (a loaded machine delays them by far less).
+    lease_seconds: float = Field(default=10.0, ge=1.0)
+    watchdog_interval_seconds: float = Field(default=2.0, gt=0)
     # A run still queued this long after it was sent (API died mid-submission, broker error,
     # message lost with a killed worker) is sent again by the watchdog; the wait doubles with
     # each resend (up to 64×). Duplicates are harmless: a claimed or finished run is skipped.

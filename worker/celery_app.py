@@ -15,11 +15,12 @@ visibility timeout. The watchdog does better: every worker's main process starts
 ``worker_ready`` that, every ``INITLAB_WATCHDOG_INTERVAL_SECONDS``, writes the worker's
 heartbeat (``/readyz``), re-enqueues every running run whose lease lapsed
 (``INITLAB_LEASE_SECONDS``, renewed by the run's worker) and sends again every run still
-queued ``INITLAB_QUEUED_RESEND_SECONDS`` after it was sent (an API that died between recording
-a job and sending its runs, a broker error on a send, a message lost with a killed worker
-before the run started; the wait doubles with each resend). Both are atomic Lua transitions,
-so when several watchdogs see the same run only one sends it; a duplicate message finds the
-run claimed or finished and is skipped.
+queued ``INITLAB_QUEUED_RESEND_SECONDS`` after it was sent whose message is gone from the
+broker (an API that died between recording a job and sending its runs, a broker error on a
+send, a message reserved by a worker that was killed before the run started; the wait doubles
+with each resend). A run merely waiting behind others keeps its one message. Both are atomic
+Lua transitions, so when several watchdogs see the same run only one sends it; a duplicate
+message finds the run claimed or finished and is skipped.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 
 from app.config import get_settings
 from app.cpus import usable_cpus
-from app.jobs.queue import make_celery, send_run
+from app.jobs.queue import make_celery, runs_in_broker, send_run
 
 # Environment defaults of every worker, however it is started (plain ``celery -A
 # worker.celery_app worker``, ``initlab run``, compose): set here, before NumPy loads OpenBLAS,
@@ -124,9 +125,15 @@ class Watchdog:
         for job_id, index in self.store.running_runs():
             if self.store.requeue_if_orphaned(job_id, index):
                 sent += self._send(job_id, index, "re-enqueued", "its worker's lease lapsed")
-        for job_id, index in self.store.queued_due():
-            if self.store.resend_if_queued(job_id, index):
-                sent += self._send(job_id, index, "re-sent", "still queued")
+        due = self.store.queued_due()
+        # A run merely waiting behind others still has its message in the broker: not resent.
+        waiting = (
+            runs_in_broker(self.store.redis, self.settings.queued_resend_seconds) if due else set()
+        )
+        for job_id, index in due:
+            in_broker = (job_id, index) in waiting
+            if self.store.resend_if_queued(job_id, index, in_broker=in_broker):
+                sent += self._send(job_id, index, "re-sent", "still queued, its message gone")
         return sent
 
     def _send(self, job_id: str, index: int, what: str, why: str) -> int:

@@ -256,14 +256,21 @@ class RunStore:
         due = self.redis.zrangebyscore(QUEUED_KEY, "-inf", time.time(), 0, limit)
         return [parse_member(raw) for raw in due]
 
-    def resend_if_queued(self, job_id: str, index: int) -> bool:
+    def resend_if_queued(self, job_id: str, index: int, *, in_broker: bool = False) -> bool:
         """If the run is still queued and due, push its next resend time out (doubling the
-        wait each time) and return True: the caller sends it again. Atomic, so concurrent
-        watchdogs send a run once; runs no longer queued leave the index."""
+        wait each time) and return True: the caller sends it again. ``in_broker``: its message
+        is still waiting (``app.jobs.queue.runs_in_broker``): only look again
+        ``queued_resend_seconds`` later (False). Atomic, so concurrent watchdogs send a run
+        once; runs no longer queued leave the index."""
         return bool(
             self._resend(
                 keys=script_keys(job_id, index),
-                args=[run_member(job_id, index), repr(time.time()), self.queued_resend_seconds],
+                args=[
+                    run_member(job_id, index),
+                    repr(time.time()),
+                    self.queued_resend_seconds,
+                    "1" if in_broker else "0",
+                ],
             )
         )
 

@@ -267,7 +267,8 @@ return 1
 
 # A queued run whose resend time passed: send it again (1), pushing the next resend out by
 # resend_seconds × 2^resends (at most 64×); a run no longer queued leaves the index (0).
-# ARGV: member, now, resend_seconds
+# ARGV[4] = '1' (its message is still in the broker): only look again resend_seconds later (0).
+# ARGV: member, now, resend_seconds, postpone
 RESEND = (
     _PRELUDE
     + """
@@ -275,6 +276,10 @@ local due = redis.call('ZSCORE', KEYS[QUEUED], ARGV[1])
 if (not due) or tonumber(due) > tonumber(ARGV[2]) then return 0 end
 if not run_is('queued') then
   redis.call('ZREM', KEYS[QUEUED], ARGV[1])
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[QUEUED], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
   return 0
 end
 local n = redis.call('HINCRBY', KEYS[RUN], 'resends', 1)

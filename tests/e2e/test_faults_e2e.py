@@ -115,9 +115,11 @@ def test_running_runs_ride_out_a_redis_restart(
 ) -> None:
     server = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
     try:
-        # A lease longer than the outage (it is kept on Redis's clock, which runs on while
-        # the server is down): the runs' own workers still hold them when Redis is back.
-        env = {**WORKER_ENV, "INITLAB_LEASE_SECONDS": "15", "INITLAB_REDIS_URL": server.url}
+        # The default lease (10 s, renewed every third of it) outlasts the outage on Redis's
+        # clock, which runs on while the server is down: the runs' own workers still hold
+        # them when Redis is back.
+        env = {**WORKER_ENV, "INITLAB_REDIS_URL": server.url}
+        env.pop("INITLAB_LEASE_SECONDS")
         api = start_api(env={"INITLAB_REDIS_URL": server.url})
         worker = start_worker(concurrency=2, env=env)
         with httpx.Client(base_url=api.url, timeout=30) as client:
@@ -139,4 +141,55 @@ def test_running_runs_ride_out_a_redis_restart(
         assert all(r["resumed_from_step"] is None for r in doc["runs"])
         assert worker.alive()
     finally:
+        server.stop()
+
+
+def test_queued_runs_are_resent_only_when_their_message_is_gone(
+    tmp_path: Path, start_api: Callable[..., Any], start_worker: Callable[..., Any]
+) -> None:
+    import redis
+
+    from app.jobs.keys import QUEUED_KEY, member, run_key
+    from app.jobs.queue import QUEUE, runs_in_broker
+
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        # A watchdog that looks every 0.5 s at runs queued over 1 s, on a worker that does not
+        # take from the runs' queue: they wait there, as behind a backlog.
+        env = {
+            "INITLAB_REDIS_URL": server.url,
+            "INITLAB_QUEUED_RESEND_SECONDS": "1",
+            "INITLAB_WATCHDOG_INTERVAL_SECONDS": "0.5",
+        }
+        api = start_api(env=env)
+        start_worker(concurrency=1, queues=["elsewhere"], env=env)
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            job_id = submit(http)
+        runs = {(job_id, 0), (job_id, 1)}
+        sent = time.time()
+
+        def looked_at_twice() -> bool:  # each run's next look pushed out at least twice
+            scores = [client.zscore(QUEUED_KEY, member(*run)) or 0 for run in runs]
+            return all(score > sent + 2.5 for score in scores)
+
+        deadline = time.monotonic() + 30
+        while not looked_at_twice():
+            assert time.monotonic() < deadline, "the watchdog never looked at the queued runs"
+            time.sleep(0.2)
+        assert client.llen(QUEUE) == 2 and runs_in_broker(client, 60) == runs
+        assert [client.hget(run_key(*run), "resends") for run in sorted(runs)] == [b"0", b"0"]
+
+        # One message is lost (as with a crash): that run, and only it, is sent again.
+        lost = client.lpop(QUEUE)
+        assert lost is not None and runs_in_broker(client, 60) != runs
+        deadline = time.monotonic() + 30
+        while runs_in_broker(client, 60) != runs:
+            assert time.monotonic() < deadline, "the lost message was never sent again"
+            time.sleep(0.2)
+        assert client.llen(QUEUE) == 2
+        resends = sorted(int(client.hget(run_key(*run), "resends") or 0) for run in runs)
+        assert resends == [0, 1]
+    finally:
+        client.close()
         server.stop()
