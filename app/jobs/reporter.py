@@ -148,13 +148,16 @@ class RedisRunReporter:
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         started = time.monotonic()
-        data = checkpoint.to_bytes()
         limit = self.settings.max_checkpoint_bytes
-        if len(data) > limit:
+        # Checked on the arrays' size first, so an oversized checkpoint is never serialized.
+        size = checkpoint.array_bytes()
+        data = checkpoint.to_bytes() if size <= limit else b""
+        size = max(size, len(data))
+        if size > limit:
             if not self._skip_noted:
                 self._skip_noted = True
                 note = (
-                    f"a checkpoint of {len(data)} bytes is over INITLAB_MAX_CHECKPOINT_BYTES "
+                    f"a checkpoint of {size} bytes is over INITLAB_MAX_CHECKPOINT_BYTES "
                     f"({limit}): not kept, a lost worker restarts this run from zero"
                 )
                 log.warning("run %d of %s: %s", self.index, self.job_id, note)

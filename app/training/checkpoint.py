@@ -68,6 +68,12 @@ class Checkpoint:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def array_bytes(self) -> int:
+        """Bytes of its arrays: a lower bound of :meth:`to_bytes`'s size, known without
+        serializing."""
+        arrays = [self.params, self.losses, *self.optimizer_state.values()]
+        return sum(int(a.nbytes) for a in arrays)
+
     def to_bytes(self) -> bytes:
         meta = {
             "format": FORMAT,
