@@ -28,14 +28,14 @@ WORKER_ENV = {
 STEPS = 8000
 
 
-def job_spec() -> dict[str, Any]:
+def job_spec(steps: int = STEPS) -> dict[str, Any]:
     return {
         "dataset": {"name": "circles", "train_size": 300, "validation_size": 100, "noise": 0.05},
         "model": {"hidden_layers": [32, 32], "activation": "relu", "dropout": 0.1},
         "training": {
             "optimizer": {"name": "adam", "learning_rate": 0.01},
             "batch_size": 16,
-            "steps": STEPS,
+            "steps": steps,
         },
         "schemes": [
             {"label": "He", "initializer": "he_normal"},
@@ -43,12 +43,12 @@ def job_spec() -> dict[str, Any]:
         ],
         "seed": 3,
         # Every batch loss kept, so the curves are compared point by point.
-        "record": {"plot_n_batches": 100, "max_batch_points": STEPS},
+        "record": {"plot_n_batches": 100, "max_batch_points": min(steps, 20_000)},
     }
 
 
-def submit(client: httpx.Client) -> str:
-    res = client.post("/v1/jobs", json=job_spec())
+def submit(client: httpx.Client, steps: int = STEPS) -> str:
+    res = client.post("/v1/jobs", json=job_spec(steps))
     assert res.status_code == 202, res.text
     job_id: str = res.json()["id"]
     return job_id
@@ -193,3 +193,31 @@ def test_queued_runs_are_resent_only_when_their_message_is_gone(
     finally:
         client.close()
         server.stop()
+
+
+def test_no_false_takeover_of_live_runs_on_a_loaded_machine(
+    api_server: str, start_worker: Callable[..., Any]
+) -> None:
+    """Default lease (10 s) and watchdog (2 s); the cores oversubscribed by four busy processes
+    while the runs train (about 30 s on the 2-core VM: several leases): every run finishes on
+    its first attempt, none re-enqueued."""
+    import subprocess
+    import sys
+
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(4)
+    ]
+    try:
+        worker = start_worker(concurrency=2)
+        with httpx.Client(base_url=api_server, timeout=30) as client:
+            job_id = submit(client, steps=40_000)
+            doc = wait_for(client, job_id, finished, 600)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(10)
+    assert doc["status"] == "succeeded", doc["error"]
+    assert [r["attempt"] for r in doc["runs"]] == [1, 1]
+    assert [r["requeues"] for r in doc["runs"]] == [0, 0]
+    assert "re-enqueued" not in worker.log()
