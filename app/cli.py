@@ -32,13 +32,13 @@ from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_paren
 
 REDIS_DIR = Path(".initlab") / "redis"
 CELERY_APP = "worker.celery_app:celery_app"
-# Environment every child (API and worker) gets unless the user already set it. Idle OpenBLAS
-# threads otherwise spin for a long while after each BLAS call and steal the cores other
-# processes need (on 2 cores: training epochs 5–50× slower, orthogonal 1000² 624 ms instead
-# of 164 ms). BLAS threads per worker pool process are set by worker/celery_app.py
-# (INITLAB_WORKER_BLAS_THREADS, default 1); the API runs one BLAS thread (API_ENV_DEFAULTS).
-CHILD_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4", "PYTHONUNBUFFERED": "1"}
-API_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
+# Environment every child gets unless the user already set it. The worker sets its own
+# performance defaults (OPENBLAS_THREAD_TIMEOUT, BLAS threads per pool process) in
+# worker/celery_app.py, so a plain `celery ... worker` behaves the same. The API's: idle
+# OpenBLAS threads sleep instead of spinning (they steal the cores other processes need: on
+# 2 cores orthogonal 1000² took 624 ms instead of 164 ms), and one BLAS thread.
+CHILD_ENV_DEFAULTS: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+API_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass

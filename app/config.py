@@ -86,22 +86,36 @@ class Settings(BaseSettings):
     # Execution.
     run_time_limit_seconds: int = Field(default=3_600, ge=5)
     # A running run holds a lease renewed every lease_seconds / 3; when it lapses (worker
-    # killed) the watchdog on any live worker puts the run back on the queue.
-    lease_seconds: float = Field(default=30.0, ge=1.0)
-    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    # killed) the watchdog on any live worker puts the run back on the queue: a dead worker's
+    # runs restart elsewhere (from their checkpoints) within lease + interval = 12 s. Three
+    # renewals must all miss for a false takeover (a loaded machine delays them by far less).
+    lease_seconds: float = Field(default=10.0, ge=1.0)
+    watchdog_interval_seconds: float = Field(default=2.0, gt=0)
     # A run still queued this long after it was sent (API died mid-submission, broker error,
     # message lost with a killed worker) is sent again by the watchdog; the wait doubles with
     # each resend (up to 64×). Duplicates are harmless: a claimed or finished run is skipped.
     queued_resend_seconds: float = Field(default=60.0, gt=0)
     worker_heartbeat_seconds: float = Field(default=15.0, ge=1.0)
+    # Checkpoints of a running run (app.training.checkpoint; kept in Redis next to the run,
+    # deleted when it ends): at an epoch boundary once checkpoint_seconds have passed since
+    # the last one, within an epoch once checkpoint_within_epoch_seconds have. One larger than
+    # max_checkpoint_bytes (at most 512 MiB, Redis's largest value; 0: no checkpoints) is not
+    # kept, and the run's record says so. A redelivered run resumes from its checkpoint.
+    checkpoint_seconds: float = Field(default=5.0, gt=0)
+    checkpoint_within_epoch_seconds: float = Field(default=30.0, gt=0)
+    max_checkpoint_bytes: int = Field(default=256 * 1024**2, ge=0, le=512 * 1024**2)
+    # A worker's Redis writes are retried on connection errors with exponential backoff
+    # (0.05 s doubling up to 2 s): 12 retries ride out about 15 s of Redis being away.
+    worker_redis_retries: int = Field(default=12, ge=0, le=100)
     progress_interval_seconds: float = Field(default=0.25, gt=0)
     # A cancel reaches running runs by pub/sub at once; as a fallback (a missed message) each
     # run also reads the cancel flag this often.
     cancel_check_seconds: float = Field(default=1.0, gt=0)
     events_maxlen: int = Field(default=10_000, ge=100)
-    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS unless already set).
-    # Workers scale over cores with processes (--concurrency); threads on top oversubscribe.
-    worker_blas_threads: int = Field(default=1, ge=1)
+    # BLAS threads per worker pool process (OPENBLAS/OMP/MKL_NUM_THREADS, worker/celery_app.py);
+    # unset: a user-set OPENBLAS_NUM_THREADS, else the usable cores (affinity, cgroup quota)
+    # divided by the pool size (--concurrency), at least 1.
+    worker_blas_threads: int | None = Field(default=None, ge=1)
 
     # Uploads, quotas and idempotent submission (uploads: app/jobs/uploads.py, quotas.py,
     # idempotency.py). Uploads parsed at once per API process (more wait, then 503); what one

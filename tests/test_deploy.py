@@ -90,21 +90,21 @@ def test_compose_worker_runs_celery_and_is_scalable(compose: dict[str, Any]) -> 
     assert (ROOT / "worker" / "celery_app.py").is_file()
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_compose_app_services_stop_idle_openblas_threads_spinning(
-    compose: dict[str, Any], name: str
+def test_compose_api_stops_idle_openblas_threads_spinning(compose: dict[str, Any]) -> None:
+    assert str(compose["services"]["api"]["environment"]["OPENBLAS_THREAD_TIMEOUT"]) == "4"
+
+
+def test_compose_worker_leaves_its_performance_defaults_to_the_worker_module(
+    compose: dict[str, Any],
 ) -> None:
-    assert str(compose["services"][name]["environment"]["OPENBLAS_THREAD_TIMEOUT"]) == "4"
-
-
-def test_compose_worker_runs_one_blas_thread_per_pool_process(compose: dict[str, Any]) -> None:
-    from app.config import Settings
+    from worker.celery_app import WORKER_ENV_DEFAULTS
 
     env = compose["services"]["worker"]["environment"]
-    assert str(env["INITLAB_WORKER_BLAS_THREADS"]) == "1"
-    assert Settings(worker_blas_threads=env["INITLAB_WORKER_BLAS_THREADS"]).worker_blas_threads == 1
-    # The worker module turns that setting into OPENBLAS/OMP/MKL_NUM_THREADS (not compose).
-    assert "OPENBLAS_NUM_THREADS" not in env
+    # One source of truth: worker/celery_app.py sets these however the worker is started
+    # (BLAS threads = usable cores / concurrency; tests/jobs/test_worker_defaults.py).
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "INITLAB_WORKER_BLAS_THREADS", "OPENBLAS_NUM_THREADS"):
+        assert name not in env
+    assert WORKER_ENV_DEFAULTS["OPENBLAS_THREAD_TIMEOUT"] == "4"
 
 
 def test_dockerfile_sets_the_openblas_thread_timeout(dockerfile: list[str]) -> None:

@@ -2,18 +2,25 @@
 
 The app is built by ``app.jobs.queue.make_celery`` (the configuration the API's sending
 client shares; see there for acks, limits and the visibility timeout); this module adds the
-tasks (``worker.tasks``) and the watchdog. Dependencies point one way: worker → app.
+tasks (``worker.tasks``), the worker's environment defaults and the watchdog. Dependencies
+point one way: worker → app.
+
+However the worker is started (plain ``celery -A worker.celery_app worker``, ``initlab run``,
+compose), this module sets its performance defaults: ``WORKER_ENV_DEFAULTS`` at import, and on
+``worker_init`` (the pool size known, before the pool forks) the BLAS threads per pool process
+(:func:`blas_threads`); each pool process logs what its BLAS libraries use.
 
 A worker killed with ``kill -9`` leaves its runs' messages unacknowledged until that (long)
 visibility timeout. The watchdog does better: every worker's main process starts a thread on
 ``worker_ready`` that, every ``INITLAB_WATCHDOG_INTERVAL_SECONDS``, writes the worker's
 heartbeat (``/readyz``), re-enqueues every running run whose lease lapsed
 (``INITLAB_LEASE_SECONDS``, renewed by the run's worker) and sends again every run still
-queued ``INITLAB_QUEUED_RESEND_SECONDS`` after it was sent (an API that died between recording
-a job and sending its runs, a broker error on a send, a message lost with a killed worker
-before the run started; the wait doubles with each resend). Both are atomic Lua transitions,
-so when several watchdogs see the same run only one sends it; a duplicate message finds the
-run claimed or finished and is skipped.
+queued ``INITLAB_QUEUED_RESEND_SECONDS`` after it was sent whose message is gone from the
+broker (an API that died between recording a job and sending its runs, a broker error on a
+send, a message reserved by a worker that was killed before the run started; the wait doubles
+with each resend). A run merely waiting behind others keeps its one message. Both are atomic
+Lua transitions, so when several watchdogs see the same run only one sends it; a duplicate
+message finds the run claimed or finished and is skipped.
 """
 
 from __future__ import annotations
@@ -25,24 +32,46 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
-from app.jobs.queue import make_celery, send_run
+from app.cpus import usable_cpus
+from app.jobs.queue import make_celery, runs_in_broker, send_run
+
+# Environment defaults of every worker, however it is started (plain ``celery -A
+# worker.celery_app worker``, ``initlab run``, compose): set here, before NumPy loads OpenBLAS,
+# unless the user set them. Idle OpenBLAS threads otherwise spin for a long while after each
+# BLAS call and steal the cores other processes need (on 2 cores: training epochs 5-50x slower).
+WORKER_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+for _name, _value in WORKER_ENV_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 
-def _limit_blas_threads() -> None:
-    """One BLAS thread per pool process by default: the pool already spreads runs over the
-    cores, and OpenBLAS threads competing for busy cores slow a run down many times over
-    (see bench/results/jobs.md). Only effective before NumPy is first imported."""
+def blas_threads(concurrency: int, configured: int | None = None) -> int:
+    """BLAS threads per pool process: ``configured`` (``INITLAB_WORKER_BLAS_THREADS``), else a
+    user-set ``OPENBLAS_NUM_THREADS``, else the usable cores (affinity and cgroup quota) shared
+    out over the pool, at least 1."""
+    if configured is not None:
+        return configured
+    given = os.environ.get("OPENBLAS_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, usable_cpus() // max(1, concurrency))
+
+
+def _apply_blas_threads(threads: int) -> None:
+    """Tell the BLAS libraries (and the optimizer's ``default_threads``, which reads the same
+    variables) to use ``threads``: the environment for what loads later, threadpoolctl for a
+    library already loaded."""
+    for name in BLAS_THREAD_VARS:
+        os.environ[name] = str(threads)
     if "numpy" in sys.modules:
-        return
-    threads = str(get_settings().worker_blas_threads)
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, threads)
+        from threadpoolctl import threadpool_limits
 
+        threadpool_limits(limits=threads, user_api="blas")
 
-_limit_blas_threads()
 
 log = logging.getLogger("initlab.worker")
 
@@ -58,7 +87,9 @@ class Watchdog:
 
         self.hostname = hostname
         self.settings = get_settings()
-        self.store = JobStore.from_settings(self.settings)
+        self.store = JobStore.from_settings(
+            self.settings, retries=self.settings.worker_redis_retries
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="initlab-watchdog", daemon=True)
 
@@ -94,9 +125,15 @@ class Watchdog:
         for job_id, index in self.store.running_runs():
             if self.store.requeue_if_orphaned(job_id, index):
                 sent += self._send(job_id, index, "re-enqueued", "its worker's lease lapsed")
-        for job_id, index in self.store.queued_due():
-            if self.store.resend_if_queued(job_id, index):
-                sent += self._send(job_id, index, "re-sent", "still queued")
+        due = self.store.queued_due()
+        # A run merely waiting behind others still has its message in the broker: not resent.
+        waiting = (
+            runs_in_broker(self.store.redis, self.settings.queued_resend_seconds) if due else set()
+        )
+        for job_id, index in due:
+            in_broker = (job_id, index) in waiting
+            if self.store.resend_if_queued(job_id, index, in_broker=in_broker):
+                sent += self._send(job_id, index, "re-sent", "still queued, its message gone")
         return sent
 
     def _send(self, job_id: str, index: int, what: str, why: str) -> int:
@@ -112,13 +149,40 @@ class Watchdog:
 _watchdog: Watchdog | None = None
 
 
+_blas_threads: int | None = None
+
+
 @worker_init.connect
-def _warm_up_kernels(**_: Any) -> None:
-    """Load the compiled initializer kernels once in the main process, before the pool forks,
-    so no run pays for it."""
+def _set_blas_threads_and_warm_up(sender: Any = None, **_: Any) -> None:
+    """In the main process, before the pool forks: the BLAS threads per pool process (the
+    pool size is known by now) and the compiled initializer kernels, so no run pays for them."""
+    global _blas_threads
+    concurrency = getattr(sender, "concurrency", None)
+    _blas_threads = blas_threads(
+        concurrency if isinstance(concurrency, int) else 1, get_settings().worker_blas_threads
+    )
+    _apply_blas_threads(_blas_threads)
     from app.initializers import warm_up
 
     warm_up()
+
+
+@worker_process_init.connect
+def _report_blas_threads(**_: Any) -> None:
+    """Each pool process applies the threads again (a BLAS library loaded after the fork) and
+    logs what its BLAS libraries really use (threadpoolctl)."""
+    if _blas_threads is None:
+        return
+    _apply_blas_threads(_blas_threads)
+    from threadpoolctl import threadpool_info
+
+    libs = ", ".join(
+        f"{info.get('internal_api')} {info.get('num_threads')}"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    )
+    env = " ".join(f"{name}={os.environ.get(name)}" for name in WORKER_ENV_DEFAULTS)
+    log.info("pool process %d: BLAS threads %d (%s) %s", os.getpid(), _blas_threads, libs, env)
 
 
 @worker_ready.connect

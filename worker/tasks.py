@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task
 
+from app.config import get_settings
 from app.jobs.queue import TASK_NAME
 from app.jobs.reporter import execute_run
 from app.jobs.store import JobStore
@@ -15,7 +16,7 @@ _store: JobStore | None = None
 def _job_store() -> JobStore:
     global _store
     if _store is None:  # one connection pool per pool process, created after the fork
-        _store = JobStore.from_settings()
+        _store = JobStore.from_settings(retries=get_settings().worker_redis_retries)
     return _store
 
 

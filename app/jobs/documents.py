@@ -121,6 +121,14 @@ def run_doc(
         "diverged": status == RunStatus.DIVERGED,
         "attempt": int(g.get("attempt") or 0),
         "requeues": int(g.get("requeues") or 0),
+        # Where this attempt resumed from (its checkpoint), None if it started from zero.
+        "resumed_from_step": int(g["resumed_from_step"]) if g.get("resumed_from_step") else None,
+        "resumed_from_epoch": (
+            int(g["resumed_from_epoch"]) if g.get("resumed_from_epoch") else None
+        ),
+        "checkpoint_step": int(g["checkpoint_step"]) if g.get("checkpoint_step") else None,
+        "checkpoint_bytes": int(g["checkpoint_bytes"]) if g.get("checkpoint_bytes") else None,
+        "checkpoint_skipped": g.get("checkpoint_skipped") or None,
         "worker": g.get("worker") or None,
         "started_at": iso(g.get("started_at")),
         "finished_at": iso(g.get("finished_at")),

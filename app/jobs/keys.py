@@ -9,6 +9,9 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 - ``initlab:job:{id}:run:{i}:loss``    list: JSON chunks ``[[step, loss], ...]`` of batch losses
 - ``initlab:job:{id}:run:{i}:epochs``  list: one JSON epoch record per item (append-only)
 - ``initlab:job:{id}:run:{i}:diag``    list: JSON ``[when, layers]`` diagnostics snapshots
+- ``initlab:job:{id}:run:{i}:checkpoint``  hash: the run's last checkpoint while it runs
+  (``data``: ``app.training.checkpoint`` bytes; ``step``, ``epoch``, ``epochs_done``; the
+  lengths of the loss, epochs and diag lists when it was taken), deleted when the run ends
 - ``initlab:job:{id}:lease:{i}``       string with a short TTL: the worker running run ``i``
 - ``initlab:job:{id}:events``          stream (MAXLEN-capped): progress events for SSE
 - ``initlab:job:{id}:cancel``          string: present once the job is cancelled
@@ -57,6 +60,7 @@ LAYOUT: tuple[str, ...] = (
     "report",
     "running",
     "queued",
+    "checkpoint",
 )
 
 
@@ -82,6 +86,15 @@ def epochs_key(job_id: str, index: int) -> str:
 
 def diag_key(job_id: str, index: int) -> str:
     return f"{PREFIX}job:{job_id}:run:{index}:diag"
+
+
+# A run's checkpoint key is its run key plus this (the cancel script builds it from the run
+# hashes it is given).
+CHECKPOINT_SUFFIX = ":checkpoint"
+
+
+def checkpoint_key(job_id: str, index: int) -> str:
+    return run_key(job_id, index) + CHECKPOINT_SUFFIX
 
 
 def lease_key(job_id: str, index: int) -> str:
@@ -157,5 +170,6 @@ def script_keys(job_id: str, index: int = 0) -> list[str]:
         "report": report_key(job_id),
         "running": RUNNING_KEY,
         "queued": QUEUED_KEY,
+        "checkpoint": checkpoint_key(job_id, index),
     }
     return [by_slot[slot] for slot in LAYOUT]

@@ -11,8 +11,14 @@ redelivers a run that is still going.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import json
+import time
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
 
@@ -73,3 +79,32 @@ def send_run(job_id: str, index: int, settings: Settings, app: Celery | None = N
     """Send one :data:`TASK_NAME` ``(job_id, index)`` task (through ``app``, default
     :func:`client`). Raises the broker's error when it is unreachable."""
     (app or client(settings)).send_task(TASK_NAME, args=[job_id, index], queue=QUEUE)
+
+
+# Where kombu's Redis transport keeps messages: the queue is a list named QUEUE; a message a
+# worker reserved but did not acknowledge is in the UNACKED hash (delivery tag → [message,
+# exchange, routing key]) and the UNACKED_INDEX sorted set (delivery tag → when reserved).
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+
+
+def runs_in_broker(client: Any, reserved_within: float) -> set[tuple[str, int]]:
+    """``(job_id, run_index)`` of every run message still on its way to a worker: waiting in
+    the queue, or reserved by a worker less than ``reserved_within`` seconds ago (an older
+    reservation of a run still queued is a message its dead worker took with it). One range
+    read of the queue and of the recent reservations; unreadable messages are skipped."""
+    found: set[tuple[str, int]] = set()
+    payloads: list[Any] = list(client.lrange(QUEUE, 0, -1))
+    recent = client.zrangebyscore(UNACKED_INDEX, time.time() - reserved_within, "+inf")
+    if recent:
+        for raw in client.hmget(UNACKED, recent):
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                payloads.append(json.dumps(json.loads(raw)[0]))
+    for raw in payloads:
+        with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, binascii.Error):
+            message = json.loads(raw)
+            if message["headers"].get("task") != TASK_NAME:
+                continue
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            found.add((str(args[0]), int(args[1])))
+    return found

@@ -14,7 +14,15 @@
   sub-millisecond), so a cancelled run stops at its next batch; as a fallback for a missed
   message the flag itself is read every ``cancel_check_seconds`` (default 1 s);
 - a lease thread renews the run's lease every ``lease_seconds / 3``; if the worker dies the
-  lease lapses and the watchdog (``worker/celery_app.py``) re-enqueues the run.
+  lease lapses and the watchdog (``worker/celery_app.py``) re-enqueues the run;
+- it is also the run's checkpointer (``app.training.checkpoint.Checkpointer``): at an epoch
+  boundary once ``checkpoint_seconds`` passed since the last checkpoint (or the start), within
+  an epoch once ``checkpoint_within_epoch_seconds`` did, it flushes its pending points and
+  keeps the checkpoint in Redis (one Lua call that also notes the lengths of the run's lists);
+  one over ``max_checkpoint_bytes`` is not kept and the run's record says so
+  (``checkpoint_skipped``). A redelivered run whose claim finds a checkpoint resumes from it.
+- every write is numbered (``seq``), so one the worker's retrying client sends again after a
+  lost reply is applied once.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import orjson
 from app.config import Settings, get_settings
 from app.jobs.store import JobStore, cancel_channel
 from app.jobs.uploads import DatasetStore
+from app.training.checkpoint import Checkpoint, CheckpointError
 
 log = logging.getLogger("initlab.jobs")
 
@@ -81,6 +90,17 @@ class RedisRunReporter:
         self._pending: list[tuple[int, float]] = []
         self._last_write = -math.inf  # the first batch is written at once
         self._last_check = -math.inf
+        self._seq = 0
+        self._last_checkpoint = time.monotonic()
+        self._skip_noted = False
+        self.checkpoints = 0
+        self.checkpoint_seconds = 0.0  # spent serializing and writing them
+
+    def resume_from(self, checkpoint: Checkpoint) -> None:
+        """Carry on counting from ``checkpoint`` (the claim cut the lists back to it)."""
+        self.step = self.batch = checkpoint.step
+        self.epoch = checkpoint.epochs_done
+        self.last_loss = float(checkpoint.losses[-1]) if checkpoint.step else None
 
     # -- RunReporter protocol
 
@@ -114,6 +134,52 @@ class RedisRunReporter:
     def on_diagnostics(self, when: str, layers: list[dict]) -> None:
         self.flush(diagnostics=[(when, layers)], progress=bool(self._pending))
 
+    # -- Checkpointer protocol
+
+    def checkpoint_due(self, epoch_end: bool) -> bool:
+        if self.stale or self.stopped or not self.settings.max_checkpoint_bytes:
+            return False
+        wait = (
+            self.settings.checkpoint_seconds
+            if epoch_end
+            else self.settings.checkpoint_within_epoch_seconds
+        )
+        return time.monotonic() - self._last_checkpoint >= wait
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        started = time.monotonic()
+        limit = self.settings.max_checkpoint_bytes
+        # Checked on the arrays' size first, so an oversized checkpoint is never serialized.
+        size = checkpoint.array_bytes()
+        data = checkpoint.to_bytes() if size <= limit else b""
+        size = max(size, len(data))
+        if size > limit:
+            if not self._skip_noted:
+                self._skip_noted = True
+                note = (
+                    f"a checkpoint of {size} bytes is over INITLAB_MAX_CHECKPOINT_BYTES "
+                    f"({limit}): not kept, a lost worker restarts this run from zero"
+                )
+                log.warning("run %d of %s: %s", self.index, self.job_id, note)
+                self.flush(progress=False, fields={"checkpoint_skipped": note})
+        else:
+            if self._pending:  # the lists hold every point up to the checkpoint's step
+                self.flush(progress=False)
+            if not self.stale:
+                out = self.store.save_checkpoint(
+                    self.job_id,
+                    self.index,
+                    self.attempt,
+                    data,
+                    step=checkpoint.step,
+                    epoch=checkpoint.epoch,
+                    epochs_done=checkpoint.epochs_done,
+                )
+                self._noted(out)
+                self.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+        self.checkpoint_seconds += self._last_checkpoint - started
+
     # -- writes
 
     def flush(
@@ -123,10 +189,11 @@ class RedisRunReporter:
         epochs: list[dict[str, Any]] | None = None,
         diagnostics: list[tuple[str, list[dict]]] | None = None,
         progress: bool = True,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write pending points (plus new epoch records / diagnostics snapshots, appended)
-        now, with ``event`` or else a progress event (``progress=False``: none); notices
-        cancellation and staleness."""
+        """Write pending points (plus new epoch records / diagnostics snapshots, appended,
+        and ``fields``) now, with ``event`` or else a progress event (``progress=False``:
+        none); notices cancellation and staleness."""
         if self.stale:
             return
         points, self._pending = self._pending, []
@@ -137,11 +204,13 @@ class RedisRunReporter:
             "batch": self.step,
             "points": points,
         }
+        self._seq += 1
         out = self.store.update_run(
             self.job_id,
             self.index,
             self.attempt,
-            fields={"epoch": self.epoch, "batch": self.step},
+            seq=self._seq,
+            fields={"epoch": self.epoch, "batch": self.step, **(fields or {})},
             points=points,
             event=event or (progress_event if progress else None),
             epochs=epochs or (),
@@ -150,6 +219,10 @@ class RedisRunReporter:
         if event is not None and points:  # an epoch event replaced the progress one
             self.store.append_event(self.job_id, progress_event)
         self._last_write = time.monotonic()
+        self._noted(out)
+
+    def _noted(self, out: int) -> None:
+        """A write's answer: -1 stale, 1 cancelled, 0 carry on."""
         if out == -1:
             self.stale = self.stopped = True
         elif out == 1:
@@ -304,19 +377,23 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
         if spec is None or run is None:
             return "gone"
         record = spec.get("record") or {}
-        reporter = RedisRunReporter(
-            store,
-            job_id,
-            index,
-            claim.attempt,
-            total_batches=int(run["total_batches"]),
-            plot_n_batches=int(record.get("plot_n_batches", 100)),
-            max_batch_points=min(
-                int(record.get("max_batch_points", 5000)), settings.max_batch_points
-            ),
-            settings=settings,
-            cancelled=watcher.event,
-        )
+
+        def new_reporter() -> RedisRunReporter:
+            return RedisRunReporter(
+                store,
+                job_id,
+                index,
+                claim.attempt,
+                total_batches=int(run["total_batches"]),
+                plot_n_batches=int(record.get("plot_n_batches", 100)),
+                max_batch_points=min(
+                    int(record.get("max_batch_points", 5000)), settings.max_batch_points
+                ),
+                settings=settings,
+                cancelled=watcher.event,
+            )
+
+        reporter = new_reporter()
         if claim.attempt > MAX_ATTEMPTS:
             return reporter.finish(
                 "failed",
@@ -327,7 +404,25 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
         try:
             data = load_job_dataset(spec["dataset"])
             run_spec = build_run_spec(spec, int(run["scheme"]), int(run["seed"]))
-            result = train_run(run_spec, data, reporter)
+            resume = _checkpoint(store, job_id, index, claim.attempt) if claim.resumed else None
+            try:
+                if resume is not None:
+                    reporter.resume_from(resume)
+                    log.info("run %d of %s resumes from step %d", index, job_id, resume.step)
+                result = train_run(run_spec, data, reporter, checkpointer=reporter, resume=resume)
+            except CheckpointError as exc:  # raised before the run trained or reported anything
+                log.warning("run %d of %s restarts from zero: %s", index, job_id, exc)
+                store.discard_checkpoint(job_id, index, claim.attempt)
+                reporter = new_reporter()
+                result = train_run(run_spec, data, reporter, checkpointer=reporter)
+            if reporter.checkpoints:
+                log.info(
+                    "run %d of %s: %d checkpoints, %.3f s",
+                    index,
+                    job_id,
+                    reporter.checkpoints,
+                    reporter.checkpoint_seconds,
+                )
         except Exception as exc:
             if lease.lost or reporter.stale:
                 return "stale"
@@ -348,6 +443,20 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
     finally:
         watcher.close()
         lease.close()
+
+
+def _checkpoint(store: JobStore, job_id: str, index: int, attempt: int) -> Checkpoint | None:
+    """The checkpoint the claim found, or None (dropped, the run's lists reset) if it is gone
+    or unreadable."""
+    data = store.get_checkpoint(job_id, index)
+    try:
+        if data is None:
+            raise CheckpointError("the checkpoint is gone")
+        return Checkpoint.from_bytes(data)
+    except CheckpointError as exc:
+        log.warning("run %d of %s restarts from zero: %s", index, job_id, exc)
+        store.discard_checkpoint(job_id, index, attempt)
+        return None
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from app.jobs.keys import (
     RUNNING_KEY,
     WORKERS_KEY,
     cancel_key,
+    checkpoint_key,
     events_key,
     job_key,
     parse_member,
@@ -33,14 +34,17 @@ from app.jobs.status import FINISHED
 class RunClaim:
     """The outcome of :meth:`JobStore.claim_run`: ``state`` is ``ok`` (``attempt`` is valid),
     ``gone`` (job expired), ``terminal`` (job finished or cancelled), ``done`` (this run already
-    finished) or ``busy`` (another live worker holds the run's lease)."""
+    finished) or ``busy`` (another live worker holds the run's lease). ``resumed``: the run
+    has a checkpoint to carry on from (:meth:`RunStore.get_checkpoint`); its lists were cut
+    back to what they held then."""
 
-    __slots__ = ("attempt", "state", "token")
+    __slots__ = ("attempt", "resumed", "state", "token")
 
-    def __init__(self, state: str, attempt: int, token: str) -> None:
+    def __init__(self, state: str, attempt: int, token: str, resumed: bool = False) -> None:
         self.state = state
         self.attempt = attempt
         self.token = token
+        self.resumed = resumed
 
     @property
     def ok(self) -> bool:
@@ -65,6 +69,8 @@ class RunStore:
         self.queued_resend_seconds = float(queued_resend_seconds)
         self._claim = client.register_script(scripts.CLAIM)
         self._update = client.register_script(scripts.UPDATE)
+        self._save_checkpoint = client.register_script(scripts.SAVE_CHECKPOINT)
+        self._discard_checkpoint = client.register_script(scripts.DISCARD_CHECKPOINT)
         self._finish = client.register_script(scripts.FINISH)
         self._cancel = client.register_script(scripts.CANCEL)
         self._requeue = client.register_script(scripts.REQUEUE)
@@ -82,8 +88,9 @@ class RunStore:
     # ---------------------------------------------------------------- runs (worker side)
 
     def claim_run(self, job_id: str, index: int, worker: str, lease_seconds: float) -> RunClaim:
-        """Start (or restart) run ``index``: resets its record under a new attempt number."""
-        state, attempt = self._claim(
+        """Start (or restart) run ``index`` under a new attempt number: from its checkpoint if
+        it has one (``resumed``), else with its record reset."""
+        state, attempt, resumed = self._claim(
             keys=script_keys(job_id, index),
             args=[
                 worker,
@@ -96,7 +103,36 @@ class RunStore:
             ],
         )
         attempt = int(attempt)
-        return RunClaim(state.decode(), attempt, f"{worker}#{attempt}")
+        return RunClaim(state.decode(), attempt, f"{worker}#{attempt}", bool(int(resumed)))
+
+    def save_checkpoint(
+        self,
+        job_id: str,
+        index: int,
+        attempt: int,
+        data: bytes,
+        *,
+        step: int,
+        epoch: int,
+        epochs_done: int,
+    ) -> int:
+        """Keep ``data`` as the run's checkpoint (with the lengths of its lists now). Returns 1
+        if the job was cancelled, 0 to carry on, -1 if this attempt is stale."""
+        return int(
+            self._save_checkpoint(
+                keys=script_keys(job_id, index),
+                args=[attempt, self.ttl, data, step, epoch, epochs_done],
+            )
+        )
+
+    def get_checkpoint(self, job_id: str, index: int) -> bytes | None:
+        """The run's checkpoint bytes, if it has one."""
+        data: bytes | None = self.redis.hget(checkpoint_key(job_id, index), "data")
+        return data
+
+    def discard_checkpoint(self, job_id: str, index: int, attempt: int) -> bool:
+        """Drop a checkpoint the attempt cannot use and reset the run's lists (False: stale)."""
+        return bool(self._discard_checkpoint(keys=script_keys(job_id, index), args=[attempt]))
 
     def renew_lease(self, job_id: str, index: int, token: str, lease_seconds: float) -> bool:
         """Extend the run's lease if ``token`` still holds it."""
@@ -110,6 +146,7 @@ class RunStore:
         index: int,
         attempt: int,
         *,
+        seq: int = 0,
         fields: Mapping[str, Any] | None = None,
         points: Sequence[tuple[int, float]] = (),
         event: Mapping[str, Any] | None = None,
@@ -118,14 +155,17 @@ class RunStore:
     ) -> int:
         """Write progress of a running run: hash ``fields`` (JSON-encoded when not scalar),
         new batch-loss ``points``, new epoch records, new ``(when, layers)`` diagnostics
-        snapshots (all appended) and an ``event``. Returns 1 if the job was cancelled, 0 to
-        carry on, -1 if this attempt is stale (another attempt owns the run, or it ended)."""
+        snapshots (all appended) and an ``event``. ``seq``: this write's number within the
+        attempt, from 1 (a retried write already applied changes nothing; 0: not numbered).
+        Returns 1 if the job was cancelled, 0 to carry on, -1 if this attempt is stale
+        (another attempt owns the run, or it ended)."""
         flat = _flatten(fields or {})
         args: list[Any] = [
             attempt,
             self.ttl,
             self.events_maxlen,
             dumps(event) if event else "",
+            seq,
             len(flat) // 2,
             *flat,
             len(epochs),
@@ -216,14 +256,21 @@ class RunStore:
         due = self.redis.zrangebyscore(QUEUED_KEY, "-inf", time.time(), 0, limit)
         return [parse_member(raw) for raw in due]
 
-    def resend_if_queued(self, job_id: str, index: int) -> bool:
+    def resend_if_queued(self, job_id: str, index: int, *, in_broker: bool = False) -> bool:
         """If the run is still queued and due, push its next resend time out (doubling the
-        wait each time) and return True: the caller sends it again. Atomic, so concurrent
-        watchdogs send a run once; runs no longer queued leave the index."""
+        wait each time) and return True: the caller sends it again. ``in_broker``: its message
+        is still waiting (``app.jobs.queue.runs_in_broker``): only look again
+        ``queued_resend_seconds`` later (False). Atomic, so concurrent watchdogs send a run
+        once; runs no longer queued leave the index."""
         return bool(
             self._resend(
                 keys=script_keys(job_id, index),
-                args=[run_member(job_id, index), repr(time.time()), self.queued_resend_seconds],
+                args=[
+                    run_member(job_id, index),
+                    repr(time.time()),
+                    self.queued_resend_seconds,
+                    "1" if in_broker else "0",
+                ],
             )
         )
 

@@ -11,7 +11,7 @@ duplicates points.
 
 from __future__ import annotations
 
-from app.jobs.keys import LAYOUT
+from app.jobs.keys import CHECKPOINT_SUFFIX, LAYOUT
 from app.jobs.status import FINISHED
 
 _SLOTS = ", ".join(slot.upper() for slot in LAYOUT)
@@ -28,6 +28,7 @@ _PRELUDE = (
     f"""
 local {_SLOTS} = {_INDEXES}
 local LAYOUT = {len(LAYOUT)}
+local CHECKPOINT_SUFFIX = '{CHECKPOINT_SUFFIX}'
 """
     + FINISHED_LUA
 )
@@ -47,6 +48,20 @@ local function run_is(want)
   if (not jstatus) or finished(jstatus) then return false end
   return redis.call('HGET', KEYS[RUN], 'status') == want
 end
+-- Whether attempt may write to its run: -1 stale (another attempt owns it, or it ended),
+-- 1 cancelled, nil to go ahead.
+local function write_refused(attempt)
+  if redis.call('HGET', KEYS[RUN], 'attempt') ~= attempt then return -1 end
+  local rstatus = redis.call('HGET', KEYS[RUN], 'status')
+  if rstatus == 'cancelled' then return 1 end
+  if rstatus ~= 'running' then return -1 end
+  return nil
+end
+-- Keep the first n items of a list (n = 0 or missing: delete it).
+local function keep_first(key, n)
+  n = tonumber(n or '0') or 0
+  if n <= 0 then redis.call('DEL', key) else redis.call('LTRIM', key, 0, n - 1) end
+end
 -- ARGV[at] = n, then n items appended to key; returns the index after them.
 local function push_counted(key, argv, at)
   local n = tonumber(argv[at])
@@ -56,21 +71,37 @@ end
 """
 
 # ARGV: worker, lease_ms, now, ttl, member, maxlen, run_index
+# A run with a checkpoint resumes: its lists are cut back to what they held when the checkpoint
+# was taken (so nothing is recorded twice) and resumed_from_step / _epoch say where from;
+# otherwise they are reset. Returns {state, attempt, resumed (0/1)}.
 CLAIM = (
     _PRELUDE
     + """
-if redis.call('EXISTS', KEYS[JOB]) == 0 then return {'gone', 0} end
+if redis.call('EXISTS', KEYS[JOB]) == 0 then return {'gone', 0, 0} end
 local jstatus = redis.call('HGET', KEYS[JOB], 'status')
-if finished(jstatus) then return {'terminal', 0} end
+if finished(jstatus) then return {'terminal', 0, 0} end
 local rstatus = redis.call('HGET', KEYS[RUN], 'status')
-if rstatus ~= 'queued' and rstatus ~= 'running' then return {'done', 0} end
-if redis.call('EXISTS', KEYS[LEASE]) == 1 then return {'busy', 0} end
+if rstatus ~= 'queued' and rstatus ~= 'running' then return {'done', 0, 0} end
+if redis.call('EXISTS', KEYS[LEASE]) == 1 then return {'busy', 0, 0} end
 local attempt = redis.call('HINCRBY', KEYS[RUN], 'attempt', 1)
 redis.call('HSET', KEYS[RUN], 'status', 'running', 'started_at', ARGV[3], 'worker', ARGV[1],
-  'epoch', 0, 'batch', 0, 'final', 'null',
-  'error', '', 'seconds', '', 'last_batch_loss', '', 'finished_at', '')
+  'epoch', 0, 'batch', 0, 'final', 'null', 'write_seq', 0,
+  'error', '', 'seconds', '', 'last_batch_loss', '', 'finished_at', '',
+  'resumed_from_step', '', 'resumed_from_epoch', '')
 redis.call('HDEL', KEYS[RUN], 'epochs', 'diagnostics')
-redis.call('DEL', KEYS[LOSS], KEYS[EPOCHS], KEYS[DIAG])
+local resumed = 0
+if redis.call('EXISTS', KEYS[CHECKPOINT]) == 1 then
+  local c = redis.call('HMGET', KEYS[CHECKPOINT], 'loss_len', 'epochs_len', 'diag_len', 'step',
+    'epoch', 'epochs_done')
+  keep_first(KEYS[LOSS], c[1])
+  keep_first(KEYS[EPOCHS], c[2])
+  keep_first(KEYS[DIAG], c[3])
+  redis.call('HSET', KEYS[RUN], 'batch', c[4], 'epoch', c[5], 'resumed_from_step', c[4],
+    'resumed_from_epoch', c[6])
+  resumed = 1
+else
+  redis.call('DEL', KEYS[LOSS], KEYS[EPOCHS], KEYS[DIAG])
+end
 redis.call('SET', KEYS[LEASE], ARGV[1] .. '#' .. attempt, 'PX', ARGV[2])
 redis.call('SADD', KEYS[RUNNING], ARGV[5])
 redis.call('ZREM', KEYS[QUEUED], ARGV[5])
@@ -81,23 +112,64 @@ end
 event(ARGV[6], '{"type":"run","run":' .. ARGV[7] .. ',"status":"running","attempt":'
   .. attempt .. '}')
 expire_all({JOB, RUN, LOSS, EVENTS}, ARGV[4])
-return {'ok', attempt}
+return {'ok', attempt, resumed}
 """
 )
 
-# ARGV: attempt, ttl, maxlen, event ('' for none), n_fields, field, value, ...,
+# ARGV: attempt, ttl, data, step, epoch, epochs_done
+# Keeps the checkpoint with the lengths the run's lists have now (the reporter flushed its
+# points first). Idempotent (a retried write stores the same). Returns 1 if the job was
+# cancelled, 0 to carry on, -1 if the attempt is stale.
+SAVE_CHECKPOINT = (
+    _PRELUDE
+    + """
+local refused = write_refused(ARGV[1])
+if refused then return refused end
+redis.call('DEL', KEYS[CHECKPOINT])
+redis.call('HSET', KEYS[CHECKPOINT], 'data', ARGV[3], 'step', ARGV[4], 'epoch', ARGV[5],
+  'epochs_done', ARGV[6], 'attempt', ARGV[1], 'loss_len', redis.call('LLEN', KEYS[LOSS]),
+  'epochs_len', redis.call('LLEN', KEYS[EPOCHS]), 'diag_len', redis.call('LLEN', KEYS[DIAG]))
+redis.call('HSET', KEYS[RUN], 'checkpoint_step', ARGV[4], 'checkpoint_bytes', #ARGV[3],
+  'checkpoint_skipped', '')
+expire_all({CHECKPOINT}, ARGV[2])
+return redis.call('EXISTS', KEYS[CANCEL])
+"""
+)
+
+# ARGV: attempt. A checkpoint the resumed attempt could not use: dropped, and the run's lists
+# and resume fields reset as a fresh claim would have (1), or 0 if the attempt is stale.
+DISCARD_CHECKPOINT = (
+    _PRELUDE
+    + """
+if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[CHECKPOINT], KEYS[LOSS], KEYS[EPOCHS], KEYS[DIAG])
+redis.call('HSET', KEYS[RUN], 'epoch', 0, 'batch', 0, 'resumed_from_step', '',
+  'resumed_from_epoch', '')
+return 1
+"""
+)
+
+# ARGV: attempt, ttl, maxlen, event ('' for none), seq, n_fields, field, value, ...,
 #       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
+# seq numbers an attempt's writes from 1: a write retried after a lost reply (seq not above
+# the run's write_seq) changes nothing, so no point or record is appended twice (seq 0:
+# not numbered, always applied).
 # Returns 1 if the job was cancelled, 0 to carry on, -1 if the attempt is stale.
 UPDATE = (
     _PRELUDE
     + """
-if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return -1 end
-local rstatus = redis.call('HGET', KEYS[RUN], 'status')
-if rstatus == 'cancelled' then return 1 end
-if rstatus ~= 'running' then return -1 end
-local n = tonumber(ARGV[5])
-for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
-local at = push_counted(KEYS[EPOCHS], ARGV, 6 + 2 * n)
+local refused = write_refused(ARGV[1])
+if refused then return refused end
+local seq = tonumber(ARGV[5])
+if seq > 0 then
+  if seq <= tonumber(redis.call('HGET', KEYS[RUN], 'write_seq') or '0') then
+    return redis.call('EXISTS', KEYS[CANCEL])
+  end
+  redis.call('HSET', KEYS[RUN], 'write_seq', seq)
+end
+local n = tonumber(ARGV[6])
+for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[7 + 2 * i], ARGV[8 + 2 * i]) end
+local at = push_counted(KEYS[EPOCHS], ARGV, 7 + 2 * n)
 at = push_counted(KEYS[DIAG], ARGV, at)
 push_chunks(KEYS[LOSS], ARGV, at)
 if ARGV[4] ~= '' then event(ARGV[3], ARGV[4]) end
@@ -120,7 +192,7 @@ for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[10 + 2 * i], ARGV[11 + 2 
 push_chunks(KEYS[LOSS], ARGV, 10 + 2 * n)
 redis.call('SREM', KEYS[RUNNING], ARGV[5])
 redis.call('ZREM', KEYS[QUEUED], ARGV[5])
-redis.call('DEL', KEYS[LEASE], KEYS[REPORT])
+redis.call('DEL', KEYS[LEASE], KEYS[REPORT], KEYS[CHECKPOINT])
 expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
 if rstatus == 'cancelled' then return 'cancelled' end
 local status = ARGV[6]
@@ -164,6 +236,7 @@ for i = LAYOUT + 1, #KEYS do
   end
   redis.call('SREM', KEYS[RUNNING], ARGV[4] .. ':' .. (i - LAYOUT - 1))
   redis.call('ZREM', KEYS[QUEUED], ARGV[4] .. ':' .. (i - LAYOUT - 1))
+  redis.call('DEL', KEYS[i] .. CHECKPOINT_SUFFIX)
   redis.call('EXPIRE', KEYS[i], ARGV[2])
 end
 event(ARGV[3], '{"type":"status","status":"cancelled"}')
@@ -194,7 +267,8 @@ return 1
 
 # A queued run whose resend time passed: send it again (1), pushing the next resend out by
 # resend_seconds × 2^resends (at most 64×); a run no longer queued leaves the index (0).
-# ARGV: member, now, resend_seconds
+# ARGV[4] = '1' (its message is still in the broker): only look again resend_seconds later (0).
+# ARGV: member, now, resend_seconds, postpone
 RESEND = (
     _PRELUDE
     + """
@@ -202,6 +276,10 @@ local due = redis.call('ZSCORE', KEYS[QUEUED], ARGV[1])
 if (not due) or tonumber(due) > tonumber(ARGV[2]) then return 0 end
 if not run_is('queued') then
   redis.call('ZREM', KEYS[QUEUED], ARGV[1])
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[QUEUED], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
   return 0
 end
 local n = redis.call('HINCRBY', KEYS[RUN], 'resends', 1)

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from app.config import DEFAULT_REDIS_URL
 from app.jobs.documents import dumps as _dumps
@@ -93,14 +95,15 @@ class JobStore(RunStore):
     Thread-safe (a ``redis.Redis`` pool)."""
 
     @classmethod
-    def from_settings(cls, settings: Any = None) -> JobStore:
+    def from_settings(cls, settings: Any = None, *, retries: int | None = None) -> JobStore:
         """A store on ``settings``' Redis (default: :func:`app.config.get_settings`), with
-        its TTL, stream length and resend time."""
+        its TTL, stream length and resend time; ``retries``: connection errors are retried
+        that many times with backoff (the workers'; see :func:`redis_client`)."""
         from app.config import get_settings
 
         settings = settings or get_settings()
         return cls(
-            redis_client(settings.redis_url),
+            redis_client(settings.redis_url, retries=retries),
             ttl_seconds=settings.job_ttl_seconds,
             events_maxlen=settings.events_maxlen,
             queued_resend_seconds=settings.queued_resend_seconds,
@@ -365,8 +368,19 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     return value, job_id
 
 
-def redis_client(url: str | None) -> redis.Redis:
-    """A bytes Redis client for ``url`` (default: the local server)."""
+def redis_client(url: str | None, *, retries: int | None = None) -> redis.Redis:
+    """A bytes Redis client for ``url`` (default: the local server). ``retries``: a command
+    that meets a connection error or timeout is sent again up to that many times, waiting
+    0.05 s, doubling to at most 2 s (a worker riding out a Redis restart; the writes it
+    retries are idempotent). None: redis-py's default (a few quick retries)."""
+    if retries is None:
+        return redis.Redis.from_url(
+            url or DEFAULT_REDIS_URL, socket_connect_timeout=5, health_check_interval=30
+        )
     return redis.Redis.from_url(
-        url or DEFAULT_REDIS_URL, socket_connect_timeout=5, health_check_interval=30
+        url or DEFAULT_REDIS_URL,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.cpus import usable_cpus
+
 __all__ = [
     "OPTIMIZERS",
     "OPTIMIZER_FIELDS",
@@ -77,15 +79,13 @@ class OptimizerSpec:
 
 def default_threads() -> int:
     """Threads for the optimizer step: as many as BLAS uses (``OPENBLAS_NUM_THREADS`` /
-    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` if set, else the CPUs this process may use)."""
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` if set, else the CPUs this process may use:
+    affinity and cgroup quota, ``app.cpus``)."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         value = os.environ.get(var, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    return usable_cpus()
 
 
 _POOL: ThreadPoolExecutor | None = None

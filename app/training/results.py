@@ -66,6 +66,8 @@ class RunResult:
     final_val_loss: float | None = None
     final_val_accuracy: float | None = None
     diverged_at_step: int | None = None
+    # The final flat parameter vector (kernels and biases, layer by layer); not in to_dict.
+    params: np.ndarray | None = None
 
     @property
     def diverged(self) -> bool:

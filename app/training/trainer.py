@@ -9,17 +9,23 @@ The loop checks ``reporter.should_stop()`` before every batch (status ``cancelle
 every batch loss through ``reporter.on_batch`` (the reporter throttles), evaluates and
 records diagnostics at initialization and at the end of every ``eval_every`` epochs, and stops
 with status ``diverged`` — never an exception — at the first non-finite batch loss.
+
+Given a ``checkpointer`` (:class:`app.training.checkpoint.Checkpointer`), the loop asks it
+after every batch and at every epoch boundary whether a checkpoint is due and hands it one;
+``resume=`` a :class:`Checkpoint` carries on from there, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.initializers import generate, resolve
+from app.training.checkpoint import Checkpoint, Checkpointer
 from app.training.diagnostics import layer_diagnostics
 from app.training.losses import LOSS_NAMES, Loss
 from app.training.network import Network
@@ -34,6 +40,8 @@ __all__ = [
     "EVAL_CHUNK",
     "LOSS_NAMES",
     "MAX_AUTO_RECORDS",
+    "Checkpoint",
+    "Checkpointer",
     "LayerInit",
     "NullReporter",
     "RunReporter",
@@ -107,16 +115,30 @@ def train_run(
     reporter: RunReporter,
     *,
     dtype: type[np.floating] = np.float32,
+    checkpointer: Checkpointer | None = None,
+    resume: Checkpoint | None = None,
 ) -> RunResult:
     """Train one network; never raises on divergence (status ``diverged``).
 
+    ``checkpointer`` is offered checkpoints (valid only during its ``save_checkpoint`` call:
+    its arrays are the live ones); ``resume`` continues a run from one (the reporter is not
+    told again what the checkpoint already holds: the init diagnostics, earlier epochs).
+
     Raises :class:`TrainingSpecError` when the spec does not fit the dataset (call
-    ``spec.check`` at submission to catch that early)."""
+    ``spec.check`` at submission to catch that early), :class:`CheckpointError` when
+    ``resume`` does not fit the run."""
     with np.errstate(all="ignore"):
-        return _train(spec, data, reporter, np.dtype(dtype))
+        return _train(spec, data, reporter, np.dtype(dtype), checkpointer, resume)
 
 
-def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype) -> RunResult:
+def _train(
+    spec: RunSpec,
+    data: Dataset,
+    reporter: RunReporter,
+    dtype: np.dtype,
+    checkpointer: Checkpointer | None,
+    resume: Checkpoint | None,
+) -> RunResult:
     t_start = time.perf_counter()
     if data.x_train.shape[0] == 0:
         raise TrainingSpecError("dataset", data.name, "the training split is empty")
@@ -164,8 +186,6 @@ def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype)
         diagnostics[when] = {"epoch": epoch, "step": step, **d}
         reporter.on_diagnostics(when, d["layers"])
 
-    record_diagnostics("init", 0, 0)
-
     epochs: list[dict[str, Any]] = []
     status = "succeeded"
     step = 0
@@ -174,10 +194,50 @@ def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype)
     run_loss = 0.0
     run_correct = 0
     run_seen = 0
+    start_epoch, start_batch = 1, 0
+    if resume is None:
+        record_diagnostics("init", 0, 0)
+    else:
+        resume.check(net.params, opt.state, total, per_epoch)
+        net.params[...] = resume.params  # in place: the layers and the optimizer hold views
+        opt.t = resume.optimizer_t
+        for name, vector in opt.state.items():
+            vector[...] = resume.optimizer_state[name]
+        losses[: resume.step] = resume.losses
+        shuffle_rng.bit_generator.state = resume.shuffle_state
+        dropout_rng.bit_generator.state = resume.dropout_state
+        step, epochs_done = resume.step, resume.epochs_done
+        run_loss, run_correct, run_seen = resume.run_loss, resume.run_correct, resume.run_seen
+        epochs = [dict(record) for record in resume.epochs]
+        diagnostics.update(resume.diagnostics)
+        start_epoch, start_batch = resume.epoch, resume.batch
+
+    def snapshot(epoch: int, batch: int, shuffle_state: Mapping[str, Any]) -> Checkpoint:
+        return Checkpoint(
+            epoch=epoch,
+            batch=batch,
+            step=step,
+            epochs_done=epochs_done,
+            params=net.params,
+            optimizer_t=opt.t,
+            optimizer_state=opt.state,
+            losses=losses[:step],
+            shuffle_state=shuffle_state,
+            dropout_state=dropout_rng.bit_generator.state,
+            run_loss=run_loss,
+            run_correct=run_correct,
+            run_seen=run_seen,
+            epochs=epochs,
+            diagnostics=diagnostics,
+        )
+
     t_record = time.perf_counter()
-    for epoch in range(1, n_epochs + 1):
+    for epoch in range(start_epoch, n_epochs + 1):
+        # The data order's state before this epoch's permutation: a checkpoint within the
+        # epoch draws the same permutation again on resume.
+        epoch_shuffle = shuffle_rng.bit_generator.state if checkpointer is not None else {}
         order = None if direct else shuffle_rng.permutation(n)
-        for b in range(per_epoch):
+        for b in range(start_batch if epoch == start_epoch else 0, per_epoch):
             if step >= total:
                 break
             if reporter.should_stop():
@@ -214,6 +274,13 @@ def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype)
             if lbatch is not None:
                 run_correct += loss_fn.correct(net.buffers(m).z[-1], lbatch)
             opt.step()
+            if (
+                checkpointer is not None
+                and b + 1 < per_epoch
+                and step < total
+                and checkpointer.checkpoint_due(False)
+            ):
+                checkpointer.save_checkpoint(snapshot(epoch, b + 1, epoch_shuffle))
         if status != "succeeded":
             break
         epochs_done = epoch
@@ -235,6 +302,13 @@ def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype)
             record_diagnostics(f"epoch_{epoch}", epoch, step)
             run_loss, run_correct, run_seen = 0.0, 0, 0
             t_record = time.perf_counter()
+        if (
+            checkpointer is not None
+            and epoch < n_epochs
+            and step < total
+            and checkpointer.checkpoint_due(True)
+        ):
+            checkpointer.save_checkpoint(snapshot(epoch + 1, 0, shuffle_rng.bit_generator.state))
 
     result = RunResult(
         status=status,
@@ -247,6 +321,7 @@ def _train(spec: RunSpec, data: Dataset, reporter: RunReporter, dtype: np.dtype)
         seconds=0.0,
         parameter_count=net.n_params,
         diverged_at_step=diverged_at,
+        params=net.params,
     )
     if status == "succeeded":
         result.final_train_loss, result.final_train_accuracy = _evaluate(
