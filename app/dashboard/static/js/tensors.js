@@ -8,32 +8,70 @@ import { errorBox, fmt, h } from "./util.js";
 
 const BINS = 60;
 const MAX_ELEMENTS = 4_000_000; // the page's own limit (the API has its own, larger one)
-// std of a standard normal truncated to (-2, 2): Keras's truncated_normal stddev correction.
-const TRUNCATED_STD = 0.87962566103423978;
 
-function normalPdf(x, mean, sd) {
-  const z = (x - mean) / sd;
-  return Math.exp(-0.5 * z * z) / (sd * Math.sqrt(2 * Math.PI));
+function phi(z) {
+  return Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI);
+}
+
+/** The standard normal CDF (erf by Abramowitz & Stegun 7.1.26, |error| < 1.5e-7). */
+function Phi(z) {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const erf = 1 - poly * Math.exp(-x * x);
+  return 0.5 * (1 + (z < 0 ? -erf : erf));
+}
+
+/** Density of N(mean, sigma²) truncated to [mean + lo·sigma, mean + hi·sigma]. */
+function truncated(mean, sigma, lo, hi) {
+  const mass = Phi(hi) - Phi(lo);
+  return (x) => {
+    const z = (x - mean) / sigma;
+    return z < lo || z > hi ? 0 : phi(z) / (sigma * mass);
+  };
+}
+
+/** std of a standard normal truncated to [lo, hi] (0.8796 for ±2). */
+function truncatedStd(lo, hi) {
+  const mass = Phi(hi) - Phi(lo);
+  const a = (lo * phi(lo) - hi * phi(hi)) / mass;
+  const b = (phi(lo) - phi(hi)) / mass;
+  return Math.sqrt(1 + a - b * b);
+}
+
+/** The kind of distribution the values follow, in Keras's terms (a VarianceScaling
+ * "normal" is truncated, as in Keras; TF.js's own spelling is not used for that reason). */
+function kindOf(entry, body) {
+  const c = body.initializer?.config || {};
+  if (c.distribution) return c.distribution === "untruncated_normal" ? "normal" : c.distribution === "uniform" ? "uniform" : "truncated_normal";
+  if (["normal", "uniform", "truncated_normal"].includes(entry.family)) return entry.family;
+  if (entry.family === "variance_scaling") {
+    return /Uniform/.test(body.initializer?.class_name || "") ? "uniform" : "truncated_normal";
+  }
+  return null;
 }
 
 /** The density the values should follow, or null when there is no simple closed form. */
 export function expectedDensity(entry, body) {
   const sd = body.stats?.expected_std;
   if (!entry || !entry.random || !(sd > 0)) return null;
-  const keras = body.initializer?.config || {};
-  const tfjs = body.tfjs?.config || {};
-  let kind = tfjs.distribution || keras.distribution || entry.family;
-  if (kind === "untruncated_normal" || kind === "normal") kind = "normal";
-  if (kind === "truncatedNormal") kind = "truncated_normal";
-  const mean = keras.mean ?? (keras.minval !== undefined ? (keras.minval + keras.maxval) / 2 : 0);
-  if (kind === "normal") return (x) => normalPdf(x, mean, sd);
+  const c = body.initializer?.config || {};
+  const kind = kindOf(entry, body);
+  const mean = c.mean ?? 0;
+  if (kind === "normal") return (x) => phi((x - mean) / sd) / sd;
   if (kind === "uniform") {
+    // The centre: Keras minval/maxval, torch a/b, JAX [0, scale); else 0 (± limit).
+    const bounds = c.minval !== undefined ? [c.minval, c.maxval] : c.a !== undefined && c.b !== undefined ? [c.a, c.b] : c.scale !== undefined ? [0, c.scale] : [0, 0];
+    const centre = (bounds[0] + bounds[1]) / 2;
     const half = Math.sqrt(3) * sd;
-    return (x) => (Math.abs(x - mean) <= half ? 1 / (2 * half) : 0);
+    return (x) => (Math.abs(x - centre) <= half ? 1 / (2 * half) : 0);
   }
-  if (kind === "truncated_normal" && keras.a === undefined && keras.lower === undefined) {
-    const sigma = sd / TRUNCATED_STD; // truncated at ±2σ; the mass inside is 0.9545
-    return (x) => (Math.abs(x - mean) <= 2 * sigma ? normalPdf(x, mean, sigma) / 0.9544997361 : 0);
+  if (kind === "truncated_normal") {
+    if (c.a !== undefined && c.std > 0) {
+      return truncated(mean, c.std, (c.a - mean) / c.std, (c.b - mean) / c.std); // absolute bounds
+    }
+    const [lo, hi] = c.lower !== undefined ? [c.lower, c.upper] : [-2, 2]; // in units of σ
+    return truncated(mean, sd / truncatedStd(lo, hi), lo, hi);
   }
   return null;
 }
