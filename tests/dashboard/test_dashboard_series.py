@@ -100,3 +100,20 @@ def test_downsampling_keeps_every_spike_and_bounds_the_point_count() -> None:
     assert got["first"] == 0 and got["last"] == n - 1
     # Small data is drawn as is.
     assert run_series("s.downsample([[0, 1, 2], [5, 6, 7]], 500)") == [[0, 1, 2], [5, 6, 7]]
+
+
+def test_runs_are_aligned_on_the_union_of_their_steps() -> None:
+    # A live run is a prefix of the others; a run recorded with another stride is merged.
+    got = run_series(
+        "(() => { const runs = [{steps: [0, 1, 2, 3]}, {steps: [0, 1]}];"
+        " const u = s.unionSteps(runs);"
+        " const odd = s.unionSteps([{steps: [0, 2, 4]}, {steps: [0, 3]}]);"
+        " return {u, a: s.align(u, runs[1], [5, 6]), odd,"
+        " b: s.align(odd, {steps: [0, 3]}, [7, 8])}; })()"
+    )
+    assert got == {
+        "u": [0, 1, 2, 3],
+        "a": [5, 6, None, None],
+        "odd": [0, 2, 3, 4],
+        "b": [7, None, 8, None],
+    }

@@ -29,7 +29,8 @@ def test_root_is_the_dashboard_page_with_a_strict_csp(api_server: str) -> None:
 
 
 def test_every_file_the_page_links_is_served_with_its_type_and_etag(api_server: str) -> None:
-    with httpx.Client(base_url=api_server, timeout=10) as client:
+    identity = {"Accept-Encoding": "identity"}
+    with httpx.Client(base_url=api_server, timeout=10, headers=identity) as client:
         page = client.get("/").text
         linked = re.findall(r'(?:href|src)="(/dashboard/[^"]+)"', page)
         assert len(linked) >= 4, linked
@@ -51,6 +52,11 @@ def test_every_file_the_page_links_is_served_with_its_type_and_etag(api_server: 
             again = client.get(url, headers={"If-None-Match": etag})
             assert again.status_code == 304 and again.content == b"", url
             assert again.headers["etag"] == etag
+        # Scripts and styles are gzipped like JSON when the browser asks (a weak ETag then).
+        res = client.get("/dashboard/vendor/uPlot.esm.js", headers={"Accept-Encoding": "gzip"})
+        assert res.headers["content-encoding"] == "gzip"
+        assert int(res.headers["content-length"]) < 60_000 < len(res.content)
+        assert res.headers["etag"].startswith('W/"')
 
 
 def test_an_unknown_file_is_a_problem_404(api_server: str) -> None:

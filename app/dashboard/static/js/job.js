@@ -34,6 +34,8 @@ export class JobView {
     this.charts = [];
     this.opts = { x: "step", smoothing: 0, singles: false, logY: false, metric: "distinct_units" };
     this.pending = false;
+    this.lastDraw = 0;
+    this.drawCost = 0;
     this.lastRefresh = 0;
     this.mode = "idle"; // "stream" | "poll" | "idle"
   }
@@ -191,18 +193,23 @@ export class JobView {
     });
   }
 
-  /** New data into the existing charts (at most once per frame). */
+  /** New data into the existing charts: at most once per frame, and never more than half
+   * the time on it (the next redraw waits twice what the last one took). */
   redraw() {
     if (this.pending) return;
     this.pending = true;
-    requestAnimationFrame(() => {
+    const wait = Math.max(0, this.lastDraw + 2 * this.drawCost - performance.now());
+    setTimeout(() => requestAnimationFrame(() => {
       this.pending = false;
       if (!this.lossChart) return;
+      const start = performance.now();
       this.lossChart.update(this.data.lossData(this.opts).data);
       for (const c of this.epochCharts) c.update(this.data.epochData(c.metric, this.opts.singles).data);
       for (const c of this.diagCharts) c.update(this.data.diagnosticsData(c.layer, this.opts.metric).data);
       this.lossBox.dataset.points = String(this.data.runs.reduce((n, r) => n + r.steps.length, 0));
-    });
+      this.lastDraw = performance.now();
+      this.drawCost = this.lastDraw - start;
+    }), wait);
   }
 
   refreshText() {
@@ -329,6 +336,7 @@ export class JobView {
           onEvent: (ev) => this.onEvent(ev),
         });
         failures = 0;
+        if (!this.ended) await new Promise((r) => setTimeout(r, 500)); // closed early: resume
       } catch (err) {
         if (err.name === "AbortError") return;
         if (err instanceof ApiError && err.status < 500 && err.status !== 429) {

@@ -10,7 +10,7 @@ export function ema(values, weight) {
   if (!(weight > 0)) return values.slice();
   const out = new Array(values.length);
   let last = 0;
-  let n = 0;
+  let power = 1; // weight ** (finite points seen)
   for (let i = 0; i < values.length; i++) {
     const y = values[i];
     if (y === null || y === undefined || !Number.isFinite(y)) {
@@ -18,54 +18,66 @@ export function ema(values, weight) {
       continue;
     }
     last = last * weight + (1 - weight) * y;
-    n += 1;
-    out[i] = last / (1 - weight ** n);
+    power *= weight;
+    out[i] = last / (1 - power);
   }
   return out;
 }
 
-/** Sorted union of the runs' steps. */
+/** Sorted union of the runs' steps (each run's steps ascending). Runs of one job record
+ * the same steps, so usually the longest run's steps are the union: checked, else merged. */
 export function unionSteps(runs) {
+  let longest = [];
+  for (const run of runs) if (run.steps.length > longest.length) longest = run.steps;
+  const prefix = runs.every((run) => run.steps.every((s, i) => s === longest[i]));
+  if (prefix) return Float64Array.from(longest);
   const seen = new Set();
   for (const run of runs) for (const s of run.steps) seen.add(s);
   return Float64Array.from(seen).sort();
 }
 
-/** A run's values placed on the shared steps (null where the run has no point). */
+/** A run's values placed on the shared ascending steps (null where the run has no point). */
 export function align(steps, run, values) {
-  const at = new Map();
-  for (let i = 0; i < run.steps.length; i++) at.set(run.steps[i], values[i]);
-  const out = new Array(steps.length);
-  for (let i = 0; i < steps.length; i++) {
-    const v = at.get(steps[i]);
-    out[i] = v === undefined ? null : v;
+  const n = run.steps.length;
+  if (n <= steps.length && (n === 0 || (run.steps[0] === steps[0] && run.steps[n - 1] === steps[n - 1]))) {
+    // The run's steps are the first n shared ones (ascending, same ends): no search needed.
+    const out = values.slice(0, n);
+    for (let i = n; i < steps.length; i++) out.push(null);
+    return out;
+  }
+  const out = new Array(steps.length).fill(null);
+  let j = 0;
+  for (let i = 0; i < steps.length && j < run.steps.length; i++) {
+    while (j < run.steps.length && run.steps[j] < steps[i]) j++;
+    if (j < run.steps.length && run.steps[j] === steps[i]) out[i] = values[j++];
   }
   return out;
 }
 
 /** Mean, min and max per index over aligned series, counting only finite values. */
 export function aggregate(columns, length) {
-  const mean = new Array(length).fill(null);
-  const min = new Array(length).fill(null);
-  const max = new Array(length).fill(null);
-  for (let i = 0; i < length; i++) {
-    let sum = 0;
-    let n = 0;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const col of columns) {
+  const sum = new Float64Array(length);
+  const count = new Uint32Array(length);
+  const lo = new Float64Array(length).fill(Infinity);
+  const hi = new Float64Array(length).fill(-Infinity);
+  for (const col of columns) {
+    for (let i = 0; i < length; i++) {
       const v = col[i];
       if (v === null || !Number.isFinite(v)) continue;
-      sum += v;
-      n += 1;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
+      sum[i] += v;
+      count[i] += 1;
+      if (v < lo[i]) lo[i] = v;
+      if (v > hi[i]) hi[i] = v;
     }
-    if (n) {
-      mean[i] = sum / n;
-      min[i] = lo;
-      max[i] = hi;
-    }
+  }
+  const mean = new Array(length);
+  const min = new Array(length);
+  const max = new Array(length);
+  for (let i = 0; i < length; i++) {
+    const n = count[i];
+    mean[i] = n ? sum[i] / n : null;
+    min[i] = n ? lo[i] : null;
+    max[i] = n ? hi[i] : null;
   }
   return { mean, min, max };
 }
