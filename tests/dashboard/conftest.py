@@ -45,6 +45,8 @@ class Browser:
         self.driver = driver
 
     def open(self, base: str, route: str = "") -> None:
+        """Load the page afresh at ``route`` (a new document, never just a hash change)."""
+        self.driver.get("about:blank")
         self.driver.get(f"{base}/{route}")
         self.wait(lambda: self.js("return document.body.dataset.ready === 'true'"))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
@@ -125,6 +126,10 @@ def test_dashboard_without_keys(
         )
         b.wait(lambda: b.text("#smoothing-value") == "0.9")
         assert "seconds since run start" in b.css("[data-testid=loss-chart]").text
+        # Hover: the legend shows every series' value at the cursor.
+        ActionChains(b.driver).move_to_element(b.css("[data-testid=loss-chart] .u-over")).perform()
+        values = [v.text for v in b.all("[data-testid=loss-chart] .u-legend .u-series .u-value")]
+        assert len(values) == 1 + 2 * 3 + 4 and all(v not in ("", "–") for v in values), values
         Select(b.css("#diag-metric")).select_by_value("dead_fraction")
         b.wait(lambda: "dead ReLU fraction" in b.text(".chart-grid:last-of-type figcaption"))
 
@@ -169,7 +174,54 @@ def test_dashboard_without_keys(
         assert snippets == ["TF.js", "curl", "Python"]
         assert "tf.tensor(body.values, body.shape)" in b.text(".snippet[data-snippet='TF.js']")
 
+        # Phone width: nothing wider than the screen (tables scroll inside their own box).
+        b.driver.set_window_size(390, 900)
+        try:
+            b.open(api_server, f"#/jobs/{finished_id}")
+            b.wait(lambda: b.all("[data-testid=final-table] tbody tr"))
+            b.wait(lambda: b.js("return document.documentElement.scrollWidth") <= 390)
+        finally:
+            b.driver.set_window_size(1280, 1000)
+
     assert console_errors(b.console(), allowed=("status of 422",)) == []
+
+
+# Makes every fetch of an SSE stream fail, as a proxy that buffers or drops streams would.
+NO_STREAMS = """
+const realFetch = window.fetch;
+window.fetch = (url, init) => String(url).includes('/events')
+  ? Promise.reject(new TypeError('stream blocked by the test'))
+  : realFetch(url, init);
+"""
+
+
+def test_a_job_is_followed_by_polling_when_its_stream_cannot_be_read(
+    api_server: str, start_worker: Callable[..., Any], browser: Browser
+) -> None:
+    start_worker(concurrency=1)
+    b = browser
+    client = httpx.Client(base_url=api_server, timeout=30)
+    job_id = client.post("/v1/jobs", json={"preset": "dlai-circles"}).json()["id"]  # ~30 s
+    script = b.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": NO_STREAMS}
+    )
+    try:
+        b.open(api_server, f"#/jobs/{job_id}")
+        b.wait(lambda: b.text("[data-testid=live-mode]") == "(polling)", 30, "the fallback")
+        assert status(b) in ("queued", "running")
+        first = points(b)
+        b.wait(lambda: points(b) > first, 60, "points from polling")
+        assert status(b) == "running"
+        assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        b.wait(lambda: status(b) == "cancelled", 30, "the cancel seen by polling")
+        b.wait(lambda: b.text("[data-testid=live-mode]") == "")
+        assert len(b.all("[data-testid=final-table] tbody tr")) == 3
+    finally:
+        client.close()
+        b.driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+    assert console_errors(b.console()) == []
 
 
 def test_dashboard_with_api_keys(
@@ -183,9 +235,10 @@ def test_dashboard_with_api_keys(
     b.open(server.url, "#/jobs")
     alert = b.wait(lambda: b.text("[role=alert]"))
     assert alert.startswith("401") and "API key" in alert
-    b.css("#key-button").click()
-    b.css("#api-key").send_keys(KEY)
-    b.css("#key-dialog button[value=save]").click()
+    # By keyboard: Enter on the button opens the dialog with the input focused, Enter saves.
+    b.css("#key-button").send_keys(Keys.ENTER)
+    b.wait(lambda: b.driver.switch_to.active_element.get_attribute("id") == "api-key")
+    b.driver.switch_to.active_element.send_keys(KEY + Keys.ENTER)
     b.wait(lambda: "No jobs yet." in b.text("#main"), what="the list with the key")
     assert b.js("return sessionStorage.getItem('initlab.apiKey')") == KEY
     assert b.text("#key-state") == "API key set"
