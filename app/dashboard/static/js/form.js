@@ -2,7 +2,7 @@
 // the JSON is what is sent) and as curl; a problem+json answer is shown at the fields it names.
 
 import { ApiError, apiKey, getJSON, request } from "./api.js";
-import { aliasList, initializers } from "./catalog.js";
+import { aliasList, initializers, lookup } from "./catalog.js";
 import { errorBox, h, shellQuote } from "./util.js";
 
 const SCRATCH = {
@@ -174,21 +174,34 @@ export class FormView {
   }
 
   renderSchemes() {
-    const rows = (this.body.schemes || []).map((s, i) => {
+    const rows = (this.body.schemes || []).map((scheme, i) => {
+      let s = scheme;
       const label = h("input", { id: `scheme-${i}-label`, value: s.label ?? "", dataset: { path: `schemes.${i}.label` } });
       const init = h("input", {
         id: `scheme-${i}-initializer`, list: "initializer-names", value: refText(s.initializer),
         dataset: { path: `schemes.${i}.initializer` }, autocomplete: "off",
       });
       label.addEventListener("input", () => { this.body.schemes[i].label = label.value; this.showJson(); });
-      init.addEventListener("input", () => { this.body.schemes[i].initializer = ref(init.value); this.showJson(); });
+      const hint = h("small.scheme-hint", { id: `scheme-${i}-hint` });
+      const explain = () => {
+        const entry = typeof s.initializer === "string" ? lookup(this.catalog, s.initializer) : null;
+        hint.textContent = entry ? `${entry.name}: ${entry.formula}` : "";
+      };
+      init.setAttribute("aria-describedby", hint.id);
+      init.addEventListener("input", () => {
+        this.body.schemes[i].initializer = ref(init.value);
+        s = this.body.schemes[i];
+        explain();
+        this.showJson();
+      });
+      explain();
       const remove = h("button", {
         type: "button", "aria-label": `Remove scheme ${i + 1}`,
         onclick: () => { this.body.schemes.splice(i, 1); this.fill(); },
       }, "Remove");
       return h("div.scheme-row", { dataset: { path: `schemes.${i}` } },
         h("label", { for: `scheme-${i}-label` }, `${i + 1}. label`), label,
-        h("label", { for: `scheme-${i}-initializer` }, "initializer"), init, remove);
+        h("label", { for: `scheme-${i}-initializer` }, "initializer"), init, remove, hint);
     });
     this.schemes.replaceChildren(...rows);
   }
