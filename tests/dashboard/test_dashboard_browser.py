@@ -201,7 +201,8 @@ def test_a_job_is_followed_by_polling_when_its_stream_cannot_be_read(
     start_worker(concurrency=1)
     b = browser
     client = httpx.Client(base_url=api_server, timeout=30)
-    job_id = client.post("/v1/jobs", json={"preset": "dlai-circles"}).json()["id"]  # ~30 s
+    # 9 runs of 15,000 steps: far longer than the fallback takes (it is cancelled below).
+    job_id = client.post("/v1/jobs", json={"preset": "dlai-circles", "repeats": 3}).json()["id"]
     script = b.driver.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument", {"source": NO_STREAMS}
     )
@@ -215,7 +216,7 @@ def test_a_job_is_followed_by_polling_when_its_stream_cannot_be_read(
         assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
         b.wait(lambda: status(b) == "cancelled", 30, "the cancel seen by polling")
         b.wait(lambda: b.text("[data-testid=live-mode]") == "")
-        assert len(b.all("[data-testid=final-table] tbody tr")) == 3
+        assert len(b.all("[data-testid=final-table] tbody tr")) == 3  # one per scheme
     finally:
         client.close()
         b.driver.execute_cdp_cmd(
