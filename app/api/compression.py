@@ -3,7 +3,8 @@
 Policy (the service's, documented in docs/api.md and the README):
 
 - JSON and text (``application/json``, ``application/problem+json``, ``text/plain``,
-  ``text/html``, ``text/csv``, ``image/svg+xml``) are compressed at **level 1** when the
+  ``text/html``, ``text/csv``, ``image/svg+xml``, and the dashboard's ``text/javascript`` and
+  ``text/css``) are compressed at **level 1** when the
   request's ``Accept-Encoding`` allows gzip and the body is at least ``minimum_size`` bytes.
   Level 1 keeps most of the gain at a fraction of the cost (1000×1000 float32 JSON, 12 MB:
   ratio 0.44 at level 1 vs 0.38 at level 9, about 14× faster; bench/results/http.md).
@@ -41,6 +42,8 @@ COMPRESSIBLE: frozenset[str] = frozenset(
         "text/html",
         "text/csv",
         "image/svg+xml",
+        "text/javascript",  # the dashboard's scripts and style sheet
+        "text/css",
     }
 )
 OPT_IN: frozenset[str] = frozenset({formats.OCTET_STREAM, formats.NPY, formats.SAFETENSORS})

@@ -77,6 +77,7 @@ def get_urls(job_id: str, dataset_id: str, model_id: str) -> list[str]:
         "model_id": model_id,
         "name": "dlai-circles",
         "fmt": "svg",
+        "asset": "js/main.js",
     }
     urls = []
     for route in iter_route_contexts(create_app(Settings()).routes):
@@ -85,7 +86,7 @@ def get_urls(job_id: str, dataset_id: str, model_id: str) -> list[str]:
         path = str(route.path)
         if path.startswith("/v1/initializers/"):
             path = path.replace("{name}", "he_normal")
-        url = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
+        url = re.sub(r"{(\w+)(?::\w+)?}", lambda m: values[m.group(1)], path)
         urls.append(TENSOR if url == "/v1/tensors" else url)
     urls.append(f"/v1/jobs/{job_id}/report.png")
     urls.append(f"/v1/jobs/{job_id}/results.csv?kind=summary")

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.routing import BaseRoute
 
 from app.api.routes import (
+    dashboard,
     datasets,
     health,
     initializers,
@@ -29,6 +30,7 @@ ROUTERS: list[APIRouter] = [
     jobs.router,
     job_outputs.router,
     datasets.router,
+    dashboard.router,  # `/` and `/dashboard/…`: the static page, last
 ]
 # Answered without walking the routers (app.api.dispatch.DirectRoutes): the small-tensor path.
 DIRECT_ROUTES: list[BaseRoute] = [*tensors.router.routes]

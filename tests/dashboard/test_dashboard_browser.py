@@ -1,0 +1,302 @@
+"""The dashboard in a real headless Chromium against a real API + Celery worker + Redis.
+
+Keys off: a job submitted from the form grows its curves over SSE before it ends and is
+cancelled from its page; a finished job opens with its table and charts (single runs, log y,
+wall-time x, smoothing); the list filters by status; a bad scheme is shown at its field; the
+tensor explorer draws the histogram and agrees with the API. Keys on: the key is entered
+once, kept in sessionStorage and sent. No console errors anywhere (only the 4xx the test
+provokes on purpose).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
+
+from tests.dashboard.conftest import Browser, console_errors
+
+pytestmark = pytest.mark.integration
+
+SMALL_JOB = {
+    "dataset": {"name": "circles", "train_size": 200, "validation_size": 50, "noise": 0.05},
+    "model": {"hidden_layers": [8, 4], "activation": "relu"},
+    "training": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 4},
+    "schemes": [
+        {"label": "zeros", "initializer": "zeros"},
+        {"label": "He", "initializer": "he_normal"},
+    ],
+    "repeats": 2,
+    "seed": 1,
+}
+KEY = "dashboard-test-key-5c1e"
+
+
+def wait_finished(client: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = client.get(f"/v1/jobs/{job_id}").json()
+        if doc["status"] not in ("queued", "running"):
+            return dict(doc)
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def points(b: Browser) -> int:
+    return int(b.css("[data-testid=loss-chart]").get_attribute("data-points") or 0)
+
+
+def status(b: Browser) -> str:
+    return str(b.css("[data-testid=loss-chart]").get_attribute("data-status"))
+
+
+def legend_series(b: Browser, index: int = 0) -> int:
+    """How many series the index-th chart on the page draws (uPlot's legend rows, x excluded)."""
+    return int(
+        b.js(
+            "return document.querySelectorAll('.uplot')[arguments[0]]"
+            ".querySelectorAll('.u-legend .u-series').length - 1",
+            index,
+        )
+    )
+
+
+def set_field(b: Browser, selector: str, value: str) -> None:
+    el = b.css(selector)
+    el.send_keys(Keys.CONTROL, "a")
+    el.send_keys(Keys.DELETE)
+    el.send_keys(value)
+
+
+def test_dashboard_without_keys(
+    api_server: str, start_worker: Callable[..., Any], browser: Browser
+) -> None:
+    start_worker(concurrency=1)
+    b = browser
+    with httpx.Client(base_url=api_server, timeout=30) as client:
+        finished_id = client.post("/v1/jobs", json=SMALL_JOB).json()["id"]
+        finished = wait_finished(client, finished_id)
+        assert finished["status"] == "succeeded"
+
+        # --- New comparison from a preset, a field changed in the form, submitted.
+        b.open(api_server, "#/new")
+        Select(b.wait(lambda: b.css("#preset"))).select_by_value("dlai-circles")
+        b.wait(lambda: '"name": "circles"' in b.css("#job-json").get_attribute("value"))
+        set_field(b, "#f-seed", "7")
+        sent = b.css("#job-json").get_attribute("value")
+        assert '"seed": 7' in sent and '"steps": 15000' in sent
+        assert "curl -X POST" in b.text("[data-testid=curl]")
+        b.css("form.new-job button[type=submit]").click()
+        b.wait(lambda: "#/jobs/job_" in b.driver.current_url, what="the job page")
+        live_id = b.driver.current_url.rsplit("/", 1)[-1]
+
+        # --- Curves grow before the job ends (SSE read with fetch), then cancel it.
+        first = b.wait(lambda: status(b) == "running" and points(b) > 0 and points(b), 60)
+        b.wait(lambda: points(b) > first + 50, 60, "more loss points")
+        assert status(b) == "running", "the curves must grow while the job runs"
+        assert b.text("[data-testid=live-mode]") == "(live)"
+        b.css(".toolbar button.danger").click()
+        b.wait(lambda: status(b) == "cancelled", 30, "the job cancelled")
+        assert client.get(f"/v1/jobs/{live_id}").json()["status"] == "cancelled"
+        assert client.get(f"/v1/jobs/{live_id}").json()["spec"]["seed"] == 7
+
+        # --- A finished job: final table, charts and their options.
+        b.open(api_server, f"#/jobs/{finished_id}")
+        rows = b.wait(lambda: b.all("[data-testid=final-table] tbody tr"))
+        assert len(rows) == 2 and rows[1].text.startswith("He")
+        accuracy = finished["summary"][1]["final_val_accuracy"]
+        assert f"{accuracy['mean']:.4f} ± {accuracy['std']:.4f}" in rows[1].text
+        assert points(b) == sum(len(r["batch_losses"]) for r in finished["runs"])
+        charts = len(b.all(".uplot"))
+        assert charts == 2 + 1 + 3  # loss; val loss + val acc; one per layer (8, 4, output)
+        assert legend_series(b) == 2 * 3  # mean, max, min per scheme
+        b.css("#single-runs").click()
+        b.wait(lambda: legend_series(b) == 2 * 3 + 4, what="single runs drawn")
+        b.css("#log-y").click()
+        Select(b.css("#x-axis")).select_by_value("wall")
+        b.js(
+            "const s = document.getElementById('smoothing'); s.value = '0.9';"
+            "s.dispatchEvent(new Event('input'))"
+        )
+        b.wait(lambda: b.text("#smoothing-value") == "0.9")
+        assert "seconds since run start" in b.css("[data-testid=loss-chart]").text
+        # Hover: the legend shows every series' value at the cursor.
+        ActionChains(b.driver).move_to_element(b.css("[data-testid=loss-chart] .u-over")).perform()
+        values = [v.text for v in b.all("[data-testid=loss-chart] .u-legend .u-series .u-value")]
+        assert len(values) == 1 + 2 * 3 + 4 and all(v not in ("", "–") for v in values), values
+        Select(b.css("#diag-metric")).select_by_value("dead_fraction")
+        b.wait(lambda: "dead ReLU fraction" in b.text(".chart-grid:last-of-type figcaption"))
+
+        # --- The list: newest first, status filter.
+        b.open(api_server, "#/jobs")
+        b.wait(lambda: len(b.all("[data-testid=jobs-table] tbody tr")) >= 2)
+        ids = [r.get_attribute("data-job") for r in b.all("[data-testid=jobs-table] tbody tr")]
+        assert ids.index(live_id) < ids.index(finished_id)
+        Select(b.css("#status-filter")).select_by_value("succeeded")
+        shown = [r.get_attribute("data-job") for r in b.all("[data-testid=jobs-table] tbody tr")]
+        assert finished_id in shown and live_id not in shown
+        assert "%" in b.css(f"tr[data-job='{finished_id}']").text  # best val accuracy
+
+        # --- A bad scheme: the 422 is shown at the field it names.
+        b.open(api_server, "#/new")
+        init = b.wait(lambda: b.css("#scheme-1-initializer"))
+        set_field(b, "#scheme-1-initializer", "no_such_scheme")
+        b.css("form.new-job button[type=submit]").click()
+        b.wait(lambda: b.css("#scheme-1-initializer").get_attribute("aria-invalid") == "true")
+        message = b.text(".scheme-row[data-path='schemes.1'] + .field-error")
+        assert "schemes.1.initializer" in message and "no_such_scheme" in message
+        assert init.get_attribute("aria-invalid") == "true"
+        assert b.css("#scheme-0-initializer").get_attribute("aria-invalid") is None
+
+        # --- Tensor explorer: histogram, stats and fans as the API gives them.
+        b.open(api_server, "#/tensors")
+        set_field(b, "#t-initializer", "kaiming_uniform")
+        set_field(b, "#t-shape", "64, 32")
+        set_field(b, "#t-seed", "3")
+        b.css("form.tensor-form button[type=submit]").click()
+        stats = b.wait(lambda: b.text("[data-testid=tensor-stats]"))
+        want = client.get(
+            "/v1/tensors",
+            params={"shape": "64,32", "initializer": "kaiming_uniform", "seed": 3, "stats": "true"},
+        ).json()
+        assert f"fan_in {want['fan_in']}" in stats and f"fan_out {want['fan_out']}" in stats
+        assert f"std {want['stats']['std']:.4f}" in stats
+        hist = b.css("[data-testid=histogram]")
+        assert hist.get_attribute("data-bins") == "60"
+        assert hist.get_attribute("data-expected") == "yes"
+        snippets = [s.get_attribute("data-snippet") for s in b.all(".snippet")]
+        assert snippets == ["TF.js", "curl", "Python"]
+        assert "tf.tensor(body.values, body.shape)" in b.text(".snippet[data-snippet='TF.js']")
+
+        # Phone width: nothing wider than the screen (tables scroll inside their own box).
+        b.driver.set_window_size(390, 900)
+        try:
+            b.open(api_server, f"#/jobs/{finished_id}")
+            b.wait(lambda: b.all("[data-testid=final-table] tbody tr"))
+            b.wait(lambda: b.js("return document.documentElement.scrollWidth") <= 390)
+        finally:
+            b.driver.set_window_size(1280, 1000)
+
+    assert console_errors(b.console(), allowed=("status of 422",)) == []
+
+
+# Makes every fetch of an SSE stream fail, as a proxy that buffers or drops streams would.
+NO_STREAMS = """
+const realFetch = window.fetch;
+window.fetch = (url, init) => String(url).includes('/events')
+  ? Promise.reject(new TypeError('stream blocked by the test'))
+  : realFetch(url, init);
+"""
+
+
+def test_a_job_is_followed_by_polling_when_its_stream_cannot_be_read(
+    api_server: str, start_worker: Callable[..., Any], browser: Browser
+) -> None:
+    start_worker(concurrency=1)
+    b = browser
+    client = httpx.Client(base_url=api_server, timeout=30)
+    # 9 runs of 15,000 steps: far longer than the fallback takes (it is cancelled below).
+    job_id = client.post("/v1/jobs", json={"preset": "dlai-circles", "repeats": 3}).json()["id"]
+    script = b.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": NO_STREAMS}
+    )
+    try:
+        b.open(api_server, f"#/jobs/{job_id}")
+        b.wait(lambda: b.text("[data-testid=live-mode]") == "(polling)", 30, "the fallback")
+        assert status(b) in ("queued", "running")
+        first = points(b)
+        b.wait(lambda: points(b) > first, 60, "points from polling")
+        assert status(b) == "running"
+        assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        b.wait(lambda: status(b) == "cancelled", 30, "the cancel seen by polling")
+        b.wait(lambda: b.text("[data-testid=live-mode]") == "")
+        assert len(b.all("[data-testid=final-table] tbody tr")) == 3  # one per scheme
+    finally:
+        client.close()
+        b.driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+    assert console_errors(b.console()) == []
+
+
+def test_dashboard_with_api_keys(
+    start_api: Callable[..., Any], start_worker: Callable[..., Any], browser: Browser
+) -> None:
+    server = start_api({"INITLAB_API_KEYS": KEY})
+    start_worker(concurrency=1)
+    b = browser
+    b.open(server.url, "#/jobs")
+    b.js("sessionStorage.clear()")
+    b.open(server.url, "#/jobs")
+    alert = b.wait(lambda: b.text("[role=alert]"))
+    assert alert.startswith("401") and "API key" in alert
+    # By keyboard: Enter on the button opens the dialog with the input focused, Enter saves.
+    b.css("#key-button").send_keys(Keys.ENTER)
+    b.wait(lambda: b.driver.switch_to.active_element.get_attribute("id") == "api-key")
+    b.driver.switch_to.active_element.send_keys(KEY + Keys.ENTER)
+    b.wait(lambda: "No jobs yet." in b.text("#main"), what="the list with the key")
+    assert b.js("return sessionStorage.getItem('initlab.apiKey')") == KEY
+    assert b.text("#key-state") == "API key set"
+
+    b.open(server.url, "#/new")  # presets need the key too
+    b.wait(lambda: b.css("#preset"))
+    assert "X-API-Key: $INITLAB_API_KEY" in b.text("[data-testid=curl]")
+    b.css("form.new-job button[type=submit]").click()
+    b.wait(lambda: "#/jobs/job_" in b.driver.current_url)
+    job_id = b.driver.current_url.rsplit("/", 1)[-1]
+    b.wait(lambda: status(b) == "succeeded", 90, "the job to succeed")
+    rows = b.wait(lambda: b.all("[data-testid=final-table] tbody tr"))
+    assert len(rows) == 2
+    with httpx.Client(base_url=server.url, timeout=30, headers={"X-API-Key": KEY}) as client:
+        doc = client.get(f"/v1/jobs/{job_id}").json()
+    assert doc["status"] == "succeeded"
+    assert points(b) == sum(len(r["batch_losses"]) for r in doc["runs"])
+    assert console_errors(b.console(), allowed=("status of 401",)) == []
+
+
+DENSITY_CHECK = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const t = await import('/dashboard/js/tensors.js');
+  const c = await import('/dashboard/js/catalog.js');
+  const catalog = await c.initializers();
+  const out = {};
+  for (const entry of catalog.filter((e) => e.random && !e.name.includes('orthogonal'))) {
+    const q = `shape=300,200&initializer=${entry.name}&seed=2&stats=true`;
+    const res = await fetch(`/v1/tensors?${q}`);
+    if (!res.ok) { out[entry.name] = `HTTP ${res.status}`; continue; }
+    const body = await res.json();
+    const pdf = t.expectedDensity(entry, body);
+    if (!pdf) { out[entry.name] = null; continue; }
+    const h = t.histogram(body.values, 40);
+    const w = h.centers[1] - h.centers[0];
+    let tv = 0;  // total variation distance between the histogram and the density
+    for (let i = 0; i < h.centers.length; i++) tv += Math.abs(h.density[i] - pdf(h.centers[i])) * w;
+    out[entry.name] = tv / 2;
+  }
+  return out;
+})().then(done, (e) => done(String(e)));
+"""
+
+
+def test_the_expected_density_fits_every_random_scheme(api_server: str, browser: Browser) -> None:
+    """The explorer's expected density against 60,000 values the API drew for each random
+    scheme: within 0.05 in total variation (the histogram's own noise is ~0.01)."""
+    browser.open(api_server, "#/tensors")
+    distances = browser.driver.execute_async_script(DENSITY_CHECK)
+    assert isinstance(distances, dict), distances
+    drawn = {name: tv for name, tv in distances.items() if tv is not None}
+    assert {"he_normal", "glorot_uniform", "kaiming_uniform", "trunc_normal", "jax_uniform"} <= set(
+        drawn
+    )
+    # Only the sparse scheme (a point mass at 0 plus a normal) has no density drawn.
+    assert set(distances) - set(drawn) == {"sparse"}, distances
+    for name, tv in drawn.items():
+        assert isinstance(tv, float) and tv < 0.05, (name, tv)
+    assert console_errors(browser.console()) == []
