@@ -84,6 +84,32 @@ SPECS: dict[str, dict[str, Any]] = {
             {"type": "conv1d", "filters": 32, "kernel_size": 5, "kernel_initializer": "he_uniform"},
         ],
     },
+    "conv3d": {
+        "input_shape": [8, 8, 8, 32],
+        "layers": [
+            {"type": "conv3d", "filters": 48, "kernel_size": 3},
+            {"type": "conv3d_transpose", "filters": 16, "kernel_size": 3},
+        ],
+    },
+    # Transposed kernels (*k, filters, in) and depthwise ones (*k, in, multiplier): Keras's fans
+    # are read off the kernel shape as it is, like any other.
+    "conv2d_variants": {
+        "input_shape": [12, 12, 32],
+        "layers": [
+            {"type": "conv2d_transpose", "filters": 48, "kernel_size": 3},
+            {"type": "depthwise_conv2d", "kernel_size": 5, "depth_multiplier": 4},
+            {"type": "separable_conv2d", "filters": 64, "kernel_size": 3, "depth_multiplier": 3},
+            {"type": "p_re_lu"},
+        ],
+    },
+    "conv1d_variants": {
+        "input_shape": [40, 32],
+        "layers": [
+            {"type": "conv1d_transpose", "filters": 48, "kernel_size": 5},
+            {"type": "depthwise_conv1d", "kernel_size": 9, "depth_multiplier": 10},
+            {"type": "separable_conv1d", "filters": 32, "kernel_size": 3, "depth_multiplier": 3},
+        ],
+    },
 }
 DEFAULTS = ("keras", "tfjs")
 
@@ -168,9 +194,19 @@ DEFAULT_NAMES: dict[str, dict[str, str]] = {
         "beta": "zeros",
         "moving_mean": "zeros",
         "moving_variance": "ones",
+        "depthwise": "glorot_uniform",
+        "pointwise": "glorot_uniform",
+        "alpha": "zeros",
     },
 }
-DEFAULT_NAMES["tfjs"] = {**DEFAULT_NAMES["keras"], "kernel": "tfjs_glorot_normal"}
+DEFAULT_NAMES["tfjs"] = {
+    **DEFAULT_NAMES["keras"],
+    "kernel": "tfjs_glorot_normal",
+    "depthwise": "tfjs_glorot_normal",
+}
+# TF.js 4.22's SeparableConv defaults both its kernels to glorotUniform (tfjs-layers
+# convolutional.ts), unlike its DepthwiseConv2D (glorotNormal).
+_TFJS_SEPARABLE = {"depthwise": "glorot_uniform", "pointwise": "glorot_uniform"}
 
 
 def promise(name: str, shape: tuple[int, ...]) -> Promise:
@@ -190,7 +226,10 @@ def promises(label: str, defaults: str, plan: ModelPlan) -> dict[str, Promise]:
     for layer in plan.layers:
         for w in layer.weights:
             role = w.field.removesuffix("_initializer")
-            name = raw[layer.name].get(w.field, DEFAULT_NAMES[defaults][role])
+            default = DEFAULT_NAMES[defaults][role]
+            if defaults == "tfjs" and layer.kind.type.startswith("separable_conv"):
+                default = _TFJS_SEPARABLE.get(role, default)
+            name = raw[layer.name].get(w.field, default)
             p = promise(name, w.shape)
             unit_forget = layer.kind.type == "lstm" and raw[layer.name].get(
                 "unit_forget_bias", defaults == "keras"
