@@ -176,6 +176,12 @@ def _layer(entry: Any, loc: str, tfjs: bool, depth: int = 0) -> dict[str, Any]:
             _dtype(value, f"{cloc}.dtype")
         elif key in _IGNORED or (key in _NOOP and key not in kind.fields and value == _NOOP[key]):
             continue
+        elif (
+            key == "zero_output_for_mask"
+            and depth > 0
+            and value == entry["config"].get("return_sequences", False)
+        ):
+            continue  # Keras's Bidirectional sets it from return_sequences itself
         elif key in _NESTED and isinstance(value, Mapping):
             raw[key] = _layer(value, f"{cloc}.{key}", tfjs, depth + 1)
         elif key.endswith("_initializer"):

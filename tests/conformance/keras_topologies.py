@@ -71,11 +71,25 @@ def token_ids() -> keras.Model:
     )
 
 
+def wrappers() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((7, 5)),
+            L.Bidirectional(L.LSTM(4, return_sequences=True)),
+            L.TimeDistributed(L.Dense(3)),
+            L.Flatten(),
+            L.Dense(2),
+        ],
+        name="wrappers",
+    )
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {
     "sequential": sequential,
     "branches": branches,
     "two_in_two_out": two_in_two_out,
     "token_ids": token_ids,
+    "wrappers": wrappers,
 }
 
 

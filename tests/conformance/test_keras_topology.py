@@ -48,9 +48,15 @@ def test_the_fixtures_are_what_keras_writes(name: str) -> None:
 
 
 def _keras_weights(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
-    # model.weights order; a weight is named <layer>/<variable> as TF.js and .npz name it
-    owner = {id(v): layer.name for layer in model.layers for v in layer.weights}
-    return [(f"{owner[id(v)]}/{v.name}", tuple(v.shape)) for v in model.weights]
+    # model.weights order; a weight is named by its Keras variable path without the model's
+    # name and the RNN cell (bidirectional/forward_lstm/lstm_cell/kernel → .../forward_lstm/kernel)
+    def name(path: str) -> str:
+        parts = path.split("/")
+        if parts[0] == model.name:
+            parts = parts[1:]
+        return "/".join(p for p in parts if not (p == "cell" or p.endswith("_cell")))
+
+    return [(name(v.path), tuple(v.shape)) for v in model.weights]
 
 
 def _from_spec(spec: dict[str, Any]) -> keras.Model:

@@ -31,6 +31,7 @@ def _inner(
     """The nested layer at ``key``: its canonical config (``type``, ``name``, fields), its
     weights (owned by ``key``) and what it infers from ``shape``."""
     # The package imports this module: its lookup and inference are read when called.
+    from app.models import extras
     from app.models.layers import infer, layer_type
 
     raw = f.raw.get(key)
@@ -40,11 +41,13 @@ def _inner(
     kind = layer_type(raw.get("type"), loc)
     if rnn and kind.type not in _RNNS:
         raise f.fail(key, f"must be a recurrent layer ({', '.join(_RNNS)})")
-    result = infer(kind, raw, (shape,), loc, defaults)
+    # Fields a topology carries (trainable, regularizers, ...) go through as on any layer.
+    fields, kept = extras.split(kind, raw, loc)
+    result = infer(kind, fields, (shape,), loc, defaults)
     if result.more_outputs:
         raise f.fail(key, "must have a single output")
     name = raw.get("name") or kind.type
-    config = {"type": kind.type, "name": name, **result.config}
+    config = {"type": kind.type, "name": name, **result.config, **kept}
     f.out[key] = config
     weights = tuple(replace(w, owner=(key, *w.owner)) for w in result.weights)
     return config, weights, result
@@ -116,8 +119,28 @@ def _tfjs_time_distributed(config: dict[str, Any], loc: str) -> None:
     _tfjs_inner(config, "layer", loc)
 
 
+def _mirrors(forward: dict[str, Any], backward: dict[str, Any]) -> bool:
+    """Whether ``backward`` is the layer TF.js 4.22 builds itself: ``forward`` going the other
+    way, named ``backward_<name>`` (what Keras 3's ``to_json`` always writes). Initializers
+    differ by seed only, and TF.js never runs them (the weights are loaded)."""
+
+    def rest(c: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in c.items()
+            if k not in ("name", "go_backwards") and not k.endswith("_initializer")
+        }
+
+    return (
+        backward.get("name") == f"backward_{forward.get('name')}"
+        and backward.get("go_backwards") != forward.get("go_backwards", False)
+        and rest(forward) == rest(backward)
+    )
+
+
 def _tfjs_bidirectional(config: dict[str, Any], loc: str) -> None:
-    if config["backward_layer"] is not None:
+    backward = config["backward_layer"]
+    if backward is not None and not _mirrors(config["layer"], backward):
         raise unsupported(
             f"{loc}.backward_layer",
             config["backward_layer"]["name"],
