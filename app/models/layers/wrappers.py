@@ -81,10 +81,12 @@ def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
             for w in ws
         ]
 
-    weights = renamed(fwd_weights, f"forward_{_strip(name)}", f"forward_{name}")
+    # TF.js's names too: model.json's inner layer is named without the forward_ (Keras 3
+    # writes the layer as forward_<name>), and TF.js prefixes forward_ / backward_ itself.
+    weights = renamed(fwd_weights, f"forward_{_strip(name)}", f"forward_{_strip(name)}")
     if f.raw.get("backward_layer") is None:
         f.out["backward_layer"] = None
-        weights += renamed(fwd_weights, f"backward_{_strip(name)}", f"backward_{name}")
+        weights += renamed(fwd_weights, f"backward_{_strip(name)}", f"backward_{_strip(name)}")
     else:
         bwd, bwd_weights, bwd_result = _inner(f, "backward_layer", shape, defaults, rnn=True)
         if bwd["go_backwards"] == fwd["go_backwards"]:
@@ -97,8 +99,9 @@ def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
                 f"must give the layer's output shape {list(fwd_result.output_shape)}; "
                 f"gives {list(bwd_result.output_shape)}",
             )
-        # TF.js 4.22 ignores backward_layer (model.json refuses it): its names are Keras's.
-        weights += renamed(bwd_weights, bwd["name"], bwd["name"])
+        # TF.js 4.22 builds its own mirror of the layer (model.json refuses a backward_layer
+        # that is not one): Keras names it as given, TF.js backward_<the layer's name>.
+        weights += renamed(bwd_weights, bwd["name"], f"backward_{_strip(name)}")
     out = fwd_result.output_shape
     if mode is None:
         return Inferred(f.out, out, tuple(weights), (out,))
@@ -121,7 +124,8 @@ def _tfjs_time_distributed(config: dict[str, Any], loc: str) -> None:
 
 def _mirrors(forward: dict[str, Any], backward: dict[str, Any]) -> bool:
     """Whether ``backward`` is the layer TF.js 4.22 builds itself: ``forward`` going the other
-    way, named ``backward_<name>`` (what Keras 3's ``to_json`` always writes). Initializers
+    way, named ``backward_<name>`` (what Keras 3's ``to_json`` always writes, the layer
+    itself then named ``forward_<name>``). Initializers
     differ by seed only, and TF.js never runs them (the weights are loaded)."""
 
     def rest(c: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +136,8 @@ def _mirrors(forward: dict[str, Any], backward: dict[str, Any]) -> bool:
         }
 
     return (
-        backward.get("name") == f"backward_{forward.get('name')}"
+        backward.get("name")
+        in (f"backward_{forward.get('name')}", f"backward_{_strip(str(forward.get('name')))}")
         and backward.get("go_backwards") != forward.get("go_backwards", False)
         and rest(forward) == rest(backward)
     )
@@ -155,6 +160,7 @@ def _tfjs_bidirectional(config: dict[str, Any], loc: str) -> None:
             "TF.js 4.22's Sequential model takes single-output layers only",
         )
     del config["backward_layer"]
+    config["layer"]["name"] = _strip(config["layer"]["name"])
     _tfjs_inner(config, "layer", loc)
 
 

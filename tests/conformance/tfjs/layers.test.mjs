@@ -227,7 +227,12 @@ test("every layer type of the table loads in TF.js or has a 422 naming it", asyn
     body: JSON.stringify({ input_shape: [3], layers: [{ type: "no_such_layer" }] }),
   });
   assert.equal(res.status, 422);
-  const supported = (await res.json()).detail.match(/supported: (.*)$/)[1].split(", ");
+  // The merge layers take several inputs: topology.test.mjs loads them in graphs.
+  const merge = ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"];
+  const supported = (await res.json()).detail
+    .match(/supported: (.*)$/)[1]
+    .split(", ")
+    .filter((type) => !merge.includes(type));
   const loaded = new Set(Object.values(MODELS).flatMap((m) => types(m.layers)));
   assert.deepEqual(
     [...supported].sort(),

@@ -24,10 +24,15 @@ export async function assertServedWeights(loaded, model) {
   // TF.js holds trainable weights first over the whole model: match them by name.
   const byName = new Map(loaded.weights.map((w) => [w.originalName, w]));
   assert.equal(byName.size, model.weights.length);
+  // model.json's manifest names each weight as TF.js does (a TimeDistributed inner layer's
+  // weights without the inner name), in the order of model.weights.
+  const manifest = (await (await fetch(`${BASE}${model.links.model_json}`)).json())
+    .weightsManifest.flatMap((group) => group.weights);
+  assert.equal(manifest.length, model.weights.length);
   let offset = 0;
-  for (const entry of model.weights) {
-    const variable = byName.get(entry.name);
-    assert.ok(variable, `TF.js has no weight ${entry.name}: ${[...byName.keys()]}`);
+  for (const [k, entry] of model.weights.entries()) {
+    const variable = byName.get(manifest[k].name);
+    assert.ok(variable, `TF.js has no weight ${manifest[k].name}: ${[...byName.keys()]}`);
     assert.deepEqual(variable.shape, entry.shape, entry.name);
     const got = variable.read().dataSync();
     const want = blob.subarray(offset, offset + got.length);
