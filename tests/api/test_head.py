@@ -78,6 +78,8 @@ def get_urls(job_id: str, dataset_id: str, model_id: str) -> list[str]:
         "name": "dlai-circles",
         "fmt": "svg",
         "asset": "js/main.js",
+        "index": "1",
+        "count": "1",
     }
     urls = []
     for route in iter_route_contexts(create_app(Settings()).routes):

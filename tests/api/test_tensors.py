@@ -90,7 +90,7 @@ def test_accept_negotiation_follows_q_values(client: TestClient, accept: str, me
 
 def test_json_body_fields(client: TestClient) -> None:
     resp = client.post(
-        "/v1/tensors", json={"shape": [784, 256], "initializer": "HeNormal", "seed": 42}
+        "/v1/tensors", json={"shape": [784, 256], "initializer": "HeUniform", "seed": 42}
     )
     assert resp.status_code == 200
     body = resp.json()
