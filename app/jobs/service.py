@@ -339,10 +339,36 @@ def read_job(store: JobStore, job_id: str, owner: str = ANONYMOUS) -> dict:
     return doc
 
 
-def list_jobs(store: JobStore, limit: int, cursor: str | None, owner: str = ANONYMOUS) -> dict:
-    """``owner``'s jobs, newest first."""
+_JOB_STATUSES = frozenset(JobStatus)
+
+
+def parse_statuses(values: list[str] | None) -> frozenset[str] | None:
+    """``?status=`` of ``GET /v1/jobs``: repeated and/or comma-separated job statuses (None
+    when absent: every status); an unknown one is a 422 naming ``query.status`` and it."""
+    if not values:
+        return None
+    wanted = [part.strip() for value in values for part in value.split(",")]
+    for status in wanted:
+        if status not in _JOB_STATUSES:
+            raise InvalidInputError(
+                ["query", "status"],
+                status,
+                f"unknown job status {status!r}; one of {', '.join(JobStatus)}, repeated "
+                "(status=running&status=queued) or comma-separated (status=running,queued)",
+            )
+    return frozenset(wanted)
+
+
+def list_jobs(
+    store: JobStore,
+    limit: int,
+    cursor: str | None,
+    owner: str = ANONYMOUS,
+    statuses: frozenset[str] | None = None,
+) -> dict:
+    """``owner``'s jobs, newest first (only those with one of ``statuses``, if given)."""
     with _redis_available():
-        jobs, next_cursor = store.list_jobs(limit, cursor, owner=owner)
+        jobs, next_cursor = store.list_jobs(limit, cursor, owner=owner, statuses=statuses)
     return {"jobs": jobs, "next_cursor": next_cursor}
 
 

@@ -18,7 +18,7 @@ import binascii
 import math
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -243,13 +243,19 @@ class JobStore(RunStore):
         return job_doc(job_id, raw, runs, include_runs=include_runs, now=time.time())
 
     def list_jobs(
-        self, limit: int = 20, cursor: str | None = None, *, owner: str | None = None
+        self,
+        limit: int = 20,
+        cursor: str | None = None,
+        *,
+        owner: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> tuple[list[dict], str | None]:
-        """Jobs newest first (``owner``'s only, if given): ``(brief documents, next cursor or
-        None)``.
+        """Jobs newest first (``owner``'s only, if given; with one of ``statuses``, if given):
+        ``(brief documents, next cursor or None)``.
 
-        The cursor is opaque (the last item's creation time and id); expired ids are pruned
-        from the index as they are met.
+        The cursor is opaque (the last item's creation time and id), so a filtered page goes on
+        after the last job it returned; ``next_cursor`` is None when no further job matches.
+        Expired ids are pruned from the index as they are met.
         """
         index = INDEX_KEY if owner is None else owner_jobs_key(owner)
         limit = max(1, min(int(limit), 100))
@@ -266,15 +272,23 @@ class JobStore(RunStore):
             if not page:
                 break
             offset += len(page)
-            for raw_id, score in page:
-                job_id = raw_id.decode()
+            ids = [raw_id.decode() for raw_id, _ in page]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(job_key(job_id), "status")
+            for job_id, (_, score), status in zip(ids, page, pipe.execute(), strict=True):
                 # Equal scores come in reverse lexicographic order: skip up to the cursor item.
                 if after is not None and score == max_score and job_id >= after:
                     continue
-                doc = self.get_job(job_id, include_runs=False)
+                if statuses is not None and status is not None and _s(status) not in statuses:
+                    continue  # without reading the document
+                doc = None if status is None else self.get_job(job_id, include_runs=False)
                 if doc is None:  # expired: prune the index
                     self.redis.zrem(index, job_id)
                     offset -= 1
+                    continue
+                # The status may have moved on since the check: the document's is the one sent.
+                if statuses is not None and doc["status"] not in statuses:
                     continue
                 found.append((score, doc))
                 if len(found) > limit:

@@ -127,9 +127,18 @@ def list_jobs(
     jobs: JobStoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description="Only jobs with one of these statuses (queued, running, succeeded, "
+            "failed, cancelled): repeated (`status=running&status=queued`) or comma-separated "
+            "(`status=running,queued`). Pass the same filter with `cursor` for the next page.",
+        ),
+    ] = None,
 ) -> Response:
-    """The caller's jobs, newest first (``next_cursor`` pages on)."""
-    return json_response(service.list_jobs(jobs, limit, cursor, caller))
+    """The caller's jobs, newest first (``next_cursor`` pages on), optionally by status."""
+    statuses = service.parse_statuses(status)
+    return json_response(service.list_jobs(jobs, limit, cursor, caller, statuses))
 
 
 @router.get("/{job_id}", response_model=JobRead)
