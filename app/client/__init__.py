@@ -16,14 +16,13 @@ Errors: :class:`ProblemError` (any problem+json answer: ``status``, ``field``, `
 from __future__ import annotations
 
 from types import TracebackType
-
-import httpx
+from typing import Unpack
 
 from app.client.errors import ClientError, ProblemError, ServerDownError
-from app.client.http import RetryPolicy, Transport
+from app.client.http import RetryPolicy, Transport, TransportOptions
 from app.client.jobs import Jobs
 from app.client.resources import Datasets, Initializers, Models, Presets
-from app.client.tensors import Tensors
+from app.client.tensors import TensorOptions, Tensors
 from app.client.types import (
     Dataset,
     EpochRecord,
@@ -61,6 +60,8 @@ __all__ = [
     "Stats",
     "Summary",
     "Tensor",
+    "TensorOptions",
+    "TransportOptions",
 ]
 
 
@@ -68,21 +69,19 @@ class Client:
     """A synchronous client of one initlab server.
 
     ``url`` defaults to ``$INITLAB_URL``, then ``http://127.0.0.1:8000``; ``api_key`` to
-    ``$INITLAB_API_KEY`` (sent as ``Authorization: Bearer``). Idempotent calls (every GET,
-    job submission with its ``Idempotency-Key``) are retried on connection errors as
-    ``retry`` says (default: 4 attempts, 0.25 s backoff doubling to 4 s).
+    ``$INITLAB_API_KEY`` (sent as ``Authorization: Bearer``); ``timeout``, ``retry`` and
+    ``transport`` as :class:`TransportOptions` says. Idempotent calls (every GET, job
+    submission with its ``Idempotency-Key``) are retried on connection errors as ``retry``
+    says (default: 4 attempts, 0.25 s backoff doubling to 4 s).
     """
 
     def __init__(
         self,
         url: str | None = None,
         api_key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        self._transport = Transport(url, api_key, timeout=timeout, retry=retry, transport=transport)
+        self._transport = Transport(url, api_key, **options)
         self.url = self._transport.url
         self.tensors = Tensors(self._transport)
         self.initializers = Initializers(self._transport)

@@ -68,6 +68,12 @@ def _jobs(sub: Any) -> None:
     listing.add_argument("--limit", type=int, default=20, help="jobs per page (1-100)")
     listing.add_argument("--cursor", help="the page after this cursor")
     listing.add_argument("--all", action="store_true", help="every page")
+    listing.add_argument(
+        "--status",
+        action="append",
+        help="only jobs with this status (queued, running, succeeded, failed, cancelled); "
+        "repeat it or give several comma-separated",
+    )
 
     _leaf(actions, "show", "jobs_show", "a job: status, runs, summary").add_argument("id")
     _leaf(actions, "cancel", "jobs_cancel", "cancel a queued or running job").add_argument("id")

@@ -145,17 +145,18 @@ def jobs_watch(client: Client, args: argparse.Namespace, o: Output) -> int:
 
 def jobs_list(client: Client, args: argparse.Namespace, o: Output) -> int:
     if args.all:
-        jobs = list(client.jobs.iter(args.limit))
+        jobs = list(client.jobs.iter(args.limit, status=args.status))
         cursor = None
     else:
-        page = client.jobs.list(args.limit, args.cursor)
+        page = client.jobs.list(args.limit, args.cursor, status=args.status)
         jobs, cursor = page.jobs, page.next_cursor
     if o.json:
         o.doc({"jobs": [j.raw for j in jobs], "next_cursor": cursor})
         return ExitCode.OK
     o.out.print(render.jobs_table(jobs))
     if cursor:
-        o.say(f"more: initlab jobs list --cursor {cursor}")
+        again = "".join(f" --status {s}" for s in args.status or [])
+        o.say(f"more: initlab jobs list{again} --cursor {cursor}")
     return ExitCode.OK
 
 

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -77,6 +77,16 @@ def is_idempotent(method: str, headers: Mapping[str, str] | None) -> bool:
     return method.upper() == "POST" and bool(headers) and IDEMPOTENCY_HEADER in (headers or {})
 
 
+class TransportOptions(TypedDict, total=False):
+    """How a client talks to its server, besides the URL and key: ``timeout`` seconds per
+    request (default 30), the ``retry`` policy of idempotent calls (default
+    :class:`RetryPolicy`), and an httpx ``transport`` (default: the network)."""
+
+    timeout: float
+    retry: RetryPolicy | None
+    transport: httpx.BaseTransport | None
+
+
 class Transport:
     """One ``httpx.Client`` on the server's base URL, with the key sent as a Bearer token."""
 
@@ -84,19 +94,19 @@ class Transport:
         self,
         url: str | None = None,
         api_key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[TransportOptions],
     ) -> None:
         self.url = resolve_url(url)
-        self.retry = retry or RetryPolicy()
+        self.retry = options.get("retry") or RetryPolicy()
         headers = {"User-Agent": USER_AGENT}
         key = resolve_key(api_key)
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         self.http = httpx.Client(
-            base_url=self.url, timeout=timeout, headers=headers, transport=transport
+            base_url=self.url,
+            timeout=options.get("timeout", 30.0),
+            headers=headers,
+            transport=options.get("transport"),
         )
 
     def close(self) -> None:

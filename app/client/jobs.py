@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -63,21 +63,33 @@ class Jobs:
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._t.request("GET", f"/v1/jobs/{job_id}").json())
 
-    def list(self, limit: int = 20, cursor: str | None = None) -> JobPage:
-        """One page of the caller's jobs, newest first."""
-        params: dict[str, str | int] = {"limit": limit}
+    def list(
+        self,
+        limit: int = 20,
+        cursor: str | None = None,
+        *,
+        status: str | Iterable[str] | None = None,
+    ) -> JobPage:
+        """One page of the caller's jobs, newest first; only those with ``status`` (one, or
+        several: ``["running", "queued"]``) if given. Pass the same ``status`` with a cursor."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
         if cursor is not None:
-            params["cursor"] = cursor
+            params.append(("cursor", cursor))
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        params += [("status", s) for s in statuses]
         doc = self._t.request("GET", "/v1/jobs", params=params).json()
         return JobPage(
             [Job.from_json(j) for j in doc.get("jobs") or []], doc.get("next_cursor"), doc
         )
 
-    def iter(self, page_size: int = 20) -> Iterator[Job]:
-        """Every job of the caller, newest first, fetching page after page."""
+    def iter(
+        self, page_size: int = 20, *, status: str | Iterable[str] | None = None
+    ) -> Iterator[Job]:
+        """Every job of the caller (with ``status``, if given), newest first, page after
+        page."""
         cursor: str | None = None
         while True:
-            page = self.list(page_size, cursor)
+            page = self.list(page_size, cursor, status=status)
             yield from page.jobs
             if page.next_cursor is None:
                 return

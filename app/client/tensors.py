@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import numpy as np
@@ -51,6 +51,19 @@ def _float_header(response: httpx.Response, name: str) -> float | None:
         return None
 
 
+class TensorOptions(TypedDict, total=False):
+    """The optional fields of a tensor request (api.md ``/v1/tensors``); absent ones take the
+    server's defaults (``dtype`` ``float32``, ``layout`` ``keras``, fans from the shape), as do
+    None ones."""
+
+    seed: int | None
+    dtype: str | None
+    layout: str | None
+    fan_in: int | None
+    fan_out: int | None
+    compat: str | None
+
+
 class Tensors:
     """``client.tensors``."""
 
@@ -62,14 +75,9 @@ class Tensors:
         shape: Sequence[int],
         initializer: str | dict[str, Any] = "glorot_uniform",
         *,
-        seed: int | None = None,
-        dtype: str = "float32",
-        layout: str | None = None,
-        fan_in: int | None = None,
-        fan_out: int | None = None,
-        compat: str | None = None,
         format: str = "binary",
         stats: bool = False,
+        **options: Unpack[TensorOptions],
     ) -> httpx.Response:
         """The server's response in ``format`` (``binary``, ``npy``, ``safetensors``,
         ``json``), bytes untouched."""
@@ -80,12 +88,9 @@ class Tensors:
             "initializer": initializer
             if isinstance(initializer, str)
             else json.dumps(initializer, separators=(",", ":")),
-            "dtype": dtype,
             "format": format,
         }
-        optional = {"seed": seed, "layout": layout, "fan_in": fan_in, "fan_out": fan_out}
-        optional["compat"] = compat
-        params.update({k: str(v) for k, v in optional.items() if v is not None})
+        params.update({k: str(v) for k, v in options.items() if v is not None})
         if stats:
             params["stats"] = "true"
         return self._t.request("GET", "/v1/tensors", params=params)
@@ -95,35 +100,23 @@ class Tensors:
         shape: Sequence[int],
         initializer: str | dict[str, Any] = "glorot_uniform",
         *,
-        seed: int | None = None,
-        dtype: str = "float32",
-        layout: str | None = None,
-        fan_in: int | None = None,
-        fan_out: int | None = None,
-        compat: str | None = None,
         format: str = "binary",
+        **options: Unpack[TensorOptions],
     ) -> Tensor:
         """An initialized tensor as a NumPy array, read from raw bytes (``binary``, default)
         or a ``.npy`` (``npy``); the seed and resolved initializer from the headers."""
         if format not in ("binary", "npy"):
             raise ValueError(f"format must be 'binary' or 'npy', not {format!r}")
-        response = self.fetch(
-            shape,
-            initializer,
-            seed=seed,
-            dtype=dtype,
-            layout=layout,
-            fan_in=fan_in,
-            fan_out=fan_out,
-            compat=compat,
-            format=format,
-        )
+        response = self.fetch(shape, initializer, format=format, **options)
         dims = response.headers.get("x-tensor-shape", "")
         if format == "npy":
             array = np.load(io.BytesIO(response.content), allow_pickle=False)
         else:
             array = np.frombuffer(
-                response.content, dtype=_dtype(response.headers.get("x-tensor-dtype", dtype))
+                response.content,
+                dtype=_dtype(
+                    response.headers.get("x-tensor-dtype", options.get("dtype") or "float32")
+                ),
             ).reshape([int(d) for d in dims.split(",")] if dims else [])
         resolved = response.headers.get("x-initializer")
         return Tensor(

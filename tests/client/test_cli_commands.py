@@ -140,6 +140,25 @@ def test_jobs_submit_watch_ends_with_the_summary_table_then_show_list_report(
     assert len(final["summary"]) == 3
 
 
+def test_jobs_list_status_keeps_the_jobs_with_that_status(api_server: str, client: Client) -> None:
+    # No worker: the job stays queued until it is cancelled.
+    submitted = json.loads(run_cli(api_server, "jobs", "submit", *QUICK, "--json").stdout)
+
+    def listed(*status: str) -> set[str]:
+        done = run_cli(api_server, "jobs", "list", "--all", "--limit", "2", *status, "--json")
+        assert done.returncode == 0, done.stderr
+        return {j["id"] for j in json.loads(done.stdout)["jobs"]}
+
+    assert submitted["id"] in listed("--status", "queued")
+    client.jobs.cancel(submitted["id"])
+    assert submitted["id"] not in listed("--status", "queued")
+    assert submitted["id"] in listed("--status", "running", "--status", "cancelled")
+    assert submitted["id"] in listed("--status", "queued,cancelled")
+    bad = run_cli(api_server, "jobs", "list", "--status", "done")
+    assert bad.returncode == ExitCode.CLIENT_ERROR == 3
+    assert "query.status" in bad.stderr and "'done'" in bad.stderr
+
+
 def test_a_failed_job_exits_6(
     api_server: str, client: Client, start_worker: Callable[..., Any]
 ) -> None:

@@ -227,6 +227,24 @@ def test_a_cancelled_job_ends_cancelled(client: Client, start_worker: Callable[.
     assert client.jobs.cancel(job.id).status == "cancelled"  # cancelling again is a no-op
 
 
+def test_jobs_list_and_iter_filter_by_status_across_pages(client: Client) -> None:
+    # No worker: both jobs stay queued until one is cancelled.
+    kept, cancelled = (
+        client.jobs.submit(preset="dlai-circles", overrides=quick_job(5)) for _ in "ab"
+    )
+    client.jobs.cancel(cancelled.id)
+    queued = list(client.jobs.iter(page_size=1, status="queued"))
+    assert kept.id in {j.id for j in queued} and cancelled.id not in {j.id for j in queued}
+    assert {j.status for j in queued} == {"queued"}
+    either = client.jobs.list(limit=100, status=["cancelled", "queued"]).jobs
+    assert {kept.id, cancelled.id} <= {j.id for j in either}
+    assert cancelled.id in {j.id for j in client.jobs.iter(page_size=2, status=("cancelled",))}
+    with pytest.raises(ProblemError) as bad:
+        client.jobs.list(status="done")
+    assert bad.value.status == 422 and bad.value.field == "query.status"
+    client.jobs.cancel(kept.id)
+
+
 def cutting_proxy(upstream: str, limit: int) -> Listener:
     """A TCP proxy to ``upstream`` that closes every connection after ``limit`` bytes went
     back to the client (the event stream breaks mid-way, again and again)."""
