@@ -67,6 +67,12 @@ def legend_series(b: Browser, index: int = 0) -> int:
     )
 
 
+def job_rows(b: Browser) -> dict[str, str]:
+    """The jobs list on screen: id → status, in order."""
+    rows = b.all("[data-testid=jobs-table] tbody tr")
+    return {r.get_attribute("data-job"): r.get_attribute("data-status") for r in rows}
+
+
 def set_field(b: Browser, selector: str, value: str) -> None:
     el = b.css(selector)
     el.send_keys(Keys.CONTROL, "a")
@@ -133,15 +139,30 @@ def test_dashboard_without_keys(
         Select(b.css("#diag-metric")).select_by_value("dead_fraction")
         b.wait(lambda: "dead ReLU fraction" in b.text(".chart-grid:last-of-type figcaption"))
 
-        # --- The list: newest first, status filter.
+        # --- The list: newest first; the status filter asks the server (?status=), so it
+        # finds a job beyond the first page: 20 newer cancelled jobs push the finished one off.
         b.open(api_server, "#/jobs")
         b.wait(lambda: len(b.all("[data-testid=jobs-table] tbody tr")) >= 2)
         ids = [r.get_attribute("data-job") for r in b.all("[data-testid=jobs-table] tbody tr")]
         assert ids.index(live_id) < ids.index(finished_id)
+        for _ in range(20):
+            extra = client.post("/v1/jobs", json={**SMALL_JOB, "repeats": 1}).json()["id"]
+            assert client.delete(f"/v1/jobs/{extra}").json()["status"] == "cancelled"
+        b.open(api_server, "#/jobs")
+        assert finished_id not in b.wait(lambda: len(job_rows(b)) == 20 and job_rows(b))
         Select(b.css("#status-filter")).select_by_value("succeeded")
-        shown = [r.get_attribute("data-job") for r in b.all("[data-testid=jobs-table] tbody tr")]
-        assert finished_id in shown and live_id not in shown
+        shown = b.wait(lambda: finished_id in job_rows(b) and job_rows(b), what="the filter")
+        assert set(shown.values()) == {"succeeded"}
         assert "%" in b.css(f"tr[data-job='{finished_id}']").text  # best val accuracy
+        # 21 cancelled jobs: the filtered list pages on, and its second page holds the 21st.
+        Select(b.css("#status-filter")).select_by_value("cancelled")
+        shown = b.wait(lambda: set(job_rows(b).values()) == {"cancelled"} and job_rows(b))
+        assert len(shown) == 20 and live_id not in shown
+        older = b.css("nav.pager button:last-child")
+        assert older.text == "Older →" and older.is_enabled()
+        older.click()
+        shown = b.wait(lambda: live_id in job_rows(b) and job_rows(b), what="page 2")
+        assert set(shown.values()) == {"cancelled"}
 
         # --- A bad scheme: the 422 is shown at the field it names.
         b.open(api_server, "#/new")
@@ -219,6 +240,85 @@ def test_a_job_is_followed_by_polling_when_its_stream_cannot_be_read(
         assert len(b.all("[data-testid=final-table] tbody tr")) == 3  # one per scheme
     finally:
         client.close()
+        b.driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+    assert console_errors(b.console()) == []
+
+
+# Answers GET /v1/jobs/job_large with a finished job of 64 runs × 20,000 batch-loss points (8
+# schemes × 8 repeats): the page reads it as it reads any job. (That the downsampling keeps a
+# one-step spike is checked on series.js itself, tests/dashboard/test_dashboard_series.py.)
+LARGE_JOB = """
+const RUNS = 64, POINTS = 20000, SCHEMES = 8;
+const realFetch = window.fetch;
+function largeJob() {
+  const runs = Array.from({ length: RUNS }, (_, i) => ({
+    index: i, scheme: i % SCHEMES, label: `s${i % SCHEMES}`, repeat: Math.floor(i / SCHEMES),
+    seed: i, status: 'succeeded', epoch: 1, batch: POINTS, total_batches: POINTS, diverged: false,
+    started_at: '2026-01-01T00:00:00Z',
+    batch_steps: Array.from({ length: POINTS }, (_, k) => k + 1),
+    batch_losses: Array.from({ length: POINTS }, (_, k) =>
+      2 * Math.exp(-k / 3000) + 0.1 * Math.abs(Math.sin(i * 7 + k))),
+    epochs: [{ epoch: 1, step: POINTS, train_loss: 0.3, train_accuracy: 0.9, val_loss: 0.5,
+               val_accuracy: 0.8 + i / 1000, seconds: 10 }],
+    diagnostics: {},
+  }));
+  const stat = { mean: 0.8, std: 0.01, min: 0.79, max: 0.81 };
+  return {
+    id: 'job_large', status: 'succeeded', created_at: '2026-01-01T00:00:00Z',
+    started_at: '2026-01-01T00:00:00Z', finished_at: '2026-01-01T00:10:00Z', error: null,
+    progress: { runs_total: RUNS, runs_done: RUNS, runs_cancelled: 0, fraction: 1,
+                eta_seconds: null },
+    spec: { dataset: { name: 'circles' }, model: { hidden_layers: [8] },
+            training: { optimizer: { name: 'adam' } }, repeats: 8,
+            schemes: Array.from({ length: SCHEMES },
+                                (_, i) => ({ label: `s${i}`, initializer: 'he_normal' })) },
+    runs,
+    summary: Array.from({ length: SCHEMES }, (_, i) => ({
+      scheme: i, label: `s${i}`, final_val_accuracy: stat, final_val_loss: stat,
+      last_batch_loss: stat, diverged: 0, seconds: 10 })),
+  };
+}
+window.fetch = (url, init) => String(url).endsWith('/v1/jobs/job_large')
+  ? Promise.resolve(new Response(JSON.stringify(largeJob()),
+      { headers: { 'Content-Type': 'application/json' } }))
+  : realFetch(url, init);
+"""
+
+# How many pixels of the loss chart's canvas are painted (not transparent).
+PAINTED = """
+const canvas = document.querySelector('[data-testid=loss-chart] .uplot canvas');
+const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+let n = 0;
+for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+return n;
+"""
+
+
+def test_a_job_of_64_runs_by_20000_points_is_drawn_downsampled(
+    api_server: str, browser: Browser
+) -> None:
+    b = browser
+    script = b.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": LARGE_JOB}
+    )
+    try:
+        b.open(api_server, "#/jobs/job_large")
+        b.wait(lambda: points(b) == 64 * 20_000, 120, "the large job read")
+        assert legend_series(b) == 8 * 3  # mean, max, min per scheme
+        loss = b.css("[data-testid=loss-chart] figure.chart")
+        drawn = int(loss.get_attribute("data-drawn"))
+        width = int(b.js("return arguments[0].clientWidth", loss))
+        assert 64 <= drawn <= 2 * width < 20_000  # min/max per pixel column, not every point
+        assert b.js(PAINTED) > 1000
+        assert len(b.all("[data-testid=final-table] tbody tr")) == 8
+        b.css("#single-runs").click()
+        b.wait(lambda: legend_series(b) == 8 * 3 + 64, 120, "64 single runs drawn")
+        drawn = int(b.css("[data-testid=loss-chart] figure.chart").get_attribute("data-drawn"))
+        assert 64 <= drawn <= 2 * width
+        assert b.js(PAINTED) > 1000
+    finally:
         b.driver.execute_cdp_cmd(
             "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
         )

@@ -99,6 +99,7 @@ export class Chart {
     let data = downsample(this.full, Math.max(64, Math.floor(this.uplot.width)));
     if (logY) data = [data[0], ...data.slice(1).map((ys) => ys.map((v) => (v > 0 ? v : null)))];
     this.uplot.setData(data);
+    this.el.dataset.drawn = String(data[0].length); // points per series on screen
   }
 
   /** The chart as a PNG (title above the plot, white background). */

@@ -1,5 +1,6 @@
 // The jobs list: newest first, a page at a time (GET /v1/jobs, limit + cursor), filtered by
-// status, with progress, schemes, best validation accuracy and age; cancel and open.
+// status on the server (?status=, so pages hold only matching jobs), with progress, schemes,
+// best validation accuracy and age; cancel and open.
 
 import { getJSON, request } from "./api.js";
 import { ACTIVE, age, errorBox, h, pct, progressBar, statusBadge } from "./util.js";
@@ -32,7 +33,7 @@ export class JobsView {
   start() {
     const filter = h(
       "select#status-filter",
-      { onchange: (e) => { this.filter = e.target.value; this.render(); } },
+      { onchange: (e) => this.setFilter(e.target.value) },
       h("option", { value: "" }, "all"),
       ...STATUSES.map((s) => h("option", { value: s }, s)),
     );
@@ -56,6 +57,14 @@ export class JobsView {
     clearTimeout(this.timer);
   }
 
+  setFilter(status) {
+    // A cursor is a position in one filtered list: a new filter starts again at its first page.
+    this.filter = status;
+    this.cursors = [null];
+    this.page = 0;
+    this.load();
+  }
+
   go(page) {
     if (page < 0 || page >= this.cursors.length) return;
     this.page = page;
@@ -67,9 +76,11 @@ export class JobsView {
     const cursor = this.cursors[this.page];
     const q = new URLSearchParams({ limit: String(PAGE) });
     if (cursor) q.set("cursor", cursor);
+    if (this.filter) q.set("status", this.filter);
+    const filter = this.filter;
     try {
       const page = await getJSON(`/v1/jobs?${q}`);
-      if (this.stopped) return;
+      if (this.stopped || filter !== this.filter) return; // a newer filter's load is on its way
       this.jobs = page.jobs;
       this.cursors.length = this.page + 1;
       if (page.next_cursor) this.cursors.push(page.next_cursor);
@@ -91,9 +102,9 @@ export class JobsView {
       this.body.replaceChildren(errorBox(this.error));
       return;
     }
-    const jobs = (this.jobs || []).filter((j) => !this.filter || j.status === this.filter);
+    const jobs = this.jobs || [];
     if (!jobs.length) {
-      this.body.replaceChildren(h("p", {}, this.jobs?.length ? "No job with this status on this page." : "No jobs yet."));
+      this.body.replaceChildren(h("p", {}, this.filter ? `No ${this.filter} jobs.` : "No jobs yet."));
       return;
     }
     const head = ["job", "status", "progress", "schemes", "best val acc", "age", ""];
