@@ -10,8 +10,10 @@ provokes on purpose).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,7 +83,7 @@ def set_field(b: Browser, selector: str, value: str) -> None:
 
 
 def test_dashboard_without_keys(
-    api_server: str, start_worker: Callable[..., Any], browser: Browser
+    api_server: str, start_worker: Callable[..., Any], browser: Browser, tmp_path: Path
 ) -> None:
     start_worker(concurrency=1)
     b = browser
@@ -94,6 +96,23 @@ def test_dashboard_without_keys(
         b.open(api_server, "#/new")
         Select(b.wait(lambda: b.css("#preset"))).select_by_value("dlai-circles")
         b.wait(lambda: '"name": "circles"' in b.css("#job-json").get_attribute("value"))
+        # Every alias of the catalog can be typed and picked in a scheme's input.
+        catalog = client.get("/v1/initializers").json()["initializers"]
+        aliases = b.js(
+            "return [...document.querySelectorAll('#initializer-names option')].map(o => o.value)"
+        )
+        assert sorted(aliases) == sorted(a for e in catalog for a in e["aliases"])
+        # The JSON is editable and is what fills the form (and the curl).
+        edited = json.loads(b.css("#job-json").get_attribute("value"))
+        edited["repeats"] = 4
+        b.js(
+            "const t = document.getElementById('job-json'); t.value = arguments[0];"
+            "t.dispatchEvent(new Event('input'))",
+            json.dumps(edited),
+        )
+        b.wait(lambda: b.css("#f-repeats").get_attribute("value") == "4", what="the form")
+        assert '"repeats":4' in b.text("[data-testid=curl]")
+        set_field(b, "#f-repeats", "2")
         set_field(b, "#f-seed", "7")
         sent = b.css("#job-json").get_attribute("value")
         assert '"seed": 7' in sent and '"steps": 15000' in sent
@@ -138,6 +157,25 @@ def test_dashboard_without_keys(
         assert len(values) == 1 + 2 * 3 + 4 and all(v not in ("", "–") for v in values), values
         Select(b.css("#diag-metric")).select_by_value("dead_fraction")
         b.wait(lambda: "dead ReLU fraction" in b.text(".chart-grid:last-of-type figcaption"))
+        Select(b.css("#x-axis")).select_by_value("epoch")
+        b.wait(lambda: "epoch" in b.css("[data-testid=loss-chart] .u-legend .u-series").text)
+        # Downloads: the report (PNG, SVG), the CSVs and the job's JSON land as files.
+        b.driver.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+        )
+        for button in b.all(".downloads button, [data-testid=loss-chart] .chart-tools button"):
+            button.click()
+        stem = finished_id
+        want = {f"{stem}-report.png", f"{stem}-report.svg", f"{stem}-results.csv"}
+        want |= {f"{stem}-summary.csv", f"{stem}.json"}
+        want |= {f"{stem}-batch-loss.png", f"{stem}-batch-loss.csv"}  # the chart, as drawn
+        b.wait(lambda: {p.name for p in tmp_path.iterdir()} >= want, what="the downloads")
+        assert (tmp_path / f"{stem}-report.png").read_bytes().startswith(b"\x89PNG")
+        assert json.loads((tmp_path / f"{stem}.json").read_text())["id"] == finished_id
+        head = (tmp_path / f"{stem}-summary.csv").read_text().splitlines()[0]
+        assert head.startswith("scheme,label,")
+        rows = (tmp_path / f"{stem}-batch-loss.csv").read_text().splitlines()
+        assert rows[0].startswith("epoch,") and len(rows) > 1  # full data, x as chosen
 
         # --- The list: newest first; the status filter asks the server (?status=), so it
         # finds a job beyond the first page: 20 newer cancelled jobs push the finished one off.
