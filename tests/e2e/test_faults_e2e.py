@@ -1,16 +1,19 @@
 """Faults with real processes (uvicorn API, Celery workers, redis-server): a worker killed
 with SIGKILL mid-job, whose runs resume on another worker from their checkpoints, and a Redis
 restart mid-job that the running runs ride out. Either way the job's curves are bit-identical
-to an uninterrupted job of the same spec and seed, and every run is recorded once."""
+to an uninterrupted job of the same spec and seed, every run is recorded once, and an SSE
+client following the job sees every step of every run once."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx_sse
 import pytest
 from test_jobs_e2e import finished, wait_for  # tests/e2e is on sys.path (rootdir imports)
 
@@ -76,6 +79,71 @@ def assert_same_curves(reference: dict[str, Any], doc: dict[str, Any]) -> None:
         assert curves(run) == curves(ref)
 
 
+class StreamReader(threading.Thread):
+    """Follows a job's SSE stream to its ``end``, reconnecting once with ``Last-Event-ID``
+    after ``reconnect_after`` events (as a browser's EventSource does after a dropped
+    connection)."""
+
+    def __init__(self, base_url: str, job_id: str, reconnect_after: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{base_url}/v1/jobs/{job_id}/events"
+        self.reconnect_after = reconnect_after
+        self.events: list[httpx_sse.ServerSentEvent] = []
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=60) as client:
+                while not self._follow(client):
+                    pass
+        except BaseException as exc:  # re-raised by the test's thread
+            self.error = exc
+
+    def _follow(self, client: httpx.Client) -> bool:
+        headers = {"Last-Event-ID": self.events[-1].id} if self.events else {}
+        with httpx_sse.connect_sse(client, "GET", self.url, headers=headers) as source:
+            for event in source.iter_sse():
+                self.events.append(event)
+                if event.event == "end":
+                    return True
+                if event.event == "points" and len(self.events) >= self.reconnect_after > 0:
+                    self.reconnect_after = 0
+                    return False
+        return True
+
+    def result(self) -> list[httpx_sse.ServerSentEvent]:
+        self.join(60)
+        assert not self.is_alive(), "the event stream did not end"
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+
+def assert_each_step_streamed_once(
+    events: list[httpx_sse.ServerSentEvent], doc: dict[str, Any]
+) -> None:
+    """Every step and epoch record of every run of ``doc`` once, in order; stream positions
+    unique."""
+    assert events[-1].event == "end" and events[-1].json()["status"] == "succeeded"
+    kept = [e for e in events if e.event in ("points", "epoch")]
+    assert len({e.id for e in kept}) == len(kept)
+    for index, run in enumerate(doc["runs"]):
+        steps = [
+            step
+            for e in kept
+            if e.event == "points" and e.json()["run"] == index
+            for step, _loss in e.json()["points"]
+        ]
+        assert steps == list(range(STEPS)), f"run {index}"
+        epochs = [
+            e.json()["record"]["epoch"]
+            for e in kept
+            if e.event == "epoch" and e.json()["run"] == index
+        ]
+        assert epochs == [e["epoch"] for e in run["epochs"]] and epochs, f"run {index}"
+
+
 def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identically(
     api_server: str, start_worker: Callable[..., Any]
 ) -> None:
@@ -85,6 +153,7 @@ def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identicall
         assert all(r["resumed_from_step"] is None for r in reference["runs"])
 
         job_id = submit(client)
+        stream = StreamReader(api_server, job_id, reconnect_after=20)
 
         def checkpointed(doc: dict[str, Any]) -> bool:
             return all(
@@ -100,6 +169,8 @@ def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identicall
         second = start_worker(concurrency=2, env=WORKER_ENV)
         doc = wait_for(client, job_id, finished, 180)
     assert_same_curves(reference, doc)
+    # The client saw the steps each run trained again after its checkpoint only once.
+    assert_each_step_streamed_once(stream.result(), doc)
     for old, run in zip(before["runs"], doc["runs"], strict=True):
         assert run["attempt"] == 2
         assert run["worker"].split("@")[0] == second.hostname.split("@")[0]
