@@ -19,16 +19,16 @@ import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-N, VAL, D, K, BATCH = 20_000, 2_000, 784, 10, 128
+from procs import ROOT, VAL, K, N, publish, synthetic
+
+BATCH = 128
 HIDDEN = (256, 128)
-RESULTS = Path(__file__).resolve().parent / "results" / "checkpoint.md"
+RESULTS = ROOT / "bench" / "results" / "checkpoint.md"
 
 
 def run_once(store: Any, epochs: int, every_epoch: bool) -> dict[str, Any]:
-    import numpy as np
 
     from app.config import Settings
     from app.jobs.reporter import RedisRunReporter
@@ -37,10 +37,8 @@ def run_once(store: Any, epochs: int, every_epoch: bool) -> dict[str, Any]:
     from app.training.checkpoint import Checkpoint
     from app.training.datasets import Dataset
 
-    rng = np.random.default_rng(0)
-    x = rng.random((N + VAL, D), dtype=np.float32)
-    y = rng.integers(0, K, size=N + VAL).astype(np.int64)
-    data = Dataset("synthetic", "multiclass", x[:N], y[:N], x[N:], y[N:], K)
+    a = synthetic()
+    data = Dataset("synthetic", "multiclass", a["x_train"], a["y_train"], a["x_val"], a["y_val"], K)
     spec = run_spec_from_dict(
         model={"hidden_layers": list(HIDDEN), "activation": "relu"},
         training={"optimizer": "adam", "batch_size": BATCH, "epochs": epochs},
@@ -134,13 +132,8 @@ def main() -> None:
         "With the default `INITLAB_CHECKPOINT_SECONDS=5` a run of this workload checkpoints "
         "at most every 5 s, so the share is at most "
         f"{100 * cost / max(epoch, 5.0):.1f} % of its time.",
-        "",
-        "Run: `.venv/bin/python bench/bench_checkpoint.py --write`",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        RESULTS.write_text(text)
+    publish(lines, RESULTS, args.write)
 
 
 if __name__ == "__main__":

@@ -20,43 +20,14 @@ runs of 784-256-128-10 ReLU, Adam, batch 128 on 20,000 Fashion-MNIST-sized synth
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+from procs import ROOT, N, child_env, done, publish, start_api, start_worker, upload, wait
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "faults.md"
-N, D, K = 20_000, 784, 10
-
-
-def upload(client: httpx.Client) -> str:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        x_train=rng.random((N, D), dtype=np.float32),
-        y_train=rng.integers(0, K, N).astype(np.int64),
-        x_val=rng.random((2000, D), dtype=np.float32),
-        y_val=rng.integers(0, K, 2000).astype(np.int64),
-    )
-    res = client.post(
-        "/v1/datasets",
-        files={"file": ("fake.npz", buf.getvalue(), "application/octet-stream")},
-    )
-    res.raise_for_status()
-    return str(res.json()["id"])
 
 
 def job(dataset: str, epochs: int) -> dict[str, Any]:
@@ -70,119 +41,25 @@ def job(dataset: str, epochs: int) -> dict[str, Any]:
     }
 
 
-class Proc:
-    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.file = log.open("wb")
-        self.p = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=self.file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.p.pid, sig)
-        self.p.wait(20)
-
-
-def worker(env: dict[str, str], tmp: Path, concurrency: int) -> tuple[Proc, str]:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        f"--concurrency={concurrency}",
-        f"--hostname={name}@%h",
-        "--loglevel=INFO",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    proc = Proc(cmd, env, tmp / f"{name}.log")
-    deadline = time.monotonic() + 90
-    while " ready." not in proc.log.read_text(errors="replace"):
-        if time.monotonic() > deadline:
-            raise RuntimeError(proc.log.read_text())
-        time.sleep(0.2)
-    return proc, name
-
-
-def wait(client: httpx.Client, job_id: str, cond: Any, timeout: float = 900) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if cond(doc):
-            return doc
-        time.sleep(0.1)
-    raise RuntimeError(f"timeout: {doc['status']}")
-
-
-def done(doc: dict[str, Any]) -> bool:
-    return doc["status"] in ("succeeded", "failed", "cancelled")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
-    from app.embedded_redis import EmbeddedRedis, free_port
+    from app.embedded_redis import EmbeddedRedis
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         server = EmbeddedRedis(tmp / "redis", persistent=True).start()
-        env = {
-            **os.environ,
-            "INITLAB_REDIS_URL": server.url,
-            "PYTHONPATH": str(ROOT),
-            "INITLAB_MAX_UPLOAD_BYTES": str(128 * 1024**2),  # the 69 MB upload
-        }
-        for var in (
-            "INITLAB_LEASE_SECONDS",
-            "INITLAB_WATCHDOG_INTERVAL_SECONDS",
-            "INITLAB_CHECKPOINT_SECONDS",
-            "INITLAB_WORKER_BLAS_THREADS",
-        ):
-            env.pop(var, None)
-        port = free_port()
-        api = Proc(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-            tmp / "api.log",
-        )
+        env = child_env(server.url)
+        api, client = start_api(env, tmp)
         procs = [api]
         try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(api.log.read_text())
-                time.sleep(0.2)
             dataset = upload(client)
 
             # kill: two workers of concurrency 1
-            (w1, n1), (w2, _n2) = worker(env, tmp, 1), worker(env, tmp, 1)
+            (w1, n1), (w2, _n2) = start_worker(env, tmp, 1), start_worker(env, tmp, 1)
             procs += [w1, w2]
             job_id = client.post("/v1/jobs", json=job(dataset, args.epochs)).json()["id"]
             doc = wait(
@@ -213,7 +90,7 @@ def main() -> None:
                 p.kill()
 
             # redis restart: one worker of concurrency 2
-            w3, _ = worker(env, tmp, 2)
+            w3, _ = start_worker(env, tmp, 2)
             procs.append(w3)
             t0 = time.monotonic()
             ref = wait(client, client.post("/v1/jobs", json=job(dataset, 4)).json()["id"], done)
@@ -262,13 +139,8 @@ def main() -> None:
         f"| | job time, undisturbed → with the restart | {r['undisturbed']:.1f} s → "
         f"{r['disturbed']:.1f} s |",
         f"| | curves equal the undisturbed job's | {r['same_curves']} |",
-        "",
-        "Run: `.venv/bin/python bench/bench_faults.py --write`",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        RESULTS.write_text(text)
+    publish(lines, RESULTS, args.write)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@
   one over ``max_checkpoint_bytes`` is not kept and the run's record says so
   (``checkpoint_skipped``). A redelivered run whose claim finds a checkpoint resumes from it.
 - every write is numbered (``seq``), so one the worker's retrying client sends again after a
-  lost reply is applied once.
+  lost reply is applied once;
+- the job's event stream shows each batch-loss point and epoch record once, across attempts:
+  every point goes out in a ``progress`` event with the write that stores it (the events are
+  appended in the same Lua call), and an attempt resumed from a checkpoint (or restarted) does
+  not publish again the steps and epochs an earlier one published (``published_step`` /
+  ``published_epoch``, kept in the run's hash, handed over by the claim): its points below
+  that step are stored (the claim cut the lists back to the checkpoint) but not published.
 """
 
 from __future__ import annotations
@@ -71,8 +77,13 @@ class RedisRunReporter:
         max_batch_points: int,
         settings: Settings | None = None,
         cancelled: threading.Event | None = None,
+        published_step: int = 0,
+        published_epoch: int = 0,
     ) -> None:
         self.store = store
+        # Every point below this step, every epoch record up to this epoch is in the stream.
+        self.published_step = published_step
+        self.published_epoch = published_epoch
         self._cancelled = cancelled
         self.job_id = job_id
         self.index = index
@@ -129,10 +140,19 @@ class RedisRunReporter:
 
     def on_epoch(self, record: Mapping[str, Any]) -> None:
         rec = dict(record)
-        self.flush(epochs=[rec], event={"type": "epoch", "run": self.index, "record": rec})
+        epoch = int(rec.get("epoch") or 0)
+        if epoch <= self.published_epoch:  # an earlier attempt published it
+            self.flush(epochs=[rec])
+            return
+        self.published_epoch = epoch
+        self.flush(
+            epochs=[rec],
+            event={"type": "epoch", "run": self.index, "record": rec},
+            fields={"published_epoch": epoch},
+        )
 
     def on_diagnostics(self, when: str, layers: list[dict]) -> None:
-        self.flush(diagnostics=[(when, layers)], progress=bool(self._pending))
+        self.flush(diagnostics=[(when, layers)], progress=False)
 
     # -- Checkpointer protocol
 
@@ -192,32 +212,40 @@ class RedisRunReporter:
         fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Write pending points (plus new epoch records / diagnostics snapshots, appended,
-        and ``fields``) now, with ``event`` or else a progress event (``progress=False``:
-        none); notices cancellation and staleness."""
+        and ``fields``) now, with a progress event carrying the points not yet published (one
+        without points too when ``progress`` and no ``event``, if the run got further than
+        published), then ``event``; notices cancellation and staleness."""
         if self.stale:
             return
         points, self._pending = self._pending, []
-        progress_event = {
-            "type": "progress",
-            "run": self.index,
-            "epoch": self.epoch,
-            "batch": self.step,
-            "points": points,
-        }
+        new = [point for point in points if point[0] >= self.published_step]
+        events: list[Mapping[str, Any]] = []
+        written: dict[str, Any] = {"epoch": self.epoch, "batch": self.step, **(fields or {})}
+        if new or (progress and event is None and self.step > self.published_step):
+            events.append(
+                {
+                    "type": "progress",
+                    "run": self.index,
+                    "epoch": self.epoch,
+                    "batch": self.step,
+                    "points": new,
+                }
+            )
+            self.published_step = written["published_step"] = max(self.step, self.published_step)
+        if event is not None:
+            events.append(event)
         self._seq += 1
         out = self.store.update_run(
             self.job_id,
             self.index,
             self.attempt,
             seq=self._seq,
-            fields={"epoch": self.epoch, "batch": self.step, **(fields or {})},
+            fields=written,
             points=points,
-            event=event or (progress_event if progress else None),
+            events=events,
             epochs=epochs or (),
             diagnostics=diagnostics or (),
         )
-        if event is not None and points:  # an epoch event replaced the progress one
-            self.store.append_event(self.job_id, progress_event)
         self._last_write = time.monotonic()
         self._noted(out)
 
@@ -237,6 +265,8 @@ class RedisRunReporter:
         error: str = "",
     ) -> str:
         """Record the run's end; returns the recorded status (``stale``: nothing written)."""
+        if self._pending and not self.stopped:  # a diverged run's last points: published too
+            self.flush(progress=False)
         points, self._pending = self._pending, []
         fields: dict[str, Any] = {
             "epoch": self.epoch,
@@ -391,6 +421,8 @@ def execute_run(store: JobStore, job_id: str, index: int, worker: str) -> str:
                 ),
                 settings=settings,
                 cancelled=watcher.event,
+                published_step=claim.published_step,
+                published_epoch=claim.published_epoch,
             )
 
         reporter = new_reporter()

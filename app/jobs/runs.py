@@ -22,7 +22,6 @@ from app.jobs.keys import (
     WORKERS_KEY,
     cancel_key,
     checkpoint_key,
-    events_key,
     job_key,
     parse_member,
     script_keys,
@@ -36,15 +35,27 @@ class RunClaim:
     ``gone`` (job expired), ``terminal`` (job finished or cancelled), ``done`` (this run already
     finished) or ``busy`` (another live worker holds the run's lease). ``resumed``: the run
     has a checkpoint to carry on from (:meth:`RunStore.get_checkpoint`); its lists were cut
-    back to what they held then."""
+    back to what they held then. ``published_step`` / ``published_epoch``: how far earlier
+    attempts published the run in the job's event stream (every batch-loss point below that
+    step, every epoch record up to that epoch), which a new attempt does not publish again."""
 
-    __slots__ = ("attempt", "resumed", "state", "token")
+    __slots__ = ("attempt", "published_epoch", "published_step", "resumed", "state", "token")
 
-    def __init__(self, state: str, attempt: int, token: str, resumed: bool = False) -> None:
+    def __init__(
+        self,
+        state: str,
+        attempt: int,
+        token: str,
+        resumed: bool = False,
+        published_step: int = 0,
+        published_epoch: int = 0,
+    ) -> None:
         self.state = state
         self.attempt = attempt
         self.token = token
         self.resumed = resumed
+        self.published_step = published_step
+        self.published_epoch = published_epoch
 
     @property
     def ok(self) -> bool:
@@ -90,7 +101,7 @@ class RunStore:
     def claim_run(self, job_id: str, index: int, worker: str, lease_seconds: float) -> RunClaim:
         """Start (or restart) run ``index`` under a new attempt number: from its checkpoint if
         it has one (``resumed``), else with its record reset."""
-        state, attempt, resumed = self._claim(
+        state, attempt, resumed, *published = self._claim(
             keys=script_keys(job_id, index),
             args=[
                 worker,
@@ -103,7 +114,9 @@ class RunStore:
             ],
         )
         attempt = int(attempt)
-        return RunClaim(state.decode(), attempt, f"{worker}#{attempt}", bool(int(resumed)))
+        step, epoch = (int(n) for n in published) if published else (0, 0)
+        token = f"{worker}#{attempt}"
+        return RunClaim(state.decode(), attempt, token, bool(int(resumed)), step, epoch)
 
     def save_checkpoint(
         self,
@@ -149,13 +162,14 @@ class RunStore:
         seq: int = 0,
         fields: Mapping[str, Any] | None = None,
         points: Sequence[tuple[int, float]] = (),
-        event: Mapping[str, Any] | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
         epochs: Sequence[Mapping[str, Any]] = (),
         diagnostics: Sequence[tuple[str, Any]] = (),
     ) -> int:
         """Write progress of a running run: hash ``fields`` (JSON-encoded when not scalar),
         new batch-loss ``points``, new epoch records, new ``(when, layers)`` diagnostics
-        snapshots (all appended) and an ``event``. ``seq``: this write's number within the
+        snapshots (all appended) and ``events`` (in order). ``seq``: this write's number within
+        the
         attempt, from 1 (a retried write already applied changes nothing; 0: not numbered).
         Returns 1 if the job was cancelled, 0 to carry on, -1 if this attempt is stale
         (another attempt owns the run, or it ended)."""
@@ -164,8 +178,9 @@ class RunStore:
             attempt,
             self.ttl,
             self.events_maxlen,
-            dumps(event) if event else "",
             seq,
+            len(events),
+            *(dumps(event) for event in events),
             len(flat) // 2,
             *flat,
             len(epochs),
@@ -218,13 +233,6 @@ class RunStore:
             args=args,
         )
         return out.decode()
-
-    def append_event(self, job_id: str, event: Mapping[str, Any]) -> None:
-        key = events_key(job_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(key, {"data": dumps(event)}, maxlen=self.events_maxlen, approximate=True)
-        pipe.expire(key, self.ttl)
-        pipe.execute()
 
     # ---------------------------------------------------------------- watchdog and workers
 

@@ -73,7 +73,9 @@ end
 # ARGV: worker, lease_ms, now, ttl, member, maxlen, run_index
 # A run with a checkpoint resumes: its lists are cut back to what they held when the checkpoint
 # was taken (so nothing is recorded twice) and resumed_from_step / _epoch say where from;
-# otherwise they are reset. Returns {state, attempt, resumed (0/1)}.
+# otherwise they are reset. The event stream is not cut back: published_step / published_epoch
+# (kept across attempts) say how far earlier attempts published, so the new one publishes only
+# what lies beyond. Returns {state, attempt, resumed (0/1), published_step, published_epoch}.
 CLAIM = (
     _PRELUDE
     + """
@@ -112,7 +114,9 @@ end
 event(ARGV[6], '{"type":"run","run":' .. ARGV[7] .. ',"status":"running","attempt":'
   .. attempt .. '}')
 expire_all({JOB, RUN, LOSS, EVENTS}, ARGV[4])
-return {'ok', attempt, resumed}
+local published = redis.call('HMGET', KEYS[RUN], 'published_step', 'published_epoch')
+return {'ok', attempt, resumed, tonumber(published[1] or '0') or 0,
+  tonumber(published[2] or '0') or 0}
 """
 )
 
@@ -149,8 +153,9 @@ return 1
 """
 )
 
-# ARGV: attempt, ttl, maxlen, event ('' for none), seq, n_fields, field, value, ...,
+# ARGV: attempt, ttl, maxlen, seq, n_events, events..., n_fields, field, value, ...,
 #       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
+# The events are appended in order with the rest (a worker lost mid-write leaves all or none).
 # seq numbers an attempt's writes from 1: a write retried after a lost reply (seq not above
 # the run's write_seq) changes nothing, so no point or record is appended twice (seq 0:
 # not numbered, always applied).
@@ -160,19 +165,21 @@ UPDATE = (
     + """
 local refused = write_refused(ARGV[1])
 if refused then return refused end
-local seq = tonumber(ARGV[5])
+local seq = tonumber(ARGV[4])
 if seq > 0 then
   if seq <= tonumber(redis.call('HGET', KEYS[RUN], 'write_seq') or '0') then
     return redis.call('EXISTS', KEYS[CANCEL])
   end
   redis.call('HSET', KEYS[RUN], 'write_seq', seq)
 end
-local n = tonumber(ARGV[6])
-for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[7 + 2 * i], ARGV[8 + 2 * i]) end
-local at = push_counted(KEYS[EPOCHS], ARGV, 7 + 2 * n)
+local n_events = tonumber(ARGV[5])
+local at = 6 + n_events
+local n = tonumber(ARGV[at])
+for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i]) end
+at = push_counted(KEYS[EPOCHS], ARGV, at + 1 + 2 * n)
 at = push_counted(KEYS[DIAG], ARGV, at)
 push_chunks(KEYS[LOSS], ARGV, at)
-if ARGV[4] ~= '' then event(ARGV[3], ARGV[4]) end
+for i = 6, 5 + n_events do event(ARGV[3], ARGV[i]) end
 expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
 return redis.call('EXISTS', KEYS[CANCEL])
 """

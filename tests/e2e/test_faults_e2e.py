@@ -1,16 +1,19 @@
 """Faults with real processes (uvicorn API, Celery workers, redis-server): a worker killed
 with SIGKILL mid-job, whose runs resume on another worker from their checkpoints, and a Redis
 restart mid-job that the running runs ride out. Either way the job's curves are bit-identical
-to an uninterrupted job of the same spec and seed, and every run is recorded once."""
+to an uninterrupted job of the same spec and seed, every run is recorded once, and an SSE
+client following the job sees every step of every run once."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx_sse
 import pytest
 from test_jobs_e2e import finished, wait_for  # tests/e2e is on sys.path (rootdir imports)
 
@@ -76,6 +79,71 @@ def assert_same_curves(reference: dict[str, Any], doc: dict[str, Any]) -> None:
         assert curves(run) == curves(ref)
 
 
+class StreamReader(threading.Thread):
+    """Follows a job's SSE stream to its ``end``, reconnecting once with ``Last-Event-ID``
+    after ``reconnect_after`` events (as a browser's EventSource does after a dropped
+    connection)."""
+
+    def __init__(self, base_url: str, job_id: str, reconnect_after: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{base_url}/v1/jobs/{job_id}/events"
+        self.reconnect_after = reconnect_after
+        self.events: list[httpx_sse.ServerSentEvent] = []
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=60) as client:
+                while not self._follow(client):
+                    pass
+        except BaseException as exc:  # re-raised by the test's thread
+            self.error = exc
+
+    def _follow(self, client: httpx.Client) -> bool:
+        headers = {"Last-Event-ID": self.events[-1].id} if self.events else {}
+        with httpx_sse.connect_sse(client, "GET", self.url, headers=headers) as source:
+            for event in source.iter_sse():
+                self.events.append(event)
+                if event.event == "end":
+                    return True
+                if event.event == "points" and len(self.events) >= self.reconnect_after > 0:
+                    self.reconnect_after = 0
+                    return False
+        return True
+
+    def result(self) -> list[httpx_sse.ServerSentEvent]:
+        self.join(60)
+        assert not self.is_alive(), "the event stream did not end"
+        if self.error is not None:
+            raise self.error
+        return self.events
+
+
+def assert_each_step_streamed_once(
+    events: list[httpx_sse.ServerSentEvent], doc: dict[str, Any]
+) -> None:
+    """Every step and epoch record of every run of ``doc`` once, in order; stream positions
+    unique."""
+    assert events[-1].event == "end" and events[-1].json()["status"] == "succeeded"
+    kept = [e for e in events if e.event in ("points", "epoch")]
+    assert len({e.id for e in kept}) == len(kept)
+    for index, run in enumerate(doc["runs"]):
+        steps = [
+            step
+            for e in kept
+            if e.event == "points" and e.json()["run"] == index
+            for step, _loss in e.json()["points"]
+        ]
+        assert steps == list(range(STEPS)), f"run {index}"
+        epochs = [
+            e.json()["record"]["epoch"]
+            for e in kept
+            if e.event == "epoch" and e.json()["run"] == index
+        ]
+        assert epochs == [e["epoch"] for e in run["epochs"]] and epochs, f"run {index}"
+
+
 def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identically(
     api_server: str, start_worker: Callable[..., Any]
 ) -> None:
@@ -85,6 +153,7 @@ def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identicall
         assert all(r["resumed_from_step"] is None for r in reference["runs"])
 
         job_id = submit(client)
+        stream = StreamReader(api_server, job_id, reconnect_after=20)
 
         def checkpointed(doc: dict[str, Any]) -> bool:
             return all(
@@ -100,6 +169,8 @@ def test_runs_of_a_sigkilled_worker_resume_from_their_checkpoints_bit_identicall
         second = start_worker(concurrency=2, env=WORKER_ENV)
         doc = wait_for(client, job_id, finished, 180)
     assert_same_curves(reference, doc)
+    # The client saw the steps each run trained again after its checkpoint only once.
+    assert_each_step_streamed_once(stream.result(), doc)
     for old, run in zip(before["runs"], doc["runs"], strict=True):
         assert run["attempt"] == 2
         assert run["worker"].split("@")[0] == second.hostname.split("@")[0]
@@ -144,55 +215,69 @@ def test_running_runs_ride_out_a_redis_restart(
         server.stop()
 
 
-def test_queued_runs_are_resent_only_when_their_message_is_gone(
-    tmp_path: Path, start_api: Callable[..., Any], start_worker: Callable[..., Any]
-) -> None:
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A redis-server of the test's own (its queue and command counts are the test's), and a
+    client of it."""
     import redis
-
-    from app.jobs.keys import QUEUED_KEY, member, run_key
-    from app.jobs.queue import QUEUE, runs_in_broker
 
     server = EmbeddedRedis(tmp_path / "redis").start()
     client = redis.Redis.from_url(server.url)
     try:
-        # A watchdog that looks every 0.5 s at runs queued over 1 s, on a worker that does not
-        # take from the runs' queue: they wait there, as behind a backlog.
-        env = {
-            "INITLAB_REDIS_URL": server.url,
-            "INITLAB_QUEUED_RESEND_SECONDS": "1",
-            "INITLAB_WATCHDOG_INTERVAL_SECONDS": "0.5",
-        }
-        api = start_api(env=env)
-        start_worker(concurrency=1, queues=["elsewhere"], env=env)
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            job_id = submit(http)
-        runs = {(job_id, 0), (job_id, 1)}
-        sent = time.time()
-
-        def looked_at_twice() -> bool:  # each run's next look pushed out at least twice
-            scores = [client.zscore(QUEUED_KEY, member(*run)) or 0 for run in runs]
-            return all(score > sent + 2.5 for score in scores)
-
-        deadline = time.monotonic() + 30
-        while not looked_at_twice():
-            assert time.monotonic() < deadline, "the watchdog never looked at the queued runs"
-            time.sleep(0.2)
-        assert client.llen(QUEUE) == 2 and runs_in_broker(client, 60) == runs
-        assert [client.hget(run_key(*run), "resends") for run in sorted(runs)] == [b"0", b"0"]
-
-        # One message is lost (as with a crash): that run, and only it, is sent again.
-        lost = client.lpop(QUEUE)
-        assert lost is not None and runs_in_broker(client, 60) != runs
-        deadline = time.monotonic() + 30
-        while runs_in_broker(client, 60) != runs:
-            assert time.monotonic() < deadline, "the lost message was never sent again"
-            time.sleep(0.2)
-        assert client.llen(QUEUE) == 2
-        resends = sorted(int(client.hget(run_key(*run), "resends") or 0) for run in runs)
-        assert resends == [0, 1]
+        yield server.url, client
     finally:
         client.close()
         server.stop()
+
+
+def watchdog_env(url: str, resend_seconds: float, interval: float) -> dict[str, str]:
+    """Redis at ``url``; a watchdog every ``interval`` looking at runs queued over
+    ``resend_seconds``."""
+    return {
+        "INITLAB_REDIS_URL": url,
+        "INITLAB_QUEUED_RESEND_SECONDS": str(resend_seconds),
+        "INITLAB_WATCHDOG_INTERVAL_SECONDS": str(interval),
+    }
+
+
+def test_queued_runs_are_resent_only_when_their_message_is_gone(
+    own_redis: tuple[str, Any], start_api: Callable[..., Any], start_worker: Callable[..., Any]
+) -> None:
+    from app.jobs.keys import QUEUED_KEY, member, run_key
+    from app.jobs.queue import QUEUE, runs_in_broker
+
+    url, client = own_redis
+    # A watchdog that looks every 0.5 s at runs queued over 1 s, on a worker that does not
+    # take from the runs' queue: they wait there, as behind a backlog.
+    env = watchdog_env(url, 1, 0.5)
+    api = start_api(env=env)
+    start_worker(concurrency=1, queues=["elsewhere"], env=env)
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        job_id = submit(http)
+    runs = {(job_id, 0), (job_id, 1)}
+    sent = time.time()
+
+    def looked_at_twice() -> bool:  # each run's next look pushed out at least twice
+        scores = [client.zscore(QUEUED_KEY, member(*run)) or 0 for run in runs]
+        return all(score > sent + 2.5 for score in scores)
+
+    deadline = time.monotonic() + 30
+    while not looked_at_twice():
+        assert time.monotonic() < deadline, "the watchdog never looked at the queued runs"
+        time.sleep(0.2)
+    assert client.llen(QUEUE) == 2 and runs_in_broker(client, 60) == runs
+    assert [client.hget(run_key(*run), "resends") for run in sorted(runs)] == [b"0", b"0"]
+
+    # One message is lost (as with a crash): that run, and only it, is sent again.
+    lost = client.lpop(QUEUE)
+    assert lost is not None and runs_in_broker(client, 60) != runs
+    deadline = time.monotonic() + 30
+    while runs_in_broker(client, 60) != runs:
+        assert time.monotonic() < deadline, "the lost message was never sent again"
+        time.sleep(0.2)
+    assert client.llen(QUEUE) == 2
+    resends = sorted(int(client.hget(run_key(*run), "resends") or 0) for run in runs)
+    assert resends == [0, 1]
 
 
 def test_no_false_takeover_of_live_runs_on_a_loaded_machine(
@@ -221,3 +306,39 @@ def test_no_false_takeover_of_live_runs_on_a_loaded_machine(
     assert [r["attempt"] for r in doc["runs"]] == [1, 1]
     assert [r["requeues"] for r in doc["runs"]] == [0, 0]
     assert "re-enqueued" not in worker.log()
+
+
+def test_a_backlog_sends_one_message_per_run(
+    own_redis: tuple[str, Any], start_api: Callable[..., Any], start_worker: Callable[..., Any]
+) -> None:
+    """12 runs queued behind each other on one worker of concurrency 1, its watchdog looking
+    every 0.2 s at runs queued over 0.5 s: each run waits through several resend periods, and
+    still only its one message is sent (kombu sends each with one LPUSH; the server is the
+    test's own, so its command counts are this job's)."""
+    from app.jobs.keys import QUEUED_KEY
+
+    url, client = own_redis
+    env = watchdog_env(url, 0.5, 0.2)
+    api = start_api(env=env)
+    worker = start_worker(concurrency=1, env=env)
+    spec = {**job_spec(steps=1000), "schemes": job_spec()["schemes"][:1], "repeats": 12}
+    before = client.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
+    postponed: set[bytes] = set()  # runs the watchdog found waiting and left alone
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        sent_at = time.time()
+        res = http.post("/v1/jobs", json=spec)
+        assert res.status_code == 202, res.text
+        deadline = time.monotonic() + 300
+        while not finished(doc := http.get(f"/v1/jobs/{res.json()['id']}").json()):
+            assert time.monotonic() < deadline, doc["status"]
+            # A first look is due 0.5 s after the send; one that found the message
+            # waiting pushed the next look past sent_at + 1.
+            scored = client.zrangebyscore(QUEUED_KEY, sent_at + 1.0, "+inf")
+            postponed.update(scored)
+            time.sleep(0.1)
+    assert doc["status"] == "succeeded", doc["error"]
+    assert len(postponed) >= 6  # the backlog was real: half the runs waited and were seen
+    sent = client.info("commandstats")["cmdstat_lpush"]["calls"] - before
+    assert sent == len(doc["runs"]) == 12, worker.log()[-3000:]
+    assert [r["attempt"] for r in doc["runs"]] == [1] * 12
+    assert "re-sent" not in worker.log()

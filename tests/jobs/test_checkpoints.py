@@ -1,7 +1,8 @@
 """Checkpoints in the Redis run record (real Redis): a claim that finds one resumes (its lists
 cut back to what they held then, ``resumed_from_*`` set), it is deleted when the run ends or
-is cancelled, an oversized one is not kept (and the record says so), and a retried progress
-write is applied once."""
+is cancelled, an oversized one is not kept (and the record says so), a retried progress
+write is applied once, and the job's event stream shows each step and epoch once across a
+resume."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import redis
 from app.config import Settings
 from app.jobs.keys import checkpoint_key
 from app.jobs.reporter import RedisRunReporter
+from app.jobs.runs import RunClaim
 from app.jobs.store import JobStore
 from app.training.checkpoint import Checkpoint
 
@@ -48,6 +50,24 @@ def a_checkpoint(step: int) -> Checkpoint:
 
 def save(store: JobStore, job_id: str, attempt: int, data: bytes, step: int = 2) -> int:
     return store.save_checkpoint(job_id, 0, attempt, data, step=step, epoch=2, epochs_done=1)
+
+
+def reporter_of(
+    store: JobStore, job_id: str, claim: RunClaim, settings: Settings, steps: int = 10
+) -> RedisRunReporter:
+    """The reporter of ``claim``'s attempt at run 0, keeping every one of ``steps`` points."""
+    return RedisRunReporter(
+        store,
+        job_id,
+        0,
+        claim.attempt,
+        total_batches=steps,
+        plot_n_batches=steps,
+        max_batch_points=100,
+        settings=settings,
+        published_step=claim.published_step,
+        published_epoch=claim.published_epoch,
+    )
 
 
 def run_doc(store: JobStore, job_id: str) -> dict[str, Any]:
@@ -131,16 +151,7 @@ def test_a_checkpoint_over_the_limit_is_not_kept_and_the_record_says_so(
     job_id = store.create_job(SPEC, RUNS)["id"]
     claim = store.claim_run(job_id, 0, "w1", 30)
     settings = Settings(max_checkpoint_bytes=3000, checkpoint_seconds=0.001)
-    reporter = RedisRunReporter(
-        store,
-        job_id,
-        0,
-        claim.attempt,
-        total_batches=10,
-        plot_n_batches=10,
-        max_batch_points=100,
-        settings=settings,
-    )
+    reporter = reporter_of(store, job_id, claim, settings)
     big = a_checkpoint(2)
     big.params = np.zeros(1000, np.float32)
     time.sleep(0.01)
@@ -154,3 +165,65 @@ def test_a_checkpoint_over_the_limit_is_not_kept_and_the_record_says_so(
     reporter.save_checkpoint(small)
     assert store.get_checkpoint(job_id, 0) == small.to_bytes()
     assert run_doc(store, job_id)["batch_steps"] == [0]  # flushed before the checkpoint
+
+
+def published(store: JobStore, job_id: str) -> tuple[list[int], list[int]]:
+    """The steps of every batch-loss point and the epochs of every epoch record in the job's
+    event stream, in stream order."""
+    steps: list[int] = []
+    epochs: list[int] = []
+    for _id, event in store.read_events(job_id, count=10_000):
+        if event["type"] == "progress":
+            steps += [step for step, _loss in event["points"]]
+        elif event["type"] == "epoch":
+            epochs.append(event["record"]["epoch"])
+    return steps, epochs
+
+
+def test_a_resumed_attempt_publishes_each_step_and_epoch_once(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, RUNS)["id"]
+    settings = Settings(progress_interval_seconds=1e-6)
+    first = store.claim_run(job_id, 0, "w1", 0.3)
+    assert (first.published_step, first.published_epoch) == (0, 0)
+    one = reporter_of(store, job_id, first, settings, steps=12)
+    for step in range(4):
+        one.on_batch(1, step + 1, 1.0)
+    one.on_epoch({"epoch": 1, "step": 4})
+    one.save_checkpoint(a_checkpoint(4))
+    for step in range(4, 10):  # trained past the checkpoint (epoch 2 done), then lost
+        one.on_batch(2 + step // 8, step + 1, 1.0)
+        if step == 7:
+            one.on_epoch({"epoch": 2, "step": 8})
+    time.sleep(0.5)
+
+    second = store.claim_run(job_id, 0, "w2", 30)
+    assert second.resumed
+    assert (second.published_step, second.published_epoch) == (10, 2)
+    two = reporter_of(store, job_id, second, settings, steps=12)
+    checkpoint = store.get_checkpoint(job_id, 0)
+    assert checkpoint is not None
+    two.resume_from(Checkpoint.from_bytes(checkpoint))
+    for step in range(4, 12):
+        two.on_batch(2 + step // 8, step + 1, 0.5)
+        if step == 7:
+            two.on_epoch({"epoch": 2, "step": 8})
+    two.on_epoch({"epoch": 3, "step": 12})
+    assert two.finish("succeeded") == "succeeded"
+
+    steps, epochs = published(store, job_id)
+    assert steps == list(range(12)) and epochs == [1, 2, 3]
+    run = run_doc(store, job_id)
+    assert run["batch_steps"] == list(range(12))  # stored: the resumed attempt's from step 4
+    assert run["batch_losses"] == [1.0] * 4 + [0.5] * 8
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3]
+
+
+def test_a_diverged_runs_last_points_are_published(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, RUNS)["id"]
+    claim = store.claim_run(job_id, 0, "w1", 30)
+    reporter = reporter_of(store, job_id, claim, Settings(progress_interval_seconds=3600))
+    for step in range(3):  # the first is written at once, the rest wait for the interval
+        reporter.on_batch(1, step + 1, float("nan") if step == 2 else 1.0)
+    assert reporter.finish("diverged") == "diverged"
+    assert published(store, job_id)[0] == [0, 1, 2]
+    assert run_doc(store, job_id)["batch_steps"] == [0, 1, 2]
