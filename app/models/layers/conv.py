@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from app.models.layers.fields import ACTIVATIONS, Fields, Inferred, Shape, WeightShape
-from app.models.layers.table import LayerType
+from app.models.layers.table import LayerType, TfjsHook
 from app.models.layers.tfjs import unsupported
 
 
@@ -177,7 +177,7 @@ def _separable(n: int) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_conv(config: dict[str, Any], loc: str) -> None:
+def _tfjs_conv(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     if config["padding"] == "causal":
         # TF.js 4.22 builds it with the valid output size and throws when it runs
         raise unsupported(
@@ -189,8 +189,8 @@ def _tfjs_conv(config: dict[str, Any], loc: str) -> None:
         )
 
 
-def _tfjs_no_dilation(what: str) -> Callable[[dict[str, Any], str], None]:
-    def hook(config: dict[str, Any], loc: str) -> None:
+def _tfjs_no_dilation(what: str) -> TfjsHook:
+    def hook(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
         if max(config["dilation_rate"]) > 1:
             raise unsupported(
                 f"{loc}.dilation_rate",

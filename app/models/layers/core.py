@@ -131,7 +131,7 @@ def _normalization(batch: bool) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_unseeded(config: dict[str, Any], loc: str) -> None:
+def _tfjs_unseeded(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     """GaussianDropout, GaussianNoise, AlphaDropout: TF.js 4.22 takes no seed (its mask is
     unseeded, as it is for any seed: the frameworks' random streams differ anyway)."""
     config.pop("seed", None)
