@@ -264,6 +264,9 @@ def _functional(dense_nodes: Any, outputs: Any = None) -> dict[str, Any]:
 
 def test_functional_refusals() -> None:
     assert plan(_functional(k3_node("x"))).spec["inputs"] == [{"name": "x", "shape": [4]}]
+    # what Keras 3 writes for a dropout layer's call (its default): no argument
+    quiet = _functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": False}}])
+    assert plan(quiet).spec == plan(_functional(k3_node("x"))).spec
     at = "topology.config.layers[1].inbound_nodes"
     cases: list[tuple[Any, str, str]] = [
         (_functional(k3_node("x") * 2), at, "shared layer"),
@@ -271,6 +274,9 @@ def test_functional_refusals() -> None:
         (_functional([[["x", 0, 1, {}]]]), f"{at}[0][0]", "several outputs"),
         (_functional([[["x", 0, 0, {"training": True}]]]), f"{at}[0][0][3]", "call arguments"),
         (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"mask": 1}}]),
+         f"{at}[0].kwargs", "call arguments"),
+        # training: true in a call runs the layer as in training (Monte Carlo dropout)
+        (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": True}}]),
          f"{at}[0].kwargs", "call arguments"),
         (_functional(k3_node("y")), f"{at}[0]", "names no layer"),
         (_functional(k3_node("x"), ["e", 0, 0]), "topology.config.output_layers[0]", "names no"),
