@@ -132,32 +132,6 @@ def test_keras2_functional_and_old_sequential() -> None:
     assert plan(old).spec["input_shape"] == [3]
 
 
-def test_a_genuine_keras2_model_json() -> None:
-    # fixtures/keras2_1_mnist.json: what Keras 2.1.1's model.to_json() wrote for an MNIST CNN
-    # ("class_name": "Model"), as tensorflow/tfjs keeps it in tfjs-layers/src/models_test.ts
-    # (fakeNonSequentialModel's modelTopology), converted to JSON unchanged.
-    from pathlib import Path
-
-    fixtures = Path(__file__).resolve().parents[1] / "conformance" / "tfjs" / "fixtures"
-    p = plan((fixtures / "keras2_1_mnist.json").read_text())
-    assert p.sequential and p.name == "mnist"
-    assert [(w.name, w.shape) for w in p.weights] == [
-        ("conv2d_15/kernel", (3, 3, 1, 32)),
-        ("conv2d_15/bias", (32,)),
-        ("conv2d_16/kernel", (3, 3, 32, 64)),
-        ("conv2d_16/bias", (64,)),
-        ("dense_15/kernel", (9216, 128)),
-        ("dense_15/bias", (128,)),
-        ("dense_16/kernel", (128, 10)),
-        ("dense_16/bias", (10,)),
-    ]
-    # Keras 2's glorot_uniform is VarianceScaling(1, fan_avg, uniform): the same draw
-    assert {w.initializer.name for w in p.weights} == {"variance_scaling", "zeros"}
-    # its Dropout's null noise_shape and seed are the defaults: not carried
-    dropout = {k: v for k, v in p.spec["layers"][3].items() if k != "inbound"}
-    assert dropout == {"type": "dropout", "name": "dropout_15", "rate": 0.25}
-
-
 def test_keras3_sequential_without_input_layer_reads_build_input_shape() -> None:
     topo = k3_sequential(k3_dense("d", 3))
     topo["config"]["layers"].pop(0)
@@ -339,14 +313,7 @@ JUNK: list[Any] = [None, [], {}, "x", -1, 1.5, True, [[1, 2]], {"config": 1}, {"
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "keras3_two_in_two_out",
-        "keras3_sequential",
-        "keras3_token_ids",
-        "keras3_noise_unused",
-        "keras2_functional",
-        "keras2_1_mnist",
-    ],
+    ["keras3_two_in_two_out", "keras3_sequential", "keras3_token_ids", "keras2_functional"],
 )
 def test_any_mangled_topology_is_a_field_error_never_a_crash(name: str) -> None:
     import copy

@@ -3,8 +3,7 @@
 // tests/conformance/keras_topologies.py) and a Keras 2 / tf.keras functional JSON
 // (fixtures/keras2_functional.json: written here in tf.keras 2.15's to_json() form, as no
 // TensorFlow is installed to write one, each layer as tf-keras 2.15's serialize_keras_object
-// writes it, InputLayer too; keras2_1_mnist.json, a genuine Keras 2.1.1 file; TF.js's own
-// toJSON() below is Keras 2 form too): the served
+// writes it, InputLayer too; TF.js's own toJSON() below is Keras 2 form too): the served
 // model.json loads with tf.loadLayersModel, every weight equal bit for bit to weights.bin,
 // predict runs. (b) TF.js's own model.toJSON() (Sequential and functional, the object, the
 // string and a whole model.json artifact) posted back gives TF.js's weight names and shapes.
@@ -59,24 +58,6 @@ test("a Keras 2 (tf.keras 2.15) functional JSON posts and loads", async () => {
     ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"],
   );
   await loadsBitForBit(model);
-});
-
-// fixtures/keras2_1_mnist.json: what Keras 2.1.1's model.to_json() wrote (an MNIST CNN,
-// "class_name": "Model"), as tensorflow/tfjs keeps it in tfjs-layers/src/models_test.ts
-// (fakeNonSequentialModel's modelTopology), converted to JSON unchanged.
-test("a genuine Keras 2.1.1 model JSON posts and loads", async () => {
-  const text = readFileSync(new URL("keras2_1_mnist.json", FIXTURES), "utf8");
-  const model = await post({ topology: text, seed: 10 });
-  assert.deepEqual(model.output_shape, [10]);
-  assert.equal(model.params, 1199882);
-  const loaded = await loadsBitForBit(model);
-  assert.equal(loaded.name, "mnist");
-  // the same model TF.js builds from that JSON itself
-  const theirs = await tf.models.modelFromJSON({ modelTopology: JSON.parse(text) });
-  assert.deepEqual(
-    loaded.weights.map((w) => [w.originalName, w.shape]),
-    theirs.weights.map((w) => [w.originalName, w.shape]),
-  );
 });
 
 function tfjsModels() {
