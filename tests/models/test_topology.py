@@ -313,7 +313,13 @@ JUNK: list[Any] = [None, [], {}, "x", -1, 1.5, True, [[1, 2]], {"config": 1}, {"
 
 @pytest.mark.parametrize(
     "name",
-    ["keras3_two_in_two_out", "keras3_sequential", "keras3_token_ids", "keras2_functional"],
+    [
+        "keras3_two_in_two_out",
+        "keras3_sequential",
+        "keras3_token_ids",
+        "keras3_noise_unused",
+        "keras2_functional",
+    ],
 )
 def test_any_mangled_topology_is_a_field_error_never_a_crash(name: str) -> None:
     import copy
