@@ -5,10 +5,11 @@ Carried (only when not the default, so the canonical spec of a layer without the
 before): ``trainable: false``; ``<weight>_regularizer`` and ``activity_regularizer`` (L1, L2,
 L1L2: written as TF.js 4.22's ``L1L2``); ``<weight>_constraint`` (MaxNorm, NonNeg, UnitNorm,
 MinMaxNorm); recurrent ``dropout``, ``recurrent_dropout``, ``go_backwards``, ``unroll``;
-Embedding ``mask_zero``; Dropout ``noise_shape``. Refused (they change what the model
+Embedding ``mask_zero``. Refused (they change what the model
 computes or returns, which this service does not model): recurrent ``stateful``,
 ``return_state``, ``time_major``. :mod:`app.models.topology` drops what changes nothing
-(``dtype: float32``, seeds of dropout, ``null`` regularizers).
+(``dtype: float32``, an RNN's ``seed``, ``null`` regularizers). The dropout family's
+``noise_shape`` and ``seed`` are fields of those layers (:mod:`app.models.layers.core`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ def keys(kind: LayerType) -> tuple[str, ...]:
         out += ["dropout", "recurrent_dropout", "go_backwards", "unroll"]
     if kind.type == "embedding":
         out.append("mask_zero")
-    if kind.type == "dropout":
-        out.append("noise_shape")
     return tuple(out)
 
 
@@ -118,15 +117,8 @@ def split(
             kept[key] = _regularizer(value, at)
         elif key.endswith("_constraint"):
             kept[key] = _constraint(value, at)
-        elif key in ("dropout", "recurrent_dropout"):
+        else:  # dropout, recurrent_dropout
             rate = _number(value, at, 0.0, 1.0)
             if rate:
                 kept[key] = rate
-        else:  # noise_shape
-            if not isinstance(value, list) or not all(
-                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)
-                for d in value
-            ):
-                raise ModelSpecError(at, value, "must be a list of integers >= 1 or null")
-            kept[key] = value
     return rest, kept

@@ -7,8 +7,9 @@ int32); a layer's ``inbound`` (default: the previous layer, the first layer's th
 lists the layers or inputs it is called on, in call order; ``outputs`` (default: the last
 layer) lists the model's outputs.
 
-Refused, each naming its field: unknown or dangling names, cycles, a layer or input that
-reaches no output, a graph deeper than the limit. A layer is called once (Keras allows shared
+Refused, each naming its field: unknown or dangling names, cycles, a layer that reaches no
+output, a graph deeper than the limit. An input may reach none: Keras 3 and TF.js 4.22 keep it
+as a model input (``keras.Model([a, b], f(a))``). A layer is called once (Keras allows shared
 layers, called on several inputs; this service does not).
 
 Order: Keras's ``map_graph``. A depth-first walk from each output in turn numbers every node
@@ -228,16 +229,14 @@ def build(
             raise ModelSpecError(
                 locs.layers[node.index], name, f"layer {name!r} reaches no output ({outputs})"
             )
-    for i, name in enumerate(input_names):
-        if name not in done:
-            raise ModelSpecError(locs.inputs[i], name, f"input {name!r} reaches no output")
 
     depths: dict[str, int] = {}
     for name in reversed(finished):
         depth = depths.setdefault(name, 0)
         for parent in nodes[name].inbound if name in nodes else ():
             depths[parent] = max(depth + 1, depths.get(parent, 0))
-    depth = max(depths[name] for name in input_names)
+    # An input that reaches no output is kept, as Keras and TF.js keep it (depth 0).
+    depth = max(depths.get(name, 0) for name in input_names)
     if depth > max_depth:
         raise ModelTooLargeError(
             "layers", depth, f"graph depth {depth} > the limit of {max_depth} layers"

@@ -15,38 +15,16 @@ import copy
 from typing import Any
 
 from app.models.artifacts import GENERATED_BY
-from app.models.errors import ModelUnsupportedError
 from app.models.layers.tfjs import tfjs_layer
 from app.models.spec import Layer, ModelPlan, nested
 
 # What model.json says wrote it; TF.js reads the topology as Keras 2 wrote it.
 KERAS_VERSION = "2.15.0"
-_MERGE = ("add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot")
-
-
-def _unsupported(field: str, value: Any, msg: str) -> ModelUnsupportedError:
-    return ModelUnsupportedError(field, value, f"{msg}; use weights.bin / .safetensors / .npz")
-
-
-def _check(i: int, layer: Layer) -> None:
-    """Refuse the graph-level configurations TF.js 4.22 cannot run (each layer type's own
-    limits are its ``tfjs`` hook, applied by ``tfjs_layer``)."""
-    at, name = f"layers[{i}]", repr(layer.name)
-    if layer.kind.type in _MERGE and len(layer.inbound) < 2:
-        raise _unsupported(
-            f"{at}.inbound",
-            list(layer.inbound),
-            f"TF.js 4.22 merges 2 inputs or more (layer {name})",
-        )
-    if layer.kind.type == "dot" and max(len(s) for s in layer.input_shapes) > 2:
-        raise _unsupported(
-            f"{at}.type", "Dot", f"TF.js 4.22's Dot takes inputs of rank 3 at most (layer {name})"
-        )
 
 
 def _layer(i: int, layer: Layer) -> dict[str, Any]:
-    _check(i, layer)
-    config = copy.deepcopy({k: v for k, v in layer.config.items() if k != "inbound"})
+    config = copy.deepcopy(layer.config)
+    config["inbound"] = list(layer.inbound)  # a sequential layer's too (merge layers' arity)
     for weight in layer.weights:
         # TF.js never runs these (the weights are loaded); they tell a client what each
         # weight was drawn from, so a scheme TF.js cannot express is left to its default.
@@ -55,8 +33,9 @@ def _layer(i: int, layer: Layer) -> dict[str, Any]:
             owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
         else:
             owner.pop(weight.field, None)
-    # The layer type's own TF.js limits and renames, nested layers as {class_name, config}.
-    out = tfjs_layer(layer.kind, config, f"layers[{i}]")
+    # The layer type's own TF.js limits and renames (a merge layer's arity too), nested layers
+    # as {class_name, config}.
+    out = tfjs_layer(layer.kind, config, f"layers[{i}]", layer.input_shapes)
     out["config"].setdefault("trainable", True)
     out["config"]["dtype"] = "float32"
     return out

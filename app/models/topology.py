@@ -30,7 +30,7 @@ from app.models.layers import layer_type
 _BODY = ("topology", "seed", "defaults")
 _MODELS = ("Sequential", "Functional", "Model")
 # Config keys that change neither weights, shapes nor the model TF.js builds.
-_IGNORED = ("batch_input_shape", "batch_shape", "input_shape", "batch_size", "seed",
+_IGNORED = ("batch_input_shape", "batch_shape", "input_shape", "batch_size",
             "implementation", "input_length", "sparse", "ragged", "optional")  # fmt: skip
 # Config keys dropped at this value when the layer type has no such field (any other value
 # goes on to the layer table, which refuses it: "not a field of ...").
@@ -176,6 +176,8 @@ def _layer(entry: Any, loc: str, tfjs: bool, depth: int = 0) -> dict[str, Any]:
             _dtype(value, f"{cloc}.dtype")
         elif key in _IGNORED or (key in _NOOP and key not in kind.fields and value == _NOOP[key]):
             continue
+        elif key == "seed" and key not in kind.fields:
+            continue  # an RNN's (of its dropout masks): TF.js 4.22's RNNs take none
         elif (
             key == "zero_output_for_mask"
             and depth > 0
@@ -244,7 +246,11 @@ def _inbound(entry: Mapping[str, Any], loc: str) -> list[str]:
     node = nodes[0]
     if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
         kwargs = node.get("kwargs") or {}
-        if not isinstance(kwargs, Mapping) or any(v is not None for v in kwargs.values()):
+        # None is no argument; Keras 3 writes ``training: false`` for the dropout family (their
+        # call's default, overridden by the model's own training flag): no argument either.
+        if not isinstance(kwargs, Mapping) or any(
+            v is not None and (k, v) != ("training", False) for k, v in kwargs.items()
+        ):
             raise ModelSpecError(f"{loc}[0].kwargs", kwargs, "call arguments are not supported")
         refs = [_ref(h, f"{loc}[0].args") for h in _tensors(node.get("args"))]
     elif isinstance(node, list):  # Keras 2 / TF.js: [[name, node_index, tensor_index, kwargs]]

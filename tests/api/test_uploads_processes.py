@@ -2,9 +2,8 @@
 (memory per upload, quotas and one Idempotency-Key across two API processes, an API killed
 mid-submission).
 
-Memory is read from the API process itself: ``/proc/<pid>/clear_refs`` resets the peak RSS
-(``VmHWM``) before a request, so ``VmHWM`` after it minus ``VmRSS`` before is what that request
-made the process grow by (a memory bound, not a timing one).
+Memory is read from the API process itself (``tests.process_memory.growth_bytes``: its peak RSS
+reset before a request), a memory bound, not a timing one.
 """
 
 from __future__ import annotations
@@ -16,12 +15,13 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+
+from tests.process_memory import growth_bytes
 
 MiB = 1 << 20
 # Lowered for these tests so the crafted x_train (deflated zeros) is quick to build; the
@@ -35,21 +35,6 @@ JOB: dict[str, Any] = {
     "schemes": [{"label": "He", "initializer": "he_normal"}],
     "repeats": 1,
 }
-
-
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-def growth_bytes(pid: int, request: Callable[[], Any]) -> tuple[Any, int]:
-    """(what ``request()`` returned, how much the process's peak RSS rose above its RSS)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status_kib(pid, "VmRSS")
-    result = request()
-    return result, (_status_kib(pid, "VmHWM") - before) * 1024
 
 
 def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:

@@ -84,12 +84,27 @@ def wrappers() -> keras.Model:
     )
 
 
+def noise_unused() -> keras.Model:
+    """The dropout family with noise shapes and seeds, and an input no output uses (Keras and
+    TF.js keep it as the model's second input)."""
+    seq = keras.Input((8, 4), name="seq")
+    aux = keras.Input((3,), name="aux")
+    x = L.Dropout(0.2, noise_shape=(None, 1, 4), seed=3)(seq)
+    x = L.SpatialDropout1D(0.1, seed=4)(x)
+    x = L.GaussianNoise(0.1, seed=5)(x)
+    x = L.Conv1D(5, 3, padding="same")(x)
+    x = L.GaussianDropout(0.1, seed=6)(x)
+    x = L.AlphaDropout(0.1, seed=7)(L.GlobalAveragePooling1D()(x))
+    return keras.Model([seq, aux], L.Dense(2)(x), name="noise_unused")
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {
     "sequential": sequential,
     "branches": branches,
     "two_in_two_out": two_in_two_out,
     "token_ids": token_ids,
     "wrappers": wrappers,
+    "noise_unused": noise_unused,
 }
 
 

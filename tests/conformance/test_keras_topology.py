@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "numpy")
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -229,3 +230,32 @@ def test_what_would_change_the_model_is_refused_not_dropped(
     problem = _problem(client, topology)
     assert problem["detail"].startswith(f"topology.config.layers[2].config.{field}:")
     assert says in problem["detail"]
+
+
+def test_a_causal_conv1d_topology_plans_keras_weights_and_loads_its_h5(
+    client: TestClient, tmp_path: Path
+) -> None:
+    keras.backend.clear_session()
+    built = keras.Sequential(
+        [
+            keras.Input((10, 4)),
+            L.Conv1D(3, 3, strides=3, padding="causal"),
+            L.Conv1D(2, 2, dilation_rate=2, padding="causal"),
+            L.Flatten(),
+            L.Dense(2),
+        ]
+    )
+    model = post(client, built.to_json())
+    assert [(w["name"], tuple(w["shape"])) for w in model["weights"]] == _keras_weights(built)
+    assert [layer["padding"] for layer in model["spec"]["layers"][:2]] == ["causal"] * 2
+    served = tmp_path / "causal.weights.h5"
+    served.write_bytes(client.get(model["links"]["keras_weights"]).content)
+    built.load_weights(served)
+    npz = np.load(io.BytesIO(client.get(model["links"]["npz"]).content), allow_pickle=False)
+    for got, entry in zip(built.get_weights(), model["weights"], strict=True):
+        assert got.tobytes() == npz[entry["name"]].tobytes()
+    assert model["output_shape"] == list(built.outputs[0].shape[1:])
+    # TF.js 4.22 cannot run causal padding: model.json says so, naming the field
+    refused = client.get(model["links"]["model_json"])
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("layers[0].padding: TF.js 4.22")

@@ -131,11 +131,6 @@ def test_two_inputs_need_inbound_and_merge() -> None:
         ({"outputs": ["x"]}, "outputs[0]", "is an input"),
         ({"outputs": ["out1", "out1"]}, "outputs", "twice"),
         ({"outputs": []}, "outputs", "non-empty"),
-        (
-            {"inputs": [{"name": "x", "shape": [4]}, {"name": "y", "shape": [2]}]},
-            "inputs[1]",
-            "reaches no output",
-        ),
         ({"inputs": [{"name": "a", "shape": [4]}]}, "inputs[0].name", "names a layer"),
         ({"inputs": [{"name": "x", "shape": [0]}]}, "inputs[0].shape", "integers >= 1"),
         ({"inputs": [{"name": "x", "shape": [4], "dtype": "int8"}]}, "inputs[0].dtype", "int32"),
@@ -234,3 +229,15 @@ def test_an_int32_input_is_kept_and_written_on_its_input_layer() -> None:
     assert first["class_name"] == "InputLayer" and first["config"]["dtype"] == "int32"
     floats = plan({**body, "inputs": [{"name": "ids", "shape": [None]}]})
     assert "dtype" not in floats.spec["inputs"][0] and floats.sequential
+
+
+def test_an_input_that_reaches_no_output_stays_a_model_input() -> None:
+    # keras.Model([x, y], f(x)) is a model of two inputs (so is TF.js's); y has no layers
+    body = {**GRAPH, "inputs": [*GRAPH["inputs"], {"name": "y", "shape": [2]}]}
+    p = plan(body)
+    assert [layer.name for layer in p.layers] == [layer.name for layer in plan(GRAPH).layers]
+    assert p.spec["inputs"] == [{"name": "x", "shape": [4]}, {"name": "y", "shape": [2]}]
+    assert p.id != plan(GRAPH).id
+    config = model_json(p, ["weights.bin"])["modelTopology"]["config"]
+    assert config["input_layers"] == [["x", 0, 0], ["y", 0, 0]]
+    assert [entry["name"] for entry in config["layers"]][:2] == ["x", "y"]

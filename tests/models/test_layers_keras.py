@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "numpy")
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 
 from app.models import LAYER_TYPES, Limits, ModelSpecError, plan_model
@@ -35,6 +36,12 @@ CASES: list[tuple[list[int | None], dict[str, Any]]] = [
     ([4, 5], {"type": "flatten"}),
     ([4, 5], {"type": "flatten", **CF}),
     ([5], {"type": "dropout", "rate": 0.1}),
+    ([7, 4], {"type": "dropout", "rate": 0.1, "noise_shape": [None, 1, 4], "seed": 5}),
+    ([None, 4], {"type": "dropout", "rate": 0.1, "noise_shape": [None, 1, None]}),
+    ([7, 4], {"type": "spatial_dropout1d", "rate": 0.2, "seed": 3}),
+    ([5], {"type": "gaussian_dropout", "rate": 0.5, "seed": 2**32 - 1}),
+    ([5, 2], {"type": "gaussian_noise", "stddev": 0.5, "seed": 0}),
+    ([5, 2], {"type": "alpha_dropout", "rate": 0.1, "noise_shape": [None, 5, 1], "seed": 9}),
     ([7, 4], {"type": "spatial_dropout1d", "rate": 0.2}),
     ([6, 5, 4], {"type": "spatial_dropout2d", "rate": 0.2, **CF}),
     ([3, 5, 5, 4], {"type": "spatial_dropout3d", "rate": 0.2}),
@@ -47,6 +54,20 @@ CASES: list[tuple[list[int | None], dict[str, Any]]] = [
     ([6, 3], {"type": "batch_normalization"}),
     ([6, 3], {"type": "layer_normalization", "axis": 1}),
     ([9, 3], {"type": "conv1d", "filters": 4, "kernel_size": 3, "dilation_rate": 2}),
+    (
+        [10, 4],
+        {"type": "conv1d", "filters": 3, "kernel_size": 3, "strides": 3, "padding": "causal"},
+    ),
+    (
+        [9, 3],
+        {"type": "conv1d", "filters": 2, "kernel_size": 4, "dilation_rate": 3, "padding": "causal"},
+    ),
+    ([3, 2], {"type": "conv1d", "filters": 2, "kernel_size": 5, "padding": "causal"}),
+    (
+        [4, 9],
+        {"type": "conv1d", "filters": 2, "kernel_size": 3, "strides": 2, "padding": "causal", **CF},
+    ),
+    ([None, 3], {"type": "conv1d", "filters": 2, "kernel_size": 3, "padding": "causal"}),
     ([9, 9, 4], {"type": "conv2d", "filters": 4, "kernel_size": 3, "groups": 2}),
     ([7, 6, 5, 2], {"type": "conv3d", "filters": 3, "kernel_size": [3, 2, 1], "strides": 2}),
     ([2, 7, 6, 5], {"type": "conv3d", "filters": 3, "kernel_size": 2, "padding": "same", **CF}),
@@ -280,6 +301,18 @@ REFUSED: list[tuple[list[int], dict[str, Any], str]] = [
     ),
     ([6], {"type": "time_distributed", "layer": {"type": "dense", "units": 2}}, "type"),
     ([5], {"type": "gaussian_noise", "stddev": 1.5}, "stddev"),
+    ([9, 9, 3], {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "causal"}, "padding"),
+    (
+        [9, 3],
+        {"type": "conv1d_transpose", "filters": 2, "kernel_size": 3, "padding": "causal"},
+        "padding",
+    ),
+    ([9, 3], {"type": "depthwise_conv1d", "kernel_size": 3, "padding": "causal"}, "padding"),
+    (
+        [9, 3],
+        {"type": "separable_conv1d", "filters": 2, "kernel_size": 3, "padding": "causal"},
+        "padding",
+    ),
     ([5], {"type": "alpha_dropout", "rate": 1.5}, "rate"),
     ([5], {"type": "re_lu", "threshold": -1.0}, "threshold"),
     ([5], {"type": "leaky_re_lu", "negative_slope": -0.1}, "negative_slope"),
@@ -298,3 +331,24 @@ def test_what_we_refuse_keras_refuses(
     with pytest.raises((ValueError, TypeError, IndexError)):
         built = keras.layers.deserialize(keras_config(layer))
         keras.Sequential([keras.Input(tuple(input_shape)), built])
+
+
+# (input shape, layer): a noise_shape we refuse (naming it); Keras cannot train the layer.
+UNTRAINABLE = [
+    ([5, 4], {"type": "dropout", "rate": 0.5, "noise_shape": [None, 4]}),
+    ([5, 4], {"type": "dropout", "rate": 0.5, "noise_shape": [None, 2, 4]}),
+    ([5, 4], {"type": "alpha_dropout", "rate": 0.5, "noise_shape": [None, 5, 1, 1]}),
+    ([5, 4], {"type": "alpha_dropout", "rate": 0.5, "noise_shape": [None, 5, 3]}),
+]
+
+
+@pytest.mark.parametrize(("input_shape", "layer"), UNTRAINABLE, ids=str)
+def test_a_noise_shape_we_refuse_keras_cannot_train(
+    input_shape: list[int], layer: dict[str, Any]
+) -> None:
+    with pytest.raises(ModelSpecError) as refused:
+        plan(input_shape, layer)
+    assert refused.value.field == "layers[0].noise_shape"
+    built = keras.layers.deserialize(keras_config(layer))
+    with pytest.raises(ValueError):
+        built(np.ones((2, *input_shape), np.float32), training=True)

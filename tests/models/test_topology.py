@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from app.initializers.schemes._common import TRUNCATED_STD
-from app.models import ModelSpecError, ModelTooLargeError, iter_weights, model_json, plan_model
+from app.models import (
+    ModelSpecError,
+    ModelTooLargeError,
+    ModelUnsupportedError,
+    iter_weights,
+    model_json,
+    plan_model,
+)
 from tests.models.test_models_spec import LIMITS
 
 LIMITS = dataclasses.replace(LIMITS, max_depth=64, max_topology_bytes=64 * 1024)
@@ -231,6 +238,9 @@ def _functional(dense_nodes: Any, outputs: Any = None) -> dict[str, Any]:
 
 def test_functional_refusals() -> None:
     assert plan(_functional(k3_node("x"))).spec["inputs"] == [{"name": "x", "shape": [4]}]
+    # what Keras 3 writes for a dropout layer's call (its default): no argument
+    quiet = _functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": False}}])
+    assert plan(quiet).spec == plan(_functional(k3_node("x"))).spec
     at = "topology.config.layers[1].inbound_nodes"
     cases: list[tuple[Any, str, str]] = [
         (_functional(k3_node("x") * 2), at, "shared layer"),
@@ -238,6 +248,9 @@ def test_functional_refusals() -> None:
         (_functional([[["x", 0, 1, {}]]]), f"{at}[0][0]", "several outputs"),
         (_functional([[["x", 0, 0, {"training": True}]]]), f"{at}[0][0][3]", "call arguments"),
         (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"mask": 1}}]),
+         f"{at}[0].kwargs", "call arguments"),
+        # training: true in a call runs the layer as in training (Monte Carlo dropout)
+        (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": True}}]),
          f"{at}[0].kwargs", "call arguments"),
         (_functional(k3_node("y")), f"{at}[0]", "names no layer"),
         (_functional(k3_node("x"), ["e", 0, 0]), "topology.config.output_layers[0]", "names no"),
@@ -300,7 +313,13 @@ JUNK: list[Any] = [None, [], {}, "x", -1, 1.5, True, [[1, 2]], {"config": 1}, {"
 
 @pytest.mark.parametrize(
     "name",
-    ["keras3_two_in_two_out", "keras3_sequential", "keras3_token_ids", "keras2_functional"],
+    [
+        "keras3_two_in_two_out",
+        "keras3_sequential",
+        "keras3_token_ids",
+        "keras3_noise_unused",
+        "keras2_functional",
+    ],
 )
 def test_any_mangled_topology_is_a_field_error_never_a_crash(name: str) -> None:
     import copy
@@ -324,3 +343,41 @@ def test_any_mangled_topology_is_a_field_error_never_a_crash(name: str) -> None:
             assert exc.field.split(".")[0] in ("topology", "name"), exc.field
             refused_count += 1
     assert refused_count > 100
+
+
+def test_dropout_seeds_and_noise_shapes_reach_model_json_as_tfjs_reads_them() -> None:
+    body = {"input_shape": [6, 4], "seed": 1, "layers": [
+        {"type": "dropout", "rate": 0.2, "noise_shape": [None, 1, 4], "seed": 7},
+        {"type": "spatial_dropout1d", "rate": 0.2, "seed": 8},
+        {"type": "gaussian_noise", "stddev": 0.1, "seed": 9},
+        {"type": "alpha_dropout", "rate": 0.1, "noise_shape": [2, 6, 1], "seed": 10},
+        {"type": "dropout", "rate": 0.2, "noise_shape": None, "seed": None}]}  # fmt: skip
+    p = plan_model(body, LIMITS)
+    assert p.spec["layers"][0]["noise_shape"] == [None, 1, 4]
+    assert [c.get("seed") for c in p.spec["layers"]] == [7, 8, 9, 10, None]
+    assert "noise_shape" not in p.spec["layers"][4]  # null: the default, not carried
+    written = [
+        layer["config"]
+        for layer in model_json(p, ["weights.bin"])["modelTopology"]["config"]["layers"]
+    ]
+    assert (written[0]["noise_shape"], written[0]["seed"], written[1]["seed"]) == (
+        [None, 1, 4], 7, 8)  # fmt: skip
+    # TF.js's GaussianNoise and AlphaDropout take no seed
+    assert "seed" not in written[2] and "seed" not in written[3]
+    assert written[3]["noise_shape"] == [2, 6, 1]
+    # its AlphaDropout draws the mask in noise_shape as given: null is no size
+    body["layers"][3]["noise_shape"] = [None, 6, 1]
+    with pytest.raises(ModelUnsupportedError) as err:
+        model_json(plan_model(body, LIMITS), ["weights.bin"])
+    assert err.value.field == "layers[3].noise_shape"
+
+
+def test_causal_conv1d_plans_and_model_json_refuses_it() -> None:
+    conv = {"type": "conv1d", "filters": 3, "kernel_size": 3, "strides": 3, "padding": "causal"}
+    body = {"input_shape": [10, 4], "seed": 1, "layers": [conv]}
+    p = plan_model(body, LIMITS)
+    assert p.layers[0].output_shape == (4, 3)
+    assert p.spec["layers"][0]["padding"] == "causal"
+    with pytest.raises(ModelUnsupportedError) as err:
+        model_json(p, ["weights.bin"])
+    assert err.value.field == "layers[0].padding" and "causal" in err.value.msg

@@ -1,12 +1,15 @@
 """Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``
 (and its 4 MiB shards), safetensors, ``.npz`` and Keras 3 ``.weights.h5`` (api.md, Models).
-Artifacts are immutable: strong ETags, 304s."""
+Artifacts are immutable: strong ETags, 304s. The files are one table, ``FILES`` (path, media
+type, body), each entry a GET route."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -30,7 +33,6 @@ from app.models import (
     plan_model,
     safetensors_head,
     shard_count,
-    shard_name,
     shard_stream,
     weights_paths,
 )
@@ -186,183 +188,165 @@ def _etag(request: Request, model_id: str, artifact: str) -> str:
     return '"' + hashlib.sha256(text).hexdigest()[:32] + '"'
 
 
-def _artifact(
-    request: Request,
-    model_id: str,
-    artifact: str,
-    media_type: str,
-    if_none_match: str | None,
-    store: ModelStoreDep,
-    settings: Settings,
-    body: Callable[[ModelPlan], tuple[int, Iterator[bytes | memoryview]] | bytes],
-) -> Response:
-    plan = _stored(model_id, request, store, settings)
-    etag = _etag(request, model_id, artifact)
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    made = body(plan)
-    if isinstance(made, bytes):
-        return Response(made, media_type=media_type, headers=headers)
-    length, chunks = made
-    if length <= INLINE_MAX_BYTES:
-        return Response(b"".join(chunks), media_type=media_type, headers=headers)
-    headers["Content-Length"] = str(length)
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
-
-
+# What a file's body function makes of the plan and the route's integer path parameters (the
+# shard's index and count): the whole body, or (Content-Length, chunks) to stream.
+Made = tuple[int, Iterator[bytes | memoryview]] | bytes
 IfNoneMatch = Annotated[str | None, Header()]
 
 
-@router.get("/{model_id}/model.json")
-def read_model_json(
-    request: Request,
-    model_id: str,
-    store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    """The TF.js LayersModel artifact: `tf.loadLayersModel(<this URL>)` loads the model."""
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model: ``GET /v1/models/{model_id}/<path>``."""
 
-    def make(plan: ModelPlan) -> bytes:
-        try:
-            return orjson.dumps(model_json(plan, weights_paths(plan)))
-        except ModelSpecError as exc:
-            raise _client_error(exc) from exc
+    path: str  # Starlette's form: ``{index:int}`` is an integer path parameter
+    media_type: str
+    body: Callable[[ModelPlan, dict[str, int]], Made]
+    name: str  # the route's (the OpenAPI operation's)
+    doc: str
 
-    return _artifact(
-        request, model_id, "model.json", "application/json", if_none_match, store, settings, make
-    )
+    def artifact(self, params: dict[str, int]) -> str:
+        """The file's name for these parameters (``group1-shard3of19.bin``): its ETag's key."""
+        return _PARAM.sub(r"{\1}", self.path).format(**params)
+
+    def params(self) -> list[str]:
+        return _PARAM.findall(self.path)
 
 
-@router.get("/{model_id}/weights.bin")
-def read_weights_bin(
-    request: Request,
-    model_id: str,
-    store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    """Every weight as little-endian float32 in manifest order, streamed weight by weight
-    (a file up to ``INLINE_MAX_BYTES`` in one body)."""
-    return _artifact(
-        request,
-        model_id,
+_PARAM = re.compile(r"\{(\w+):int\}")
+
+
+def _model_json(plan: ModelPlan, _: dict[str, int]) -> bytes:
+    try:
+        return orjson.dumps(model_json(plan, weights_paths(plan)))
+    except ModelSpecError as exc:
+        raise _client_error(exc) from exc
+
+
+def _safetensors(plan: ModelPlan, _: dict[str, int]) -> Made:
+    head = safetensors_head(plan)
+
+    def chunks() -> Iterator[bytes | memoryview]:
+        yield head
+        yield from iter_weights(plan)
+
+    return len(head) + plan.nbytes, chunks()
+
+
+def _shard(plan: ModelPlan, params: dict[str, int]) -> Made:
+    index, count, n = params["index"], params["count"], shard_count(plan)
+    if n == 1 or count != n or not 1 <= index <= count:
+        raise NotFoundError(
+            f"No shard {index} of {count}: this model's model.json lists "
+            + (
+                "weights.bin alone (it fits one 4 MiB shard)"
+                if n == 1
+                else f"shards 1 to {n} of {n}"
+            )
+        )
+    return shard_stream(plan, index)
+
+
+FILES: tuple[ModelFile, ...] = (
+    ModelFile(
+        "model.json",
+        "application/json",
+        _model_json,
+        "read_model_json",
+        "The TF.js LayersModel artifact: `tf.loadLayersModel(<this URL>)` loads the model.",
+    ),
+    ModelFile(
         "weights.bin",
         "application/octet-stream",
-        if_none_match,
-        store,
-        settings,
-        lambda plan: (plan.nbytes, iter_weights(plan)),
-    )
-
-
-@router.get("/{model_id}/weights.safetensors")
-def read_weights_safetensors(
-    request: Request,
-    model_id: str,
-    store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    """A safetensors file: keys `layer/weight`, the canonical spec and seed in the metadata."""
-
-    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes | memoryview]]:
-        head = safetensors_head(plan)
-
-        def chunks() -> Iterator[bytes | memoryview]:
-            yield head
-            yield from iter_weights(plan)
-
-        return len(head) + plan.nbytes, chunks()
-
-    return _artifact(
-        request,
-        model_id,
+        lambda plan, _: (plan.nbytes, iter_weights(plan)),
+        "read_weights_bin",
+        "Every weight as little-endian float32 in manifest order, streamed weight by weight\n"
+        "(a file up to ``INLINE_MAX_BYTES`` in one body).",
+    ),
+    ModelFile(
         "weights.safetensors",
         "application/vnd.safetensors",
-        if_none_match,
-        store,
-        settings,
-        make,
-    )
-
-
-@router.get("/{model_id}/weights.npz")
-def read_weights_npz(
-    request: Request,
-    model_id: str,
-    store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    """An uncompressed `.npz` (`numpy.load`), one array per weight keyed `layer/weight`."""
-    return _artifact(
-        request,
-        model_id,
+        _safetensors,
+        "read_weights_safetensors",
+        "A safetensors file: keys `layer/weight`, the canonical spec and seed in the metadata.",
+    ),
+    ModelFile(
         "weights.npz",
         "application/zip",
-        if_none_match,
-        store,
-        settings,
-        npz_stream,
-    )
-
-
-@router.get(f"/{{model_id}}/{KERAS_WEIGHTS}")
-def read_keras_weights(
-    request: Request,
-    model_id: str,
-    store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    """Keras 3 weights: save as `model.weights.h5`, then `model.load_weights(path)` on the
-    model Keras builds from the spec (the variables keyed as Keras keeps them)."""
-    return _artifact(
-        request,
-        model_id,
+        lambda plan, _: npz_stream(plan),
+        "read_weights_npz",
+        "An uncompressed `.npz` (`numpy.load`), one array per weight keyed `layer/weight`.",
+    ),
+    ModelFile(
         KERAS_WEIGHTS,
         "application/x-hdf5",
-        if_none_match,
-        store,
-        settings,
-        h5_stream,
-    )
+        lambda plan, _: h5_stream(plan),
+        "read_keras_weights",
+        "Keras 3 weights: save as `model.weights.h5`, then `model.load_weights(path)` on the\n"
+        "model Keras builds from the spec (the variables keyed as Keras keeps them).",
+    ),
+    ModelFile(
+        "group1-shard{index:int}of{count:int}.bin",
+        "application/octet-stream",
+        _shard,
+        "read_weights_shard",
+        "Shard `index` of `count` of `weights.bin` (4 MiB each, the last shorter), as listed in\n"
+        "`model.json` for a model over 4 MiB; each made from the weights it overlaps alone.",
+    ),
+)
 
 
-@router.get("/{model_id}/group1-shard{index:int}of{count:int}.bin")
-def read_weights_shard(
+def _serve(
+    file: ModelFile,
     request: Request,
     model_id: str,
-    index: int,
-    count: int,
     store: ModelStoreDep,
-    settings: SettingsDep,
-    if_none_match: IfNoneMatch = None,
+    settings: Settings,
+    if_none_match: str | None,
+    params: dict[str, int],
 ) -> Response:
-    """Shard `index` of `count` of `weights.bin` (4 MiB each, the last shorter), as listed in
-    `model.json` for a model over 4 MiB; each made from the weights it overlaps alone."""
+    plan = _stored(model_id, request, store, settings)
+    etag = _etag(request, model_id, file.artifact(params))
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    made = file.body(plan, params)
+    if isinstance(made, bytes):
+        return Response(made, media_type=file.media_type, headers=headers)
+    length, chunks = made
+    if length <= INLINE_MAX_BYTES:
+        return Response(b"".join(chunks), media_type=file.media_type, headers=headers)
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(chunks, media_type=file.media_type, headers=headers)
 
-    def make(plan: ModelPlan) -> tuple[int, Iterator[bytes | memoryview]]:
-        if shard_count(plan) == 1 or count != shard_count(plan) or not 1 <= index <= count:
-            raise NotFoundError(
-                f"No shard {index} of {count}: this model's model.json lists "
-                + (
-                    "weights.bin alone (it fits one 4 MiB shard)"
-                    if shard_count(plan) == 1
-                    else f"shards 1 to {shard_count(plan)} of {shard_count(plan)}"
-                )
-            )
-        return shard_stream(plan, index)
 
-    return _artifact(
-        request,
-        model_id,
-        shard_name(index, count),
-        "application/octet-stream",
-        if_none_match,
-        store,
-        settings,
-        make,
+def _endpoint(file: ModelFile) -> Callable[..., Response]:
+    """The route of ``file``: its signature declares the integer path parameters (FastAPI
+    reads them from it, for validation and the OpenAPI document)."""
+
+    def endpoint(
+        request: Request,
+        model_id: str,
+        store: ModelStoreDep,
+        settings: SettingsDep,
+        if_none_match: IfNoneMatch = None,
+        **params: int,
+    ) -> Response:
+        return _serve(file, request, model_id, store, settings, if_none_match, params)
+
+    signature = inspect.signature(endpoint)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    *head, header = (
+        p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD
+    )
+    extra = [inspect.Parameter(name, keyword, annotation=int) for name in file.params()]
+    new = signature.replace(parameters=[*head, *extra, header])
+    endpoint.__signature__ = new  # type: ignore[attr-defined]
+    endpoint.__name__ = file.name
+    endpoint.__doc__ = file.doc
+    return endpoint
+
+
+for _file in FILES:
+    router.add_api_route(
+        f"/{{model_id}}/{_file.path}", _endpoint(_file), methods=["GET"], name=_file.name
     )

@@ -44,7 +44,7 @@ def _prelu(f: Fields, shape: Shape, _: str) -> Inferred:
     return Inferred(f.out, shape, (WeightShape("alpha", tuple(alpha), "alpha"),))
 
 
-def _tfjs_relu(config: dict[str, Any], loc: str) -> None:
+def _tfjs_relu(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     for key in ("negative_slope", "threshold"):
         if config[key] != 0.0:
             raise unsupported(
@@ -53,11 +53,11 @@ def _tfjs_relu(config: dict[str, Any], loc: str) -> None:
         del config[key]
 
 
-def _tfjs_leaky_relu(config: dict[str, Any], _: str) -> None:
+def _tfjs_leaky_relu(config: dict[str, Any], _: str, _shapes: tuple[Shape, ...]) -> None:
     config["alpha"] = config.pop("negative_slope")  # Keras 2 and TF.js name it alpha
 
 
-def _tfjs_elu(config: dict[str, Any], loc: str) -> None:
+def _tfjs_elu(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     if config["alpha"] != 1.0:
         raise unsupported(
             f"{loc}.alpha", config["alpha"], config, "TF.js 4.22 ELU runs alpha 1.0 only"

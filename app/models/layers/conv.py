@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from app.models.layers.fields import ACTIVATIONS, Fields, Inferred, Shape, WeightShape
-from app.models.layers.table import LayerType
+from app.models.layers.table import LayerType, TfjsHook
 from app.models.layers.tfjs import unsupported
 
 
@@ -29,7 +29,8 @@ def conv_output(
     for size, k, s, d in zip(spatial, kernel, strides, dilation, strict=True):
         if size is None:
             out.append(None)
-        elif padding == "same":
+        elif padding in ("same", "causal"):
+            # causal: left-padded by the span - 1, then valid: the same ceil(size / stride)
             out.append(-(-size // s))
         else:
             span = d * (k - 1) + 1
@@ -82,7 +83,9 @@ def _read(f: Fields, shape: Shape, n: int, kind: str) -> _Window:
         f.integer("filters")
     kernel = f.ints("kernel_size", None, n)
     strides = f.ints("strides", 1, n)
-    padding = f.choice("padding", "valid", ("valid", "same"))
+    # Keras 3 takes causal padding on Conv1D only.
+    paddings = ("valid", "same", "causal") if kind == "conv" and n == 1 else ("valid", "same")
+    padding = f.choice("padding", "valid", paddings)
     first = f.data_format()
     dilation = f.ints("dilation_rate", 1, n)
     f.choice("activation", "linear", ACTIVATIONS)
@@ -174,15 +177,20 @@ def _separable(n: int) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_conv(config: dict[str, Any], loc: str) -> None:
+def _tfjs_conv(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
+    if config["padding"] == "causal":
+        # TF.js 4.22 builds it with the valid output size and throws when it runs
+        raise unsupported(
+            f"{loc}.padding", "causal", config, "TF.js 4.22 cannot run causal padding"
+        )
     if config.get("groups", 1) != 1:
         raise unsupported(
             f"{loc}.groups", config["groups"], config, "TF.js 4.22 has no grouped convolution"
         )
 
 
-def _tfjs_no_dilation(what: str) -> Callable[[dict[str, Any], str], None]:
-    def hook(config: dict[str, Any], loc: str) -> None:
+def _tfjs_no_dilation(what: str) -> TfjsHook:
+    def hook(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
         if max(config["dilation_rate"]) > 1:
             raise unsupported(
                 f"{loc}.dilation_rate",

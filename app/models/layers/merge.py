@@ -8,9 +8,11 @@ Concatenate joins along ``axis`` with the other axes equal, Dot contracts ``axes
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from app.models.layers.fields import Fields, Inferred, Shape
 from app.models.layers.table import LayerType
+from app.models.layers.tfjs import unsupported
 
 
 def _broadcast(f: Fields, shapes: tuple[Shape, ...]) -> Shape:
@@ -97,15 +99,31 @@ def _dot(f: Fields, shapes: tuple[Shape, ...], _: str) -> Inferred:
     return Inferred(f.out, out or (1,), ())
 
 
+def _tfjs_merge(config: dict[str, Any], loc: str, _: tuple[Shape, ...]) -> None:
+    inbound = config.get("inbound", [])
+    if len(inbound) < 2:
+        raise unsupported(f"{loc}.inbound", inbound, config, "TF.js 4.22 merges 2 inputs or more")
+
+
+def _tfjs_dot(config: dict[str, Any], loc: str, shapes: tuple[Shape, ...]) -> None:
+    _tfjs_merge(config, loc, shapes)
+    if max(len(s) for s in shapes) > 2:
+        raise unsupported(
+            f"{loc}.type", "Dot", config, "TF.js 4.22's Dot takes inputs of rank 3 at most"
+        )
+
+
 _NO_SUBTRACT = "TF.js 4.22 has no Subtract layer"
 LAYERS: tuple[LayerType, ...] = (
     *(
-        LayerType(name.lower(), name, None, (), infer_many=_elementwise(None))
+        LayerType(name.lower(), name, None, (), infer_many=_elementwise(None), tfjs=_tfjs_merge)
         for name in ("Add", "Multiply", "Average", "Maximum", "Minimum")
     ),
     LayerType(
         "subtract", "Subtract", None, (), infer_many=_elementwise(2), tfjs_unsupported=_NO_SUBTRACT
     ),
-    LayerType("concatenate", "Concatenate", None, ("axis",), infer_many=_concatenate),
-    LayerType("dot", "Dot", None, ("axes", "normalize"), infer_many=_dot),
+    LayerType(
+        "concatenate", "Concatenate", None, ("axis",), infer_many=_concatenate, tfjs=_tfjs_merge
+    ),
+    LayerType("dot", "Dot", None, ("axes", "normalize"), infer_many=_dot, tfjs=_tfjs_dot),
 )

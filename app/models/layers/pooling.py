@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.models.layers.fields import Fields, Inferred, Shape
-from app.models.layers.table import LayerType
+from app.models.layers.table import LayerType, TfjsHook
 from app.models.layers.tfjs import unsupported
 
 _FIELDS = ("pool_size", "strides", "padding", "data_format")
@@ -53,7 +53,7 @@ def _global(n: int) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_pool1d(config: dict[str, Any], loc: str) -> None:
+def _tfjs_pool1d(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     if config["data_format"] == "channels_first":
         raise unsupported(
             f"{loc}.data_format",
@@ -63,10 +63,10 @@ def _tfjs_pool1d(config: dict[str, Any], loc: str) -> None:
         )
 
 
-def _tfjs_global(n: int) -> Callable[[dict[str, Any], str], None]:
-    def hook(config: dict[str, Any], loc: str) -> None:
+def _tfjs_global(n: int) -> TfjsHook:
+    def hook(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
         if n == 1:
-            _tfjs_pool1d(config, loc)
+            _tfjs_pool1d(config, loc, _shapes)
         if config["keepdims"]:
             raise unsupported(
                 f"{loc}.keepdims", True, config, "TF.js 4.22's global pooling has no keepdims"

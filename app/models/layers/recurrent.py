@@ -39,7 +39,7 @@ def _rnn(gates: int, kind: str) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_gru(config: dict[str, Any], loc: str) -> None:
+def _tfjs_gru(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     if config["reset_after"]:
         raise unsupported(
             f"{loc}.reset_after",

@@ -99,7 +99,7 @@ def _upsampling(n: int) -> Callable[[Fields, Shape, str], Inferred]:
     return infer
 
 
-def _tfjs_upsampling(config: dict[str, Any], loc: str) -> None:
+def _tfjs_upsampling(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...]) -> None:
     if config["interpolation"] not in ("nearest", "bilinear"):
         raise unsupported(
             f"{loc}.interpolation",

@@ -12,10 +12,11 @@ from app.models.layers.fields import Fields, Inferred, Shape
 InferOne = Callable[[Fields, Shape, str], Inferred]
 # Every input's shape → the output (merge layers: Add, Concatenate, ...).
 InferMany = Callable[[Fields, tuple[Shape, ...], str], Inferred]
-# The layer's canonical config (a copy, initializers already in TF.js form) → TF.js 4.22's
-# reading of it, changed in place (LeakyReLU ``negative_slope`` → ``alpha``); raises
+# The layer's canonical config (a copy, initializers already in TF.js form; a graph layer's
+# ``inbound`` too), ``loc`` and its inputs' shapes (batch excluded) → TF.js 4.22's reading of
+# it, changed in place (LeakyReLU ``negative_slope`` → ``alpha``); raises
 # ModelUnsupportedError naming ``<loc>.<field>`` for a config TF.js cannot run.
-TfjsHook = Callable[[dict[str, Any], str], None]
+TfjsHook = Callable[[dict[str, Any], str, tuple[Shape, ...]], None]
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,13 @@ def _strip(name: str) -> str:
     return name[len("forward_") :] if name.startswith("forward_") else name
 
 
+def _sides(name: str) -> tuple[str, str]:
+    """A Bidirectional's two layers, named from its inner layer's ``name`` as Keras 3 and TF.js
+    4.22 name them: ``forward_<n>``, ``backward_<n>``, ``n`` the name without the ``forward_``
+    Keras 3's ``to_json`` writes it with."""
+    return f"forward_{_strip(name)}", f"backward_{_strip(name)}"
+
+
 def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
     fwd, fwd_weights, fwd_result = _inner(f, "layer", shape, defaults, rnn=True)
     mode = f.raw.get("merge_mode", "concat")
@@ -83,10 +90,11 @@ def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
 
     # TF.js's names too: model.json's inner layer is named without the forward_ (Keras 3
     # writes the layer as forward_<name>), and TF.js prefixes forward_ / backward_ itself.
-    weights = renamed(fwd_weights, f"forward_{_strip(name)}", f"forward_{_strip(name)}")
+    forward, backward = _sides(name)
+    weights = renamed(fwd_weights, forward, forward)
     if f.raw.get("backward_layer") is None:
         f.out["backward_layer"] = None
-        weights += renamed(fwd_weights, f"backward_{_strip(name)}", f"backward_{_strip(name)}")
+        weights += renamed(fwd_weights, backward, backward)
     else:
         bwd, bwd_weights, bwd_result = _inner(f, "backward_layer", shape, defaults, rnn=True)
         if bwd["go_backwards"] == fwd["go_backwards"]:
@@ -101,7 +109,7 @@ def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
             )
         # TF.js 4.22 builds its own mirror of the layer (model.json refuses a backward_layer
         # that is not one): Keras names it as given, TF.js backward_<the layer's name>.
-        weights += renamed(bwd_weights, bwd["name"], f"backward_{_strip(name)}")
+        weights += renamed(bwd_weights, bwd["name"], backward)
     out = fwd_result.output_shape
     if mode is None:
         return Inferred(f.out, out, tuple(weights), (out,))
@@ -111,15 +119,15 @@ def _bidirectional(f: Fields, shape: Shape, defaults: str) -> Inferred:
     return Inferred(f.out, out, tuple(weights))
 
 
-def _tfjs_inner(config: dict[str, Any], key: str, loc: str) -> None:
+def _tfjs_inner(config: dict[str, Any], key: str, loc: str, shape: Shape) -> None:
     from app.models.layers import layer_type
 
-    inner = config[key]
-    config[key] = tfjs_layer(layer_type(inner["type"], f"{loc}.{key}"), inner, f"{loc}.{key}")
+    inner, at = config[key], f"{loc}.{key}"
+    config[key] = tfjs_layer(layer_type(inner["type"], at), inner, at, (shape,))
 
 
-def _tfjs_time_distributed(config: dict[str, Any], loc: str) -> None:
-    _tfjs_inner(config, "layer", loc)
+def _tfjs_time_distributed(config: dict[str, Any], loc: str, shapes: tuple[Shape, ...]) -> None:
+    _tfjs_inner(config, "layer", loc, shapes[0][1:])  # the inner layer sees one timestep
 
 
 def _mirrors(forward: dict[str, Any], backward: dict[str, Any]) -> bool:
@@ -137,13 +145,13 @@ def _mirrors(forward: dict[str, Any], backward: dict[str, Any]) -> bool:
 
     return (
         backward.get("name")
-        in (f"backward_{forward.get('name')}", f"backward_{_strip(str(forward.get('name')))}")
+        in (f"backward_{forward.get('name')}", _sides(str(forward.get("name")))[1])
         and backward.get("go_backwards") != forward.get("go_backwards", False)
         and rest(forward) == rest(backward)
     )
 
 
-def _tfjs_bidirectional(config: dict[str, Any], loc: str) -> None:
+def _tfjs_bidirectional(config: dict[str, Any], loc: str, shapes: tuple[Shape, ...]) -> None:
     backward = config["backward_layer"]
     if backward is not None and not _mirrors(config["layer"], backward):
         raise unsupported(
@@ -161,7 +169,7 @@ def _tfjs_bidirectional(config: dict[str, Any], loc: str) -> None:
         )
     del config["backward_layer"]
     config["layer"]["name"] = _strip(config["layer"]["name"])
-    _tfjs_inner(config, "layer", loc)
+    _tfjs_inner(config, "layer", loc, shapes[0])
 
 
 LAYERS: tuple[LayerType, ...] = (

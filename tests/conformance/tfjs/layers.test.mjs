@@ -66,10 +66,11 @@ const MODELS = {
       { type: "conv1d", filters: 4, kernel_size: 3, strides: 2 },
       { type: "max_pooling1d" },
       { type: "average_pooling1d", pool_size: 2, padding: "same" },
-      { type: "spatial_dropout1d", rate: 0.1 },
-      { type: "gaussian_noise", stddev: 0.1 },
+      { type: "spatial_dropout1d", rate: 0.1, seed: 4 },
+      { type: "dropout", rate: 0.1, noise_shape: [null, 1, 4], seed: 5 },
+      { type: "gaussian_noise", stddev: 0.1, seed: 6 },
       { type: "gaussian_dropout", rate: 0.1 },
-      { type: "alpha_dropout", rate: 0.1 },
+      { type: "alpha_dropout", rate: 0.1, noise_shape: [2, 2, 1] },
       { type: "global_max_pooling1d" },
       { type: "repeat_vector", n: 5 },
       { type: "permute", dims: [2, 1] },
@@ -142,6 +143,8 @@ const REFUSED = [
   [[9, 3], { type: "global_max_pooling1d", keepdims: true }, "keepdims"],
   [[4, 4, 2], { type: "up_sampling2d", interpolation: "bicubic" }, "interpolation"],
   [[9, 9, 4], { type: "conv2d", filters: 2, kernel_size: 3, groups: 2 }, "groups"],
+  [[9, 4], { type: "conv1d", filters: 2, kernel_size: 3, padding: "causal" }, "padding"],
+  [[9, 4], { type: "alpha_dropout", rate: 0.1, noise_shape: [null, 9, 1] }, "noise_shape"],
   [[6, 4], { type: "bidirectional", layer: { type: "lstm", units: 2 }, merge_mode: null }, "merge_mode"],
   [
     [6, 4],
@@ -216,6 +219,16 @@ for (const [label, spec] of Object.entries(MODELS)) {
       if (layer.type === "leaky_re_lu") {
         assert.equal(loaded.layers[i].getConfig().alpha, layer.negative_slope);
       }
+      // a dropout's seed and noise_shape reach the TF.js layer that takes them
+      if (["dropout", "spatial_dropout1d"].includes(layer.type)) {
+        assert.equal(loaded.layers[i].getConfig().seed, layer.seed);
+      }
+      if (layer.noise_shape) assert.deepEqual(loaded.layers[i].noiseShape, layer.noise_shape);
+    }
+    // the noise layers run in training mode too (the mask shapes fit the input)
+    if (label === "signal1d") {
+      const trained = loaded.layers.slice(0, 9).reduce((t, l) => l.apply(t, { training: true }), x);
+      assert.ok(trained.dataSync().every(Number.isFinite));
     }
   });
 }
@@ -270,4 +283,13 @@ test("what model.json refuses, TF.js itself cannot run as Keras does", async () 
   const padded = await post({ input_shape: shape, layers: [layer] });
   const up = tf.layers.conv2dTranspose({ filters: 2, kernelSize: 3, strides: 2, outputPadding: 1 });
   assert.notDeepEqual(up.apply(tf.zeros([1, ...shape])).shape.slice(1), padded.output_shape);
+  // TF.js's causal Conv1D: built with the valid output size, and it throws when it runs.
+  const causal = await post({ input_shape: [9, 4], layers: [REFUSED.find(([, l]) => l.padding === "causal")[1]] });
+  const conv = tf.layers.conv1d({ filters: 2, kernelSize: 3, padding: "causal" });
+  const symbolic = conv.apply(tf.input({ shape: [9, 4] }));
+  assert.notDeepEqual(symbolic.shape.slice(1), causal.output_shape);
+  assert.throws(() => conv.apply(tf.zeros([1, 9, 4])), /CAUSAL padding/);
+  // TF.js's AlphaDropout draws its mask in noise_shape as given: a null size throws.
+  const alpha = tf.layers.alphaDropout({ rate: 0.1, noiseShape: [null, 9, 1] });
+  assert.throws(() => alpha.apply(tf.zeros([1, 9, 4]), { training: true }), /positive integers/);
 });

@@ -2,7 +2,8 @@
 // (a) Keras 3 model.to_json() files (fixtures/keras3_*.json, written by Keras 3: see
 // tests/conformance/keras_topologies.py) and a Keras 2 / tf.keras functional JSON
 // (fixtures/keras2_functional.json: written here in tf.keras 2.15's to_json() form, as no
-// TensorFlow is installed to write one; TF.js's own toJSON() below is Keras 2 form too): the served
+// TensorFlow is installed to write one, each layer as tf-keras 2.15's serialize_keras_object
+// writes it, InputLayer too; TF.js's own toJSON() below is Keras 2 form too): the served
 // model.json loads with tf.loadLayersModel, every weight equal bit for bit to weights.bin,
 // predict runs. (b) TF.js's own model.toJSON() (Sequential and functional, the object, the
 // string and a whole model.json artifact) posted back gives TF.js's weight names and shapes.
