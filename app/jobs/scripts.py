@@ -49,11 +49,11 @@ local function run_is(want)
   return redis.call('HGET', KEYS[RUN], 'status') == want
 end
 -- Whether attempt may write to its run: -1 stale (another attempt owns it, or it ended),
--- 1 cancelled, nil to go ahead.
+-- 2 cancelled (nothing written: the attempt hands what it had to FINISH), nil to go ahead.
 local function write_refused(attempt)
   if redis.call('HGET', KEYS[RUN], 'attempt') ~= attempt then return -1 end
   local rstatus = redis.call('HGET', KEYS[RUN], 'status')
-  if rstatus == 'cancelled' then return 1 end
+  if rstatus == 'cancelled' then return 2 end
   if rstatus ~= 'running' then return -1 end
   return nil
 end
@@ -122,8 +122,8 @@ return {'ok', attempt, resumed, tonumber(published[1] or '0') or 0,
 
 # ARGV: attempt, ttl, data, step, epoch, epochs_done
 # Keeps the checkpoint with the lengths the run's lists have now (the reporter flushed its
-# points first). Idempotent (a retried write stores the same). Returns 1 if the job was
-# cancelled, 0 to carry on, -1 if the attempt is stale.
+# points first). Idempotent (a retried write stores the same). Returns 0 (kept) to carry on,
+# 1 kept but the job was cancelled, 2 refused (the run was cancelled), -1 stale attempt.
 SAVE_CHECKPOINT = (
     _PRELUDE
     + """
@@ -159,7 +159,9 @@ return 1
 # seq numbers an attempt's writes from 1: a write retried after a lost reply (seq not above
 # the run's write_seq) changes nothing, so no point or record is appended twice (seq 0:
 # not numbered, always applied).
-# Returns 1 if the job was cancelled, 0 to carry on, -1 if the attempt is stale.
+# Returns 0 (written) to carry on, 1 written but the job was cancelled, 2 refused: the run
+# was cancelled, nothing written (the caller's points go with its FINISH, which a cancelled
+# run may still write), -1 stale attempt (nothing written).
 UPDATE = (
     _PRELUDE
     + """

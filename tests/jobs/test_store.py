@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from app.errors import InvalidInputError
+from app.jobs.runs import REFUSED_CANCELLED
 from app.jobs.store import JobStore
 from app.jobs.uploads import DatasetStore
 
@@ -154,8 +155,9 @@ def test_cancel_stops_runs_and_is_final(store: JobStore) -> None:
     assert not store.cancel_requested(job_id)
     assert store.cancel_job(job_id) == "running"
     assert store.cancel_requested(job_id)
-    # The running attempt is told to stop, and its final write keeps "cancelled".
-    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)]) == 1
+    # The running attempt is told to stop (its write refused), and its final write keeps
+    # "cancelled".
+    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)]) == REFUSED_CANCELLED
     assert store.finish_run(job_id, 0, claim.attempt, "cancelled") == "cancelled"
     assert store.claim_run(job_id, 1, "w", 30).state == "terminal"
     doc = store.get_job(job_id)
