@@ -189,7 +189,8 @@ return redis.call('EXISTS', KEYS[CANCEL])
 
 # ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ..., chunks
 # A run cancelled with its job keeps "cancelled" (its last fields and points are still
-# written); the last run to finish sets the job's final status.
+# written); the last run to finish sets the job's final status. Every finish bumps the job's
+# write counter (KEEP_REPORT keeps a report only if it is unchanged) and drops a kept report.
 FINISH = (
     _PRELUDE
     + """
@@ -202,6 +203,7 @@ push_chunks(KEYS[LOSS], ARGV, 10 + 2 * n)
 redis.call('SREM', KEYS[RUNNING], ARGV[5])
 redis.call('ZREM', KEYS[QUEUED], ARGV[5])
 redis.call('DEL', KEYS[LEASE], KEYS[REPORT], KEYS[CHECKPOINT])
+redis.call('HINCRBY', KEYS[JOB], 'writes', 1)
 expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
 if rstatus == 'cancelled' then return 'cancelled' end
 local status = ARGV[6]
@@ -237,6 +239,7 @@ local jstatus = redis.call('HGET', KEYS[JOB], 'status')
 if finished(jstatus) then return jstatus end
 redis.call('SET', KEYS[CANCEL], '1', 'EX', ARGV[2])
 redis.call('HSET', KEYS[JOB], 'status', 'cancelled', 'finished_at', ARGV[1])
+redis.call('HINCRBY', KEYS[JOB], 'writes', 1)
 for i = LAYOUT + 1, #KEYS do
   local rs = redis.call('HGET', KEYS[i], 'status')
   if rs == 'queued' or rs == 'running' then
@@ -310,14 +313,17 @@ return 0
 """
 )
 
-# ARGV: format, bytes. Keeps a finished job's report until the job expires (1), else 0.
+# ARGV: format, bytes, writes. Keeps a finished job's report, rendered from a read at write
+# counter `writes`, until the job expires (1); 0 if the job is not finished or a run wrote
+# since that read (the report may be stale).
 KEEP_REPORT = (
     _PRELUDE
     + """
 if not finished(redis.call('HGET', KEYS[JOB], 'status')) then return 0 end
+if (redis.call('HGET', KEYS[JOB], 'writes') or '0') ~= ARGV[3] then return 0 end
 local ttl = redis.call('PTTL', KEYS[JOB])
 if ttl <= 0 then return 0 end
-redis.call('HSET', KEYS[REPORT], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[REPORT], ARGV[1], ARGV[2], 'writes', ARGV[3])
 redis.call('PEXPIRE', KEYS[REPORT], ttl)
 return 1
 """

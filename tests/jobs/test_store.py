@@ -391,11 +391,13 @@ def test_status_sets_one_finished_test_for_jobs_and_runs() -> None:
 
 def test_a_report_is_kept_only_for_a_finished_job_with_its_ttl(store: JobStore) -> None:
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
-    assert store.keep_report(job_id, "png", b"early") is False  # queued: not kept
+    assert store.keep_report(job_id, "png", b"early", 0) is False  # queued: not kept
     assert store.kept_report(job_id, "png") is None
     _finish_all(store, job_id, 1)
-    assert store.keep_report(job_id, "png", b"\x89PNG...") is True
-    assert store.kept_report(job_id, "png") == b"\x89PNG..."
+    read = store.get_job_writes(job_id)
+    assert read is not None and read[1] == 1  # one run finished
+    assert store.keep_report(job_id, "png", b"\x89PNG...", read[1]) is True
+    assert store.kept_report(job_id, "png") == (b"\x89PNG...", 1)
     assert store.kept_report(job_id, "svg") is None
     assert store.kept_report(job_id, "png", owner="someone-else") is None
     job_ttl = store.redis.pttl(f"initlab:job:{job_id}")
@@ -408,8 +410,34 @@ def test_a_late_write_of_a_cancelled_run_drops_the_kept_report(store: JobStore) 
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
     claim = store.claim_run(job_id, 0, "w", 30)
     store.cancel_job(job_id)
-    assert store.keep_report(job_id, "svg", b"<svg/>") is True
+    read = store.get_job_writes(job_id)
+    assert read is not None
+    assert store.keep_report(job_id, "svg", b"<svg/>", read[1]) is True
     assert store.finish_run(job_id, 0, claim.attempt, "cancelled", points=[(0, 1.0)]) == (
         "cancelled"
     )
     assert store.kept_report(job_id, "svg") is None  # the document changed: render again
+
+
+def test_a_report_rendered_before_a_cancelled_runs_late_write_is_not_kept(
+    store: JobStore,
+) -> None:
+    """The race: the API reads the cancelled job and renders; a cancelled run's finish writes
+    its last points meanwhile; the rendering is then stale and must not be kept."""
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)])
+    store.cancel_job(job_id)
+    read = store.get_job_writes(job_id)
+    assert read is not None
+    doc, writes = read
+    assert doc["status"] == "cancelled" and doc["runs"][0]["batch_steps"] == [0]
+    assert store.finish_run(job_id, 0, claim.attempt, "cancelled", points=[(1, 0.5)]) == (
+        "cancelled"
+    )
+    assert store.keep_report(job_id, "svg", b"<svg>step 0 only</svg>", writes) is False
+    assert store.kept_report(job_id, "svg") is None
+    fresh = store.get_job_writes(job_id)
+    assert fresh is not None and fresh[0]["runs"][0]["batch_steps"] == [0, 1]
+    assert fresh[1] == writes + 1
+    assert store.keep_report(job_id, "svg", b"<svg>steps 0, 1</svg>", fresh[1]) is True
