@@ -94,6 +94,7 @@ class RunStore:
         self._renew = client.register_script(scripts.RENEW)
         self._resend = client.register_script(scripts.RESEND)
         self._keep_report = client.register_script(scripts.KEEP_REPORT)
+        self._prune_index = client.register_script(scripts.PRUNE_INDEX)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._live_workers = client.register_script(scripts.LIVE_WORKERS)
 

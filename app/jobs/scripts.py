@@ -329,6 +329,28 @@ return 1
 """
 )
 
+# KEYS: an index (sorted set of record ids by creation time), its prune cursor (a string).
+# ARGV: the records' key prefix, cutoff (a record created after it cannot have expired yet),
+# limit. Looks at up to `limit` ids created at or before the cutoff, from the cursor on (past
+# the last score looked at), and removes those whose record is gone; at the cutoff the
+# cursor starts over. Bounded work per call, and long-lived records cannot stall it: a stale
+# id goes within (ids created before the cutoff) / limit calls. Returns how many went.
+PRUNE_INDEX = """
+local from = redis.call('GET', KEYS[2]) or '-inf'
+local limit = tonumber(ARGV[3])
+local page = redis.call('ZRANGEBYSCORE', KEYS[1], from, ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
+local removed = 0
+for i = 1, #page, 2 do
+  if redis.call('EXISTS', ARGV[1] .. page[i]) == 0 then
+    redis.call('ZREM', KEYS[1], page[i])
+    removed = removed + 1
+  end
+end
+if #page < 2 * limit then redis.call('DEL', KEYS[2])
+else redis.call('SET', KEYS[2], '(' .. page[#page]) end
+return removed
+"""
+
 # Worker heartbeats on the Redis server's clock. KEYS: workers ; ARGV: hostname, seconds
 HEARTBEAT = """
 local t = redis.call('TIME')

@@ -32,6 +32,8 @@ from app.jobs.documents import job_doc, run_doc, summarize
 from app.jobs.documents import text as _s
 from app.jobs.keys import (
     INDEX_KEY,
+    JOB_KEY_PREFIX,
+    PRUNE_PER_CREATE,
     QUEUED_KEY,
     diag_key,
     epochs_key,
@@ -39,6 +41,7 @@ from app.jobs.keys import (
     job_key,
     loss_key,
     owner_jobs_key,
+    prune_cursor_key,
     report_key,
     run_key,
     script_keys,
@@ -190,9 +193,20 @@ class JobStore(RunStore):
         pipe.zadd(owner_jobs_key(owner), {job_id: now})
         pipe.expire(owner_jobs_key(owner), self.ttl)
         pipe.execute()
+        self.prune_index(now)
         doc = self.get_job(job_id)
         assert doc is not None
         return doc
+
+    def prune_index(self, now: float) -> int:
+        """Drop a few ids of expired jobs from ``initlab:jobs`` (:data:`PRUNE_PER_CREATE`,
+        bounded work; every create calls it). Returns how many went."""
+        return int(
+            self._prune_index(
+                keys=[INDEX_KEY, prune_cursor_key(INDEX_KEY)],
+                args=[JOB_KEY_PREFIX, repr(now - self.ttl), PRUNE_PER_CREATE],
+            )
+        )
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(job_key(job_id)))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from app.errors import InvalidInputError
+from app.jobs.keys import DATASETS_KEY, INDEX_KEY, PRUNE_PER_CREATE, dataset_key, job_key
 from app.jobs.runs import REFUSED_CANCELLED
 from app.jobs.store import JobStore
 from app.jobs.uploads import DatasetStore
@@ -441,3 +442,51 @@ def test_a_report_rendered_before_a_cancelled_runs_late_write_is_not_kept(
     assert fresh is not None and fresh[0]["runs"][0]["batch_steps"] == [0, 1]
     assert fresh[1] == writes + 1
     assert store.keep_report(job_id, "svg", b"<svg>steps 0, 1</svg>", fresh[1]) is True
+
+
+def _expired(client: redis.Redis, keys: list[str]) -> bool:
+    """Whether every key is gone, waiting up to 10 s for their TTLs to run out."""
+    deadline = time.monotonic() + 10
+    while client.exists(*keys) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not client.exists(*keys)
+
+
+def _creates_prune(
+    client: redis.Redis, index: str, stale: list[str], create: Callable[[], str]
+) -> str:
+    """Create records until no id of ``stale`` is left in ``index``, as many times as one
+    pass of the prune cursor over the whole index takes at most; returns the last id made."""
+    made = create()
+    for _ in range(int(client.zcard(index)) // PRUNE_PER_CREATE + 1):
+        if not any(client.zscore(index, i) is not None for i in stale):
+            break
+        made = create()
+    return made
+
+
+def test_expired_jobs_leave_the_global_index_as_jobs_are_created(redis_url: str) -> None:
+    """No owner-less listing: creating jobs prunes the ids of expired ones from initlab:jobs."""
+    client = redis.Redis.from_url(redis_url)
+    short = JobStore(client, ttl_seconds=1)
+    stale = [short.create_job(SPEC, _runs(1, 1))["id"] for _ in range(3)]
+    assert _expired(client, [job_key(j) for j in stale])
+    assert all(client.zscore(INDEX_KEY, j) is not None for j in stale)  # still listed
+    live = _creates_prune(
+        client, INDEX_KEY, stale, lambda: short.create_job(SPEC, _runs(1, 1))["id"]
+    )
+    assert [j for j in stale if client.zscore(INDEX_KEY, j) is not None] == []
+    assert client.zscore(INDEX_KEY, live) is not None
+    client.close()
+
+
+def test_expired_uploads_leave_the_global_index_as_uploads_are_made(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    short = DatasetStore(client, ttl_seconds=1)
+    stale = [short.put(b"npz bytes", {"name": "x"}, owner=f"pruner-{i}") for i in range(3)]
+    assert _expired(client, [dataset_key(d) for d in stale])
+    assert all(client.zscore(DATASETS_KEY, d) is not None for d in stale)
+    live = _creates_prune(client, DATASETS_KEY, stale, lambda: short.put(b"npz", owner="pruner"))
+    assert [d for d in stale if client.zscore(DATASETS_KEY, d) is not None] == []
+    assert client.zscore(DATASETS_KEY, live) is not None
+    client.close()
