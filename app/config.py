@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     # caller may keep (uploads, their bytes) and have waiting or training (runs, over all its
     # jobs), 429 beyond; how long an Idempotency-Key of POST /v1/jobs is remembered.
     max_concurrent_uploads: int = Field(default=2, ge=1)
+    # An upload holds its slot while its body arrives: the body must have arrived within
+    # upload_body_seconds plus one second per upload_min_bytes_per_second received, else 408
+    # (and the slot is freed), so slow clients cannot keep the slots.
+    upload_body_seconds: float = Field(default=10.0, gt=0)
+    upload_min_bytes_per_second: int = Field(default=32 * 1024, ge=1)
     max_uploads_per_caller: int = Field(default=16, ge=1)
     max_upload_bytes_per_caller: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_queued_runs_per_caller: int = Field(default=256, ge=1)

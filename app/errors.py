@@ -82,6 +82,18 @@ class TooLargeError(InitlabError):
         super().__init__(detail, errors=errors, headers=headers)
 
 
+class RequestTimeoutError(InitlabError):
+    """The request body did not arrive in the time allowed (408; RFC 9110 §15.5.9: the
+    connection is closed)."""
+
+    status = 408
+    title = "Request timeout"
+    slug = "request-timeout"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail, errors=errors, headers={"Connection": "close"})
+
+
 class ConflictError(InitlabError):
     status = 409
     title = "Conflict"

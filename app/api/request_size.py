@@ -4,10 +4,12 @@
 - request headers over ``INITLAB_MAX_HEADER_BYTES`` in all (names and values) →
   ``431 Request Header Fields Too Large``.
 
-uvicorn refuses on its own only what its HTTP parser cannot take (a request line of about
-64 KiB: a ``text/plain`` 400 sent before the application sees the request), and takes headers
-of any size; everything between is ours to answer. Pure ASGI: a request within the bounds
-costs a length and a sum over its headers.
+uvicorn refuses on its own only what its HTTP parser cannot take, and takes headers of any
+size; everything between is ours to answer. Its httptools parser hands the request target to
+``httptools.parse_url`` (http-parser's ``http_parser_parse_url``, 16-bit offsets and lengths):
+a target of 65,536 bytes or more is an ``HttpParserInvalidURLError``, answered with uvicorn's
+``text/plain`` 400 before the application sees the request; no uvicorn setting moves it.
+Pure ASGI: a request within the bounds costs a length and a sum over its headers.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 - ``initlab:job:{id}:cancel``          string: present once the job is cancelled
 - ``initlab:job:{id}:report``          hash: a finished job's rendered report, ``png`` / ``svg``
   → bytes (kept until the job expires; dropped if a run writes after all)
-- ``initlab:jobs``                     sorted set: every job id by creation time
+- ``initlab:jobs``                     sorted set: every job id by creation time (ids of
+  expired jobs are pruned a few at a time on each create, ``initlab:jobs:prune`` the cursor)
 - ``initlab:owner:{owner}:jobs``       sorted set: one caller's job ids by creation time (listing)
 - ``initlab:running``                  set: ``{id}:{i}`` of runs that are running (watchdog)
 - ``initlab:queued``                   sorted set: ``{id}:{i}`` of queued runs, score = when
@@ -25,7 +26,8 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 - ``initlab:workers``                  sorted set: worker hostnames, score = heartbeat expiry
   (Redis server time; ``/readyz``)
 - ``initlab:dataset:{id}``             hash: an uploaded ``.npz`` and its metadata
-- ``initlab:datasets``                 sorted set: upload ids by creation time
+- ``initlab:datasets``                 sorted set: upload ids by creation time (pruned
+  likewise on each upload, ``initlab:datasets:prune`` the cursor)
 - ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
 - ``initlab:owner:{owner}:active``     sorted set: ``{job id}:{runs}`` of the caller's jobs with
   unfinished runs (the queued-runs quota, ``app.jobs.quotas``)
@@ -43,6 +45,16 @@ RUNNING_KEY = PREFIX + "running"
 QUEUED_KEY = PREFIX + "queued"
 WORKERS_KEY = PREFIX + "workers"
 DATASETS_KEY = PREFIX + "datasets"
+
+# How many ids of a global index (jobs, datasets) each create looks at for expired records
+# (app.jobs.scripts.PRUNE_INDEX): more than the one it adds, so the index shrinks to the live.
+PRUNE_PER_CREATE = 16
+
+
+def prune_cursor_key(index: str) -> str:
+    """Where :data:`app.jobs.scripts.PRUNE_INDEX` keeps its place in ``index``."""
+    return f"{index}:prune"
+
 
 # The KEYS of every job script, in this order: the scripts name them KEYS[JOB], KEYS[RUN], ...
 # (``app.jobs.scripts`` defines those Lua constants from this tuple). A script about the job

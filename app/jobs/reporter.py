@@ -6,7 +6,9 @@
   ``stride``-th step so that a run stores at most ``max_batch_points`` points;
 - writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
   one per epoch record and one per diagnostics snapshot; each write is one Lua call that also
-  answers "was the job cancelled?", and its size does not grow with the run: epoch records
+  answers "was the job cancelled?" (a write refused because the run was cancelled keeps its
+  points for the run's finish, which stores them once), and its size does not grow with the
+  run: epoch records
   and diagnostics snapshots are appended (the store assembles them on read). How many a run
   makes is capped at submission (``max_epoch_records``: ``record.eval_every``);
 - ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
@@ -45,6 +47,7 @@ from typing import Any
 import orjson
 
 from app.config import Settings, get_settings
+from app.jobs.runs import REFUSED_CANCELLED, STALE, WRITTEN_CANCELLED
 from app.jobs.store import JobStore, cancel_channel
 from app.jobs.uploads import DatasetStore
 from app.training.checkpoint import Checkpoint, CheckpointError
@@ -247,13 +250,15 @@ class RedisRunReporter:
             diagnostics=diagnostics or (),
         )
         self._last_write = time.monotonic()
+        if out == REFUSED_CANCELLED:  # not stored: they go with the run's finish, once
+            self._pending = points + self._pending
         self._noted(out)
 
     def _noted(self, out: int) -> None:
-        """A write's answer: -1 stale, 1 cancelled, 0 carry on."""
-        if out == -1:
+        """A write's answer (``app.jobs.runs``): stale, cancelled (written or not), or go on."""
+        if out == STALE:
             self.stale = self.stopped = True
-        elif out == 1:
+        elif out in (WRITTEN_CANCELLED, REFUSED_CANCELLED):
             self.stopped = True
 
     def finish(

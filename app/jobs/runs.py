@@ -29,6 +29,12 @@ from app.jobs.keys import (
 from app.jobs.keys import member as run_member
 from app.jobs.status import FINISHED
 
+# What a run's progress or checkpoint write answers (:meth:`RunStore.update_run`,
+# :meth:`RunStore.save_checkpoint`): written, carry on; written, but the job was cancelled;
+# refused, the run was cancelled (nothing written: the attempt's points go with its finish);
+# refused, another attempt owns the run or it ended.
+WRITTEN, WRITTEN_CANCELLED, REFUSED_CANCELLED, STALE = 0, 1, 2, -1
+
 
 class RunClaim:
     """The outcome of :meth:`JobStore.claim_run`: ``state`` is ``ok`` (``attempt`` is valid),
@@ -88,6 +94,7 @@ class RunStore:
         self._renew = client.register_script(scripts.RENEW)
         self._resend = client.register_script(scripts.RESEND)
         self._keep_report = client.register_script(scripts.KEEP_REPORT)
+        self._prune_index = client.register_script(scripts.PRUNE_INDEX)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._live_workers = client.register_script(scripts.LIVE_WORKERS)
 
@@ -129,8 +136,8 @@ class RunStore:
         epoch: int,
         epochs_done: int,
     ) -> int:
-        """Keep ``data`` as the run's checkpoint (with the lengths of its lists now). Returns 1
-        if the job was cancelled, 0 to carry on, -1 if this attempt is stale."""
+        """Keep ``data`` as the run's checkpoint (with the lengths of its lists now). Returns
+        :data:`WRITTEN`, :data:`WRITTEN_CANCELLED`, :data:`REFUSED_CANCELLED` or :data:`STALE`."""
         return int(
             self._save_checkpoint(
                 keys=script_keys(job_id, index),
@@ -171,8 +178,9 @@ class RunStore:
         snapshots (all appended) and ``events`` (in order). ``seq``: this write's number within
         the
         attempt, from 1 (a retried write already applied changes nothing; 0: not numbered).
-        Returns 1 if the job was cancelled, 0 to carry on, -1 if this attempt is stale
-        (another attempt owns the run, or it ended)."""
+        Returns :data:`WRITTEN` (carry on), :data:`WRITTEN_CANCELLED`,
+        :data:`REFUSED_CANCELLED` (nothing written: hand the points to :meth:`finish_run`) or
+        :data:`STALE` (another attempt owns the run, or it ended; nothing written)."""
         flat = _flatten(fields or {})
         args: list[Any] = [
             attempt,

@@ -49,11 +49,11 @@ local function run_is(want)
   return redis.call('HGET', KEYS[RUN], 'status') == want
 end
 -- Whether attempt may write to its run: -1 stale (another attempt owns it, or it ended),
--- 1 cancelled, nil to go ahead.
+-- 2 cancelled (nothing written: the attempt hands what it had to FINISH), nil to go ahead.
 local function write_refused(attempt)
   if redis.call('HGET', KEYS[RUN], 'attempt') ~= attempt then return -1 end
   local rstatus = redis.call('HGET', KEYS[RUN], 'status')
-  if rstatus == 'cancelled' then return 1 end
+  if rstatus == 'cancelled' then return 2 end
   if rstatus ~= 'running' then return -1 end
   return nil
 end
@@ -122,8 +122,8 @@ return {'ok', attempt, resumed, tonumber(published[1] or '0') or 0,
 
 # ARGV: attempt, ttl, data, step, epoch, epochs_done
 # Keeps the checkpoint with the lengths the run's lists have now (the reporter flushed its
-# points first). Idempotent (a retried write stores the same). Returns 1 if the job was
-# cancelled, 0 to carry on, -1 if the attempt is stale.
+# points first). Idempotent (a retried write stores the same). Returns 0 (kept) to carry on,
+# 1 kept but the job was cancelled, 2 refused (the run was cancelled), -1 stale attempt.
 SAVE_CHECKPOINT = (
     _PRELUDE
     + """
@@ -159,7 +159,9 @@ return 1
 # seq numbers an attempt's writes from 1: a write retried after a lost reply (seq not above
 # the run's write_seq) changes nothing, so no point or record is appended twice (seq 0:
 # not numbered, always applied).
-# Returns 1 if the job was cancelled, 0 to carry on, -1 if the attempt is stale.
+# Returns 0 (written) to carry on, 1 written but the job was cancelled, 2 refused: the run
+# was cancelled, nothing written (the caller's points go with its FINISH, which a cancelled
+# run may still write), -1 stale attempt (nothing written).
 UPDATE = (
     _PRELUDE
     + """
@@ -187,7 +189,8 @@ return redis.call('EXISTS', KEYS[CANCEL])
 
 # ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ..., chunks
 # A run cancelled with its job keeps "cancelled" (its last fields and points are still
-# written); the last run to finish sets the job's final status.
+# written); the last run to finish sets the job's final status. Every finish bumps the job's
+# write counter (KEEP_REPORT keeps a report only if it is unchanged) and drops a kept report.
 FINISH = (
     _PRELUDE
     + """
@@ -200,6 +203,7 @@ push_chunks(KEYS[LOSS], ARGV, 10 + 2 * n)
 redis.call('SREM', KEYS[RUNNING], ARGV[5])
 redis.call('ZREM', KEYS[QUEUED], ARGV[5])
 redis.call('DEL', KEYS[LEASE], KEYS[REPORT], KEYS[CHECKPOINT])
+redis.call('HINCRBY', KEYS[JOB], 'writes', 1)
 expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
 if rstatus == 'cancelled' then return 'cancelled' end
 local status = ARGV[6]
@@ -235,6 +239,7 @@ local jstatus = redis.call('HGET', KEYS[JOB], 'status')
 if finished(jstatus) then return jstatus end
 redis.call('SET', KEYS[CANCEL], '1', 'EX', ARGV[2])
 redis.call('HSET', KEYS[JOB], 'status', 'cancelled', 'finished_at', ARGV[1])
+redis.call('HINCRBY', KEYS[JOB], 'writes', 1)
 for i = LAYOUT + 1, #KEYS do
   local rs = redis.call('HGET', KEYS[i], 'status')
   if rs == 'queued' or rs == 'running' then
@@ -308,18 +313,43 @@ return 0
 """
 )
 
-# ARGV: format, bytes. Keeps a finished job's report until the job expires (1), else 0.
+# ARGV: format, bytes, writes. Keeps a finished job's report, rendered from a read at write
+# counter `writes`, until the job expires (1); 0 if the job is not finished or a run wrote
+# since that read (the report may be stale).
 KEEP_REPORT = (
     _PRELUDE
     + """
 if not finished(redis.call('HGET', KEYS[JOB], 'status')) then return 0 end
+if (redis.call('HGET', KEYS[JOB], 'writes') or '0') ~= ARGV[3] then return 0 end
 local ttl = redis.call('PTTL', KEYS[JOB])
 if ttl <= 0 then return 0 end
-redis.call('HSET', KEYS[REPORT], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[REPORT], ARGV[1], ARGV[2], 'writes', ARGV[3])
 redis.call('PEXPIRE', KEYS[REPORT], ttl)
 return 1
 """
 )
+
+# KEYS: an index (sorted set of record ids by creation time), its prune cursor (a string).
+# ARGV: the records' key prefix, cutoff (a record created after it cannot have expired yet),
+# limit. Looks at up to `limit` ids created at or before the cutoff, from the cursor on (past
+# the last score looked at), and removes those whose record is gone; at the cutoff the
+# cursor starts over. Bounded work per call, and long-lived records cannot stall it: a stale
+# id goes within (ids created before the cutoff) / limit calls. Returns how many went.
+PRUNE_INDEX = """
+local from = redis.call('GET', KEYS[2]) or '-inf'
+local limit = tonumber(ARGV[3])
+local page = redis.call('ZRANGEBYSCORE', KEYS[1], from, ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
+local removed = 0
+for i = 1, #page, 2 do
+  if redis.call('EXISTS', ARGV[1] .. page[i]) == 0 then
+    redis.call('ZREM', KEYS[1], page[i])
+    removed = removed + 1
+  end
+end
+if #page < 2 * limit then redis.call('DEL', KEYS[2])
+else redis.call('SET', KEYS[2], '(' .. page[#page]) end
+return removed
+"""
 
 # Worker heartbeats on the Redis server's clock. KEYS: workers ; ARGV: hostname, seconds
 HEARTBEAT = """

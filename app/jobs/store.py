@@ -32,6 +32,8 @@ from app.jobs.documents import job_doc, run_doc, summarize
 from app.jobs.documents import text as _s
 from app.jobs.keys import (
     INDEX_KEY,
+    JOB_KEY_PREFIX,
+    PRUNE_PER_CREATE,
     QUEUED_KEY,
     diag_key,
     epochs_key,
@@ -39,6 +41,7 @@ from app.jobs.keys import (
     job_key,
     loss_key,
     owner_jobs_key,
+    prune_cursor_key,
     report_key,
     run_key,
     script_keys,
@@ -143,6 +146,7 @@ class JobStore(RunStore):
                 "runs_failed": 0,
                 "runs_cancelled": 0,
                 "error": "",
+                "writes": 0,
             },
         )
         for i, run in enumerate(runs):
@@ -189,9 +193,20 @@ class JobStore(RunStore):
         pipe.zadd(owner_jobs_key(owner), {job_id: now})
         pipe.expire(owner_jobs_key(owner), self.ttl)
         pipe.execute()
+        self.prune_index(now)
         doc = self.get_job(job_id)
         assert doc is not None
         return doc
+
+    def prune_index(self, now: float) -> int:
+        """Drop a few ids of expired jobs from ``initlab:jobs`` (:data:`PRUNE_PER_CREATE`,
+        bounded work; every create calls it). Returns how many went."""
+        return int(
+            self._prune_index(
+                keys=[INDEX_KEY, prune_cursor_key(INDEX_KEY)],
+                args=[JOB_KEY_PREFIX, repr(now - self.ttl), PRUNE_PER_CREATE],
+            )
+        )
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(job_key(job_id)))
@@ -224,6 +239,15 @@ class JobStore(RunStore):
     ) -> dict | None:
         """The api.md job document, or None for an unknown or expired id (or, given
         ``owner``, a job of another owner)."""
+        read = self.get_job_writes(job_id, include_runs=include_runs, owner=owner)
+        return None if read is None else read[0]
+
+    def get_job_writes(
+        self, job_id: str, *, include_runs: bool = True, owner: str | None = None
+    ) -> tuple[dict, int] | None:
+        """:meth:`get_job` and the job's write counter (``writes``, bumped by every write that
+        may follow its final status: a run's finish, the cancel) as read with the job's hash,
+        before its runs: a document rendered from this read is as new as that count, or newer."""
         raw = self.redis.hgetall(job_key(job_id))
         if not raw or not owned(raw.get(b"owner"), owner):
             return None
@@ -240,7 +264,8 @@ class JobStore(RunStore):
             rraw, *curves = out[per_run * i : per_run * (i + 1)]
             if rraw:
                 runs.append(run_doc(i, rraw, *curves, with_curves=include_runs))
-        return job_doc(job_id, raw, runs, include_runs=include_runs, now=time.time())
+        doc = job_doc(job_id, raw, runs, include_runs=include_runs, now=time.time())
+        return doc, int(raw.get(b"writes") or 0)
 
     def list_jobs(
         self,
@@ -321,22 +346,26 @@ class JobStore(RunStore):
 
     # ---------------------------------------------------------------- kept reports
 
-    def kept_report(self, job_id: str, fmt: str, *, owner: str | None = None) -> bytes | None:
-        """The report kept for the finished job (:meth:`keep_report`), or None (none kept, or
-        the job is unknown, expired or, given ``owner``, another's)."""
+    def kept_report(
+        self, job_id: str, fmt: str, *, owner: str | None = None
+    ) -> tuple[bytes, int] | None:
+        """The report kept for the finished job (:meth:`keep_report`) and the job's write
+        counter it was rendered at, or None (none kept, or the job is unknown, expired or,
+        given ``owner``, another's)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(job_key(job_id), "owner")
-        pipe.hget(report_key(job_id), fmt)
-        stored_owner, data = pipe.execute()
+        pipe.hmget(report_key(job_id), [fmt, "writes"])
+        stored_owner, (data, writes) = pipe.execute()
         if data is None or not owned(stored_owner, owner):
             return None
-        return bytes(data)
+        return bytes(data), int(writes or 0)
 
-    def keep_report(self, job_id: str, fmt: str, data: bytes) -> bool:
-        """Keep a finished job's rendered report until the job expires (its remaining TTL).
-        False (nothing kept) when the job is not finished. A run that writes after all (a
-        cancelled run's last points) drops it."""
-        return bool(self._keep_report(keys=script_keys(job_id), args=[fmt, data]))
+    def keep_report(self, job_id: str, fmt: str, data: bytes, writes: int) -> bool:
+        """Keep a finished job's report, rendered from a read at write counter ``writes``
+        (:meth:`get_job_writes`), until the job expires (its remaining TTL). False (nothing
+        kept) when the job is not finished, or a run wrote since that read (a cancelled run's
+        last points): the rendering may be stale. Such a write drops a kept report too."""
+        return bool(self._keep_report(keys=script_keys(job_id), args=[fmt, data, writes]))
 
     def read_events(
         self, job_id: str, last_id: str = "0-0", block_ms: int = 0, count: int = 100

@@ -3,7 +3,8 @@
 Keys (each expires with the upload's TTL):
 
 - ``initlab:dataset:{id}``             hash: ``data`` (the ``.npz``), ``meta`` (JSON), ``owner``
-- ``initlab:datasets``                 sorted set: upload ids by creation time
+- ``initlab:datasets``                 sorted set: upload ids by creation time (a few ids of
+  expired uploads are pruned on each upload: ``app.jobs.scripts.PRUNE_INDEX``)
 - ``initlab:owner:{owner}:datasets``   sorted set: one caller's upload ids by creation time
 
 A caller keeps at most ``max_uploads`` uploads of at most ``max_bytes`` in all: the check and
@@ -22,7 +23,8 @@ from typing import Any
 import orjson
 import redis
 
-from app.jobs.keys import DATASET_KEY_PREFIX, DATASETS_KEY
+from app.jobs import scripts
+from app.jobs.keys import DATASET_KEY_PREFIX, DATASETS_KEY, PRUNE_PER_CREATE, prune_cursor_key
 from app.jobs.keys import dataset_key as _dataset_key
 from app.jobs.keys import owner_datasets_key as _owner_key
 from app.jobs.quotas import QuotaExceededError
@@ -95,6 +97,7 @@ class DatasetStore:
         self.max_bytes = max_bytes
         self._put = self.redis.register_script(_PUT)
         self._usage = self.redis.register_script(_READ_USAGE)
+        self._prune_index = self.redis.register_script(scripts.PRUNE_INDEX)
 
     @classmethod
     def from_settings(cls, settings: Any = None, client: redis.Redis | None = None) -> DatasetStore:
@@ -169,6 +172,11 @@ class DatasetStore:
         )
         if status != b"ok":
             self._refuse_if_over(owner, int(count), int(size), len(data))
+        # A few ids of expired uploads leave the global index (bounded work per upload).
+        self._prune_index(
+            keys=[DATASETS_KEY, prune_cursor_key(DATASETS_KEY)],
+            args=[DATASET_KEY_PREFIX, repr(now - self.ttl), PRUNE_PER_CREATE],
+        )
         return dataset_id
 
     def get(self, dataset_id: str) -> bytes | None:

@@ -350,7 +350,9 @@ def test_a_finished_jobs_report_is_rendered_once_with_a_strong_etag(
         etag = first.headers["etag"]
         assert etag.startswith('"') and etag.endswith('"')  # strong: no W/
         assert first.headers["cache-control"] == "private, max-age=3600"
-        assert store.kept_report(job_id, fmt) == first.content  # kept with the job
+        kept = store.kept_report(job_id, fmt)  # kept with the job, at its write counter
+        assert kept is not None and kept[0] == first.content
+        assert etag.startswith(f'"{kept[1]}-')
         again = client.get(url, headers=identity)
         assert (again.content, again.headers["etag"]) == (first.content, etag)
         for tag in (etag, f"W/{etag}", f'"other", {etag}', "*"):

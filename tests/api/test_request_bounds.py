@@ -4,6 +4,7 @@ oversized bodies and non-JSON media types are clean 4xx problem+json, never a 50
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -321,6 +322,31 @@ def test_a_long_query_is_problem_json_through_uvicorn(api_server: str) -> None:
     assert first_loc(problem(res, 414)) == ["query"]
     res = httpx.get(f"{api_server}/healthz", headers={"x-pad": "a" * 100_000}, timeout=10)
     assert first_loc(problem(res, 431)) == ["header"]
+
+
+def _raw_get(base: str, target: str) -> tuple[int, str]:
+    """(status, content-type) of a GET of ``target`` sent on a raw socket (httpx refuses
+    URLs of 64 KiB and more itself)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
+    types = [line.split(":", 1)[1].strip() for line in head if line.startswith("content-type:")]
+    return int(head[0].split()[1]), types[0] if types else ""
+
+
+@pytest.mark.integration
+def test_uvicorns_own_400_starts_at_a_request_target_of_65536_bytes(api_server: str) -> None:
+    """Where docs/api.md says uvicorn (httptools: http-parser's 16-bit URL offsets) takes over:
+    a 65,535-byte target is still ours to answer (414), one byte more is its text/plain 400."""
+    prefix = "/v1/tensors?shape=3&x="
+    status, ctype = _raw_get(api_server, prefix + "a" * (65_535 - len(prefix)))
+    assert (status, ctype) == (414, PROBLEM)
+    status, ctype = _raw_get(api_server, prefix + "a" * (65_536 - len(prefix)))
+    assert status == 400 and ctype.startswith("text/plain")
 
 
 @pytest.mark.parametrize(

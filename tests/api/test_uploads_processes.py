@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import socket
 import threading
 import time
 import uuid
@@ -379,3 +381,50 @@ def test_a_task_override_is_checked_without_reading_the_upload_again(start_api: 
     refused = submit("binary")()
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["loc"] == ["dataset", "task"]
+
+
+def _slow_upload(url: str, seconds: float) -> bytes:
+    """A raw-socket client announcing a 100 kB upload and sending a byte every 0.2 s for at
+    most ``seconds``; returns what the server answered (b"" if nothing)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=seconds) as sock:
+        sock.sendall(
+            b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+        )
+        sock.setblocking(False)
+        answer = b""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and b"\r\n\r\n" not in answer:
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(65536)
+            with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+                sock.send(b"\0")
+            time.sleep(0.2)
+        sock.settimeout(2)
+        with contextlib.suppress(OSError):  # the rest of the problem document, then close
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+def test_a_slow_upload_is_a_408_and_frees_its_slot(start_api: Callable) -> None:
+    api = start_api(
+        env={
+            "INITLAB_MAX_CONCURRENT_UPLOADS": "1",
+            "INITLAB_UPLOAD_BODY_SECONDS": "1",
+            "INITLAB_UPLOAD_MIN_BYTES_PER_SECOND": "1000",
+        }
+    )
+    answer = _slow_upload(api.url, seconds=8)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert b"content-type: application/problem+json" in head.lower()
+    assert b"connection: close" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 408 and problem["errors"][0]["loc"] == ["body"]
+    assert "INITLAB_UPLOAD_BODY_SECONDS" in problem["detail"]
+    # The one slot is free again: the next upload is served at once, not after 10 s with a 503.
+    res = post_npz(api.url, _small_npz(0))
+    assert res.status_code == 201, res.text
+    assert httpx.delete(f"{api.url}/v1/datasets/{res.json()['id']}").status_code == 204

@@ -17,7 +17,7 @@ import redis
 from app.config import Settings
 from app.jobs.keys import checkpoint_key
 from app.jobs.reporter import RedisRunReporter
-from app.jobs.runs import RunClaim
+from app.jobs.runs import REFUSED_CANCELLED, RunClaim
 from app.jobs.store import JobStore
 from app.training.checkpoint import Checkpoint
 
@@ -131,7 +131,8 @@ def test_cancel_deletes_the_checkpoints(store: JobStore) -> None:
     store.cancel_job(job_id)
     assert not store.redis.exists(checkpoint_key(job_id, 0))
     assert (
-        store.save_checkpoint(job_id, 0, claim.attempt, b"x", step=1, epoch=1, epochs_done=0) == 1
+        store.save_checkpoint(job_id, 0, claim.attempt, b"x", step=1, epoch=1, epochs_done=0)
+        == REFUSED_CANCELLED
     )
 
 

@@ -87,6 +87,25 @@ def test_the_watcher_of_another_job_is_not_woken(store: JobStore) -> None:
         watcher.close()
 
 
+def test_points_of_a_write_refused_by_a_cancel_are_stored_once_by_the_finish(
+    store: JobStore,
+) -> None:
+    """A cancel lands between the run's last flush and its finish: the refused flush's points
+    go with the finish (before, they were dropped: the refusal read as a written write)."""
+    job_id = store.create_job(SPEC, RUNS)["id"]
+    reporter = _reporter(store, job_id, progress_interval_seconds=3600.0)
+    for step in range(5):  # the first is written at once, the others wait
+        reporter.on_batch(0, step, 1.0 - step / 10)
+    assert store.cancel_job(job_id) == "running"
+    reporter.flush()
+    assert reporter.should_stop() and not reporter.stale
+    assert reporter.finish("cancelled") == "cancelled"
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["status"] == "cancelled"
+    assert run["batch_steps"] == [0, 1, 2, 3, 4]
+    assert run["batch_losses"] == [1.0, 0.9, 0.8, 0.7, 0.6]
+
+
 class _CountingConnection(redis.Connection):
     """A real Redis connection that also records the size of every command it sends."""
 

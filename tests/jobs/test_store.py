@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from app.errors import InvalidInputError
+from app.jobs.keys import DATASETS_KEY, INDEX_KEY, PRUNE_PER_CREATE, dataset_key, job_key
+from app.jobs.runs import REFUSED_CANCELLED
 from app.jobs.store import JobStore
 from app.jobs.uploads import DatasetStore
 
@@ -154,8 +156,9 @@ def test_cancel_stops_runs_and_is_final(store: JobStore) -> None:
     assert not store.cancel_requested(job_id)
     assert store.cancel_job(job_id) == "running"
     assert store.cancel_requested(job_id)
-    # The running attempt is told to stop, and its final write keeps "cancelled".
-    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)]) == 1
+    # The running attempt is told to stop (its write refused), and its final write keeps
+    # "cancelled".
+    assert store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)]) == REFUSED_CANCELLED
     assert store.finish_run(job_id, 0, claim.attempt, "cancelled") == "cancelled"
     assert store.claim_run(job_id, 1, "w", 30).state == "terminal"
     doc = store.get_job(job_id)
@@ -389,11 +392,13 @@ def test_status_sets_one_finished_test_for_jobs_and_runs() -> None:
 
 def test_a_report_is_kept_only_for_a_finished_job_with_its_ttl(store: JobStore) -> None:
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
-    assert store.keep_report(job_id, "png", b"early") is False  # queued: not kept
+    assert store.keep_report(job_id, "png", b"early", 0) is False  # queued: not kept
     assert store.kept_report(job_id, "png") is None
     _finish_all(store, job_id, 1)
-    assert store.keep_report(job_id, "png", b"\x89PNG...") is True
-    assert store.kept_report(job_id, "png") == b"\x89PNG..."
+    read = store.get_job_writes(job_id)
+    assert read is not None and read[1] == 1  # one run finished
+    assert store.keep_report(job_id, "png", b"\x89PNG...", read[1]) is True
+    assert store.kept_report(job_id, "png") == (b"\x89PNG...", 1)
     assert store.kept_report(job_id, "svg") is None
     assert store.kept_report(job_id, "png", owner="someone-else") is None
     job_ttl = store.redis.pttl(f"initlab:job:{job_id}")
@@ -406,8 +411,82 @@ def test_a_late_write_of_a_cancelled_run_drops_the_kept_report(store: JobStore) 
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
     claim = store.claim_run(job_id, 0, "w", 30)
     store.cancel_job(job_id)
-    assert store.keep_report(job_id, "svg", b"<svg/>") is True
+    read = store.get_job_writes(job_id)
+    assert read is not None
+    assert store.keep_report(job_id, "svg", b"<svg/>", read[1]) is True
     assert store.finish_run(job_id, 0, claim.attempt, "cancelled", points=[(0, 1.0)]) == (
         "cancelled"
     )
     assert store.kept_report(job_id, "svg") is None  # the document changed: render again
+
+
+def test_a_report_rendered_before_a_cancelled_runs_late_write_is_not_kept(
+    store: JobStore,
+) -> None:
+    """The race: the API reads the cancelled job and renders; a cancelled run's finish writes
+    its last points meanwhile; the rendering is then stale and must not be kept."""
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    store.update_run(job_id, 0, claim.attempt, points=[(0, 1.0)])
+    store.cancel_job(job_id)
+    read = store.get_job_writes(job_id)
+    assert read is not None
+    doc, writes = read
+    assert doc["status"] == "cancelled" and doc["runs"][0]["batch_steps"] == [0]
+    assert store.finish_run(job_id, 0, claim.attempt, "cancelled", points=[(1, 0.5)]) == (
+        "cancelled"
+    )
+    assert store.keep_report(job_id, "svg", b"<svg>step 0 only</svg>", writes) is False
+    assert store.kept_report(job_id, "svg") is None
+    fresh = store.get_job_writes(job_id)
+    assert fresh is not None and fresh[0]["runs"][0]["batch_steps"] == [0, 1]
+    assert fresh[1] == writes + 1
+    assert store.keep_report(job_id, "svg", b"<svg>steps 0, 1</svg>", fresh[1]) is True
+
+
+def _expired(client: redis.Redis, keys: list[str]) -> bool:
+    """Whether every key is gone, waiting up to 10 s for their TTLs to run out."""
+    deadline = time.monotonic() + 10
+    while client.exists(*keys) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not client.exists(*keys)
+
+
+def _creates_prune(
+    client: redis.Redis, index: str, stale: list[str], create: Callable[[], str]
+) -> str:
+    """Create records until no id of ``stale`` is left in ``index``, as many times as one
+    pass of the prune cursor over the whole index takes at most; returns the last id made."""
+    made = create()
+    for _ in range(int(client.zcard(index)) // PRUNE_PER_CREATE + 1):
+        if not any(client.zscore(index, i) is not None for i in stale):
+            break
+        made = create()
+    return made
+
+
+def test_expired_jobs_leave_the_global_index_as_jobs_are_created(redis_url: str) -> None:
+    """No owner-less listing: creating jobs prunes the ids of expired ones from initlab:jobs."""
+    client = redis.Redis.from_url(redis_url)
+    short = JobStore(client, ttl_seconds=1)
+    stale = [short.create_job(SPEC, _runs(1, 1))["id"] for _ in range(3)]
+    assert _expired(client, [job_key(j) for j in stale])
+    assert all(client.zscore(INDEX_KEY, j) is not None for j in stale)  # still listed
+    live = _creates_prune(
+        client, INDEX_KEY, stale, lambda: short.create_job(SPEC, _runs(1, 1))["id"]
+    )
+    assert [j for j in stale if client.zscore(INDEX_KEY, j) is not None] == []
+    assert client.zscore(INDEX_KEY, live) is not None
+    client.close()
+
+
+def test_expired_uploads_leave_the_global_index_as_uploads_are_made(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    short = DatasetStore(client, ttl_seconds=1)
+    stale = [short.put(b"npz bytes", {"name": "x"}, owner=f"pruner-{i}") for i in range(3)]
+    assert _expired(client, [dataset_key(d) for d in stale])
+    assert all(client.zscore(DATASETS_KEY, d) is not None for d in stale)
+    live = _creates_prune(client, DATASETS_KEY, stale, lambda: short.put(b"npz", owner="pruner"))
+    assert [d for d in stale if client.zscore(DATASETS_KEY, d) is not None] == []
+    assert client.zscore(DATASETS_KEY, live) is not None
+    client.close()

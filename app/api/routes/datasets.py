@@ -26,6 +26,7 @@ from app.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    RequestTimeoutError,
     ServiceUnavailableError,
     TooLargeError,
 )
@@ -107,17 +108,45 @@ class _FilePart:
         self._in_file = False
 
 
-async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The request body chunks, refusing (413) as soon as more than ``limit`` bytes arrived."""
+async def _bounded(
+    stream: AsyncIterator[bytes], limit: int, settings: Settings
+) -> AsyncIterator[bytes]:
+    """The request body chunks, refusing (413) as soon as more than ``limit`` bytes arrived,
+    and (408) when the body is late: each chunk must come by ``upload_body_seconds`` plus
+    ``received / upload_min_bytes_per_second`` from the start of the read."""
     received = 0
-    async for chunk in stream:
+    chunks = aiter(stream)
+    start = anyio.current_time()
+    while True:
+        deadline = start + settings.upload_body_seconds
+        deadline += received / settings.upload_min_bytes_per_second
+        try:
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _late(received, anyio.current_time() - start, settings) from None
         received += len(chunk)
         if received > limit:
             raise _too_large(limit, f"more than {limit} bytes received")
         yield chunk
 
 
-async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
+def _late(received: int, seconds: float, settings: Settings) -> RequestTimeoutError:
+    rate = settings.upload_min_bytes_per_second
+    msg = (
+        f"{received} bytes arrived in {seconds:.1f} s: the body must arrive within "
+        f"{settings.upload_body_seconds:g} s plus 1 s per {rate} bytes "
+        "(INITLAB_UPLOAD_BODY_SECONDS, INITLAB_UPLOAD_MIN_BYTES_PER_SECOND)"
+    )
+    return RequestTimeoutError(
+        f"The upload's body is too slow; {msg}. Send it again on a faster connection.",
+        errors=[{"loc": ["body"], "msg": msg, "input": f"<{received} bytes>"}],
+    )
+
+
+async def _read_upload(request: Request, settings: Settings) -> tuple[bytes, str | None]:
     """The ``.npz`` bytes and file name of a multipart (field ``file``) or raw upload."""
     content_type = request.headers.get("content-type", "")
     ctype, options = parse_options_header(content_type)
@@ -127,6 +156,7 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]
             f"Content-Type {content_type!r} is not accepted: send the .npz as multipart/form-data "
             "in the field 'file', or as the raw body with Content-Type application/octet-stream."
         )
+    limit = settings.max_upload_bytes
     body_limit = limit + (MULTIPART_OVERHEAD if multipart else 0)
     length = request.headers.get("content-length")
     if length is not None:
@@ -134,7 +164,7 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]
             raise InvalidInputError(["header", "content-length"], length, "must be an integer")
         if int(length) > body_limit:
             raise _too_large(limit, f"Content-Length is {length}")
-    body = _bounded(request.stream(), body_limit)
+    body = _bounded(request.stream(), body_limit, settings)
     if not multipart:
         data = bytearray()
         async for chunk in body:
@@ -255,6 +285,7 @@ def _upload_entry(meta: dict[str, Any]) -> dict[str, Any]:
     max_body_size=UPLOAD_BODY_LIMIT,
     responses={
         201: {"description": "The upload's id, sizes and expiry; `Location` names it."},
+        408: {"description": "The body arrived too slowly (INITLAB_UPLOAD_BODY_SECONDS, ...)."},
         413: {},
         415: {},
         422: {},
@@ -300,7 +331,7 @@ async def create_dataset(
         _display_name(name, None)
     await anyio.to_thread.run_sync(store.check_quota, caller, _announced_size(request))
     async with _upload_slot(request, settings):
-        data, filename = await _read_upload(request, settings.max_upload_bytes)
+        data, filename = await _read_upload(request, settings)
         display = _display_name(name, filename)
         summary = await anyio.to_thread.run_sync(_describe, data, display, task, settings)
         meta = {**summary, "filename": filename}

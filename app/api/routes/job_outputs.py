@@ -49,10 +49,14 @@ _UINT64_MAX = 2**64 - 1
 _RUN_RANK = {"queued": 0, "running": 1}
 
 
+def _unknown(job_id: str) -> NotFoundError:
+    return NotFoundError(f"No job {job_id!r} (unknown, or expired).")
+
+
 def _load_job(store: JobStore, job_id: str, owner: str) -> dict[str, Any]:
     job = store.get_job(job_id, owner=owner)
     if job is None:
-        raise NotFoundError(f"No job {job_id!r} (unknown, or expired).")
+        raise _unknown(job_id)
     return job
 
 
@@ -67,28 +71,35 @@ def _cache_control(job: Mapping[str, Any]) -> str:
     return FINISHED_CACHE if is_finished(str(job.get("status"))) else "no-store"
 
 
-def _etag(data: bytes) -> str:
-    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+def _etag(writes: int, data: bytes) -> str:
+    """A kept report's strong ETag: the job's write counter it was rendered at, and its bytes."""
+    return f'"{writes}-{hashlib.sha256(data).hexdigest()[:24]}"'
 
 
 def _report(
     store: JobStore, job_id: str, owner: str, fmt: Literal["png", "svg"], if_none_match: str | None
 ) -> Response:
     disposition = f'inline; filename="{job_id}-report.{fmt}"'
-    data = store.kept_report(job_id, fmt, owner=owner)
-    if data is None:
-        job = _load_job(store, job_id, owner)
+    no_store = {"Cache-Control": "no-store", "Content-Disposition": disposition}
+    kept = store.kept_report(job_id, fmt, owner=owner)
+    if kept is None:
+        read = store.get_job_writes(job_id, owner=owner)
+        if read is None:
+            raise _unknown(job_id)
+        job, writes = read
         if not has_data(job):
             raise ConflictError(
                 f"Job {job_id!r} has no recorded batches or epochs yet (status "
                 f"{job.get('status')!r}); the report exists once the first run reports progress."
             )
         data = render_report(job, fmt)
-        if not is_finished(job["status"]):
-            headers = {"Cache-Control": "no-store", "Content-Disposition": disposition}
-            return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=headers)
-        store.keep_report(job_id, fmt, data)
-    etag = _etag(data)
+        # Not kept while running, nor when a run wrote since the read (a cancelled run's
+        # last points): served once, uncached; the next GET renders again.
+        if not is_finished(job["status"]) or not store.keep_report(job_id, fmt, data, writes):
+            return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=no_store)
+        kept = data, writes
+    data, writes = kept
+    etag = _etag(writes, data)
     headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
     if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
