@@ -241,3 +241,20 @@ def test_compose_api_runs_one_blas_thread(compose: dict[str, Any]) -> None:
     # The API's only BLAS call is orthogonal's QR; the worker sets its own per pool process.
     assert str(compose["services"]["api"]["environment"]["OPENBLAS_NUM_THREADS"]) == "1"
     assert "OPENBLAS_NUM_THREADS" not in compose["services"]["worker"]["environment"]
+
+
+def test_the_compose_test_override_publishes_on_loopback_and_keeps_redis_aof() -> None:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # podman-compose's merge tags (`!override`: replace the base file's list).
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    text = (ROOT / "tests" / "compose" / "compose.test.yml").read_text()
+    override = yaml.load(text, Loader=Loader)  # a SafeLoader subclass
+    services = override["services"]
+    assert set(services) <= {"redis", "api", "worker"}
+    for service in services.values():
+        assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))
+    words = command_words(services["redis"])
+    assert words[words.index("--appendonly") + 1] == "yes"
+    assert words[words.index("--protected-mode") + 1] == "no"

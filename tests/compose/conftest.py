@@ -131,7 +131,7 @@ def stack(results: dict[str, Any]) -> Iterator[Stack]:
     start = time.monotonic()
     results["standins_seconds"] = podman.standin_images()
     # A clean slate: containers and volumes of an earlier, interrupted session go.
-    podman.compose("down", "--volumes", check=False)
+    podman.down(volumes=True)
     build_start = time.monotonic()
     podman.build(BUILD_TIMEOUT)
     results["build_seconds"] = round(time.monotonic() - build_start, 1)
@@ -147,4 +147,4 @@ def stack(results: dict[str, Any]) -> Iterator[Stack]:
             (podman.STATE / "compose.log").write_text(stack.logs())
         finally:
             stack.api.close()
-            podman.compose("down", "--volumes", check=False, timeout=300)
+            podman.down(volumes=True)

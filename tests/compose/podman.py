@@ -143,6 +143,24 @@ def compose(*args: str, timeout: float = 300, check: bool = True) -> str:
     return result.stdout + result.stderr
 
 
+def down(*, volumes: bool) -> None:
+    """``podman-compose down``, then whatever it leaves: podman-compose 1.6 removes only the
+    first replica of a scaled service (the other workers, and Redis they depend on, stay)."""
+    compose("down", *(["--volumes"] if volumes else []), check=False, timeout=300)
+    label = f"label=io.podman.compose.project={PROJECT}"
+    for service in ("worker", "api", "redis"):  # dependents first
+        names = podman(
+            "ps", "--all", "--quiet", "--filter", label,
+            "--filter", f"label=com.docker.compose.service={service}",
+        ).split()  # fmt: skip
+        if names:
+            podman("rm", "--force", "--time", "5", *names, timeout=120)
+    if volumes:
+        names = podman("volume", "ls", "--quiet", "--filter", label).split()
+        if names:
+            podman("volume", "rm", "--force", *names)
+
+
 def build(timeout: float) -> None:
     """``podman-compose build`` of the production image with :func:`build_args`."""
     # The api service only: the worker runs the same image (one build, not two at once).
