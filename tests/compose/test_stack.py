@@ -19,7 +19,7 @@ import httpx_sse
 import pytest
 
 from tests.compose import podman
-from tests.compose.conftest import Stack, wait_until
+from tests.compose.stack import Stack, wait_until
 
 pytestmark = pytest.mark.compose
 
