@@ -19,13 +19,12 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin initlab
 
 WORKDIR /srv/initlab
 
-# Dependencies first (this layer is rebuilt only when pyproject.toml changes), code after.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, pinned: requirements.lock (`make lock` from pyproject.toml) is what every
+# build installs; this layer is rebuilt only when the lock changes. The code after.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
 # The float32 normal kernels are compiled by Numba: compile them now into a cache the app user

