@@ -13,8 +13,9 @@ processes; ``--blas-threads N`` sets ``OPENBLAS_NUM_THREADS`` instead).
    permutation gathered by index and a no-grad pass over the validation split, as the job's
    epoch record has). The figure: per round our best epoch ``seconds`` / torch's best.
 2. Wall time of one job with 4 runs (the workload above; one scheme × 4 repeats), from the
-   POST to ``succeeded``, with 1 worker and with 2 workers; ``--compare-threads`` adds 1
-   worker with one BLAS thread.
+   POST to ``succeeded``: one worker process; one worker with ``--concurrency 2`` (two pool
+   processes); two workers of concurrency 1; ``--compare-threads`` adds one process with one
+   BLAS thread.
 3. Time from ``POST /v1/jobs`` to the first ``progress`` event in the job's stream (the
    first batch-loss points a client sees over SSE), and to ``running``, over ``--probes``
    small jobs with one idle worker.
@@ -108,7 +109,9 @@ def start_api(stack: ExitStack, env: dict[str, str], tmp: Path) -> str:
     raise RuntimeError("the API did not start")
 
 
-def start_workers(stack: ExitStack, n: int, env: dict[str, str], tmp: Path) -> list[str]:
+def start_workers(
+    stack: ExitStack, n: int, env: dict[str, str], tmp: Path, concurrency: int = 1
+) -> list[str]:
     names = []
     for _ in range(n):
         name = f"bench-{uuid.uuid4().hex[:8]}"
@@ -121,7 +124,7 @@ def start_workers(stack: ExitStack, n: int, env: dict[str, str], tmp: Path) -> l
             "worker.celery_app:celery_app",
             "worker",
             "--pool=prefork",
-            "--concurrency=1",
+            f"--concurrency={concurrency}",
             f"--hostname={name}@%h",
             "--loglevel=INFO",
             "--without-mingle",
@@ -195,37 +198,41 @@ def timed_job(api: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
 
 def scaling(args: argparse.Namespace, base_env: dict[str, str], tmp: Path) -> list[dict]:
     rows = []
-    configs = [(1, args.blas_threads), (2, args.blas_threads)]
+    # (Celery workers, --concurrency of each, BLAS threads): one process; two pool processes
+    # of one worker (its default: a core each); two workers of concurrency 1 (each takes
+    # both cores: it cannot know of the other).
+    configs = [(1, 1, args.blas_threads), (1, 2, args.blas_threads), (2, 1, args.blas_threads)]
     if args.compare_threads:
-        configs.insert(1, (1, 1))
-    for n_workers, threads in configs:
+        configs.insert(1, (1, 1, 1))
+    for n_workers, concurrency, threads in configs:
         env = _thread_env(base_env, threads)
+        processes = n_workers * concurrency
         with ExitStack() as stack:
             api = start_api(stack, base_env, tmp)
-            start_workers(stack, n_workers, env, tmp)
+            start_workers(stack, n_workers, env, tmp, concurrency)
             # Warm-up: every worker process loads (and caches) the dataset once.
-            timed_job(api, fashion_job(args.train_size, 1, n_workers, seed=99))
+            timed_job(api, fashion_job(args.train_size, 1, processes, seed=99))
             walls: list[float] = []
             run_secs: list[float] = []
             for rep in range(args.reps):
                 wall, doc = timed_job(api, fashion_job(args.train_size, args.epochs, 4, seed=rep))
                 walls.append(wall)
                 run_secs += [r["seconds"] for r in doc["runs"]]
-                workers = {r["worker"] for r in doc["runs"]}
             rows.append(
                 {
                     "workers": n_workers,
+                    "concurrency": concurrency,
                     "blas_threads": threads,
                     "wall": statistics.median(walls),
                     "walls": walls,
                     "run_seconds": statistics.median(run_secs),
-                    "workers_used": len(workers),
                 }
             )
             print(
-                f"{n_workers} worker(s), BLAS threads {threads or 'default'}: 4 runs in "
-                f"{statistics.median(walls):.2f} s (median of {len(walls)}), "
-                f"run {statistics.median(run_secs):.2f} s",
+                f"{n_workers} worker(s) × concurrency {concurrency}, BLAS threads "
+                f"{threads or 'default'}: 4 runs in {statistics.median(walls):.2f} s "
+                f"(median of {len(walls)}: {', '.join(f'{w:.2f}' for w in walls)}), "
+                f"run {statistics.median(run_secs):.2f} s (load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
     return rows
@@ -433,7 +440,7 @@ def write(
     probe: dict,
     reports: dict,
 ) -> None:
-    one = next(r for r in rows if r["workers"] == 1 and r["blas_threads"] == args.blas_threads)
+    one = rows[0]
     load = os.getloadavg()[0]
     threads = "the worker's default" if not args.blas_threads else str(args.blas_threads)
     lines = [
@@ -466,13 +473,14 @@ def write(
         "one scheme × 4 repeats = 4 runs. Wall time from the POST to `succeeded` (median of "
         f"{args.reps}), after a warm-up job (each worker decodes the dataset once).",
         "",
-        "| workers | BLAS threads / worker | wall, 4 runs (s) | one run (s) | × 1 worker's wall |",
-        "|---:|---:|---:|---:|---:|",
+        "| workers × concurrency | BLAS threads / process | wall, 4 runs (s) | one run (s) "
+        "| × one process's wall |",
+        "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['workers']} | {row['blas_threads'] or 'default'} | {row['wall']:.2f} | "
-            f"{row['run_seconds']:.2f} | {row['wall'] / one['wall']:.2f} |"
+            f"| {row['workers']} × {row['concurrency']} | {row['blas_threads'] or 'default'} "
+            f"| {row['wall']:.2f} | {row['run_seconds']:.2f} | {row['wall'] / one['wall']:.2f} |"
         )
     lines += [
         "",

@@ -255,12 +255,15 @@ class Network:
         train: bool = True,
         rng: np.random.Generator | None = None,
         masks: Sequence[np.ndarray] | None = None,
+        gather: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> float:
         """Forward, loss and backward on one batch; the gradient lands in ``self.grads``.
 
         Each row block runs forward, its share of the loss (its rows' sum over the whole
         batch's size) and backward on its own (one thread each); the blocks' gradients are
-        then summed in block order."""
+        then summed in block order. ``gather=(source, index)``: ``x`` is a buffer each block
+        first fills with its rows of ``source[index]`` (the copy runs on the blocks' threads
+        too)."""
         n = x.shape[0]
         buf = self.buffers(n)
         drop = train and self.dropout > 0
@@ -273,6 +276,8 @@ class Network:
 
         def block(k: int, lo: int, hi: int) -> None:
             xs = x[lo:hi]
+            if gather is not None:
+                np.take(gather[0], gather[1][lo:hi], axis=0, out=xs)
             self._forward_rows(xs, buf, lo, hi, drop)
             values[k] = self.loss(
                 buf.z[-1][lo:hi], target[lo:hi], buf.dz[-1][lo:hi], backward=True, rows=n

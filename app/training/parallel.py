@@ -54,20 +54,54 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+class _Batch:
+    """One :func:`run_all` call: tasks claimed in order by whichever thread asks first."""
+
+    def __init__(self, tasks: Sequence[Callable[[], None]]) -> None:
+        self.tasks = tasks
+        self.next = 0
+        self.left = len(tasks)
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def drain(self) -> None:
+        while True:
+            with self.lock:
+                i = self.next
+                if i >= len(self.tasks):
+                    return
+                self.next += 1
+            try:
+                self.tasks[i]()
+            except BaseException as exc:  # re-raised by the caller of run_all
+                with self.lock:
+                    self.error = self.error or exc
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+
 def run_all(tasks: Sequence[Callable[[], None]], threads: int) -> None:
     """Run every task, on up to ``threads`` threads (the caller's among them); returns when all
-    are done and re-raises the first task's error."""
+    are done and re-raises the first error.
+
+    The caller's thread takes tasks too, and takes them all if the pool's threads are slow to
+    start (a busy or oversubscribed machine): it never waits for a thread that has not begun a
+    task, only for tasks under way."""
     if threads <= 1 or len(tasks) <= 1:
         for task in tasks:
             task()
         return
+    batch = _Batch(tasks)
     pool = _executor()
-    futures = [pool.submit(task) for task in tasks[1:]]
-    try:
-        tasks[0]()
-    finally:
-        for future in futures:
-            future.result()
+    for _ in range(min(threads, len(tasks)) - 1):
+        pool.submit(batch.drain)
+    batch.drain()
+    batch.done.wait()
+    if batch.error is not None:
+        raise batch.error
 
 
 @contextmanager

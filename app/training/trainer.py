@@ -259,13 +259,14 @@ def _train(
             lo = b * bs
             hi = min(lo + bs, n)
             m = hi - lo
+            gather: tuple[np.ndarray, np.ndarray] | None = None
             if order is None:
                 xbatch, tbatch = x_train[lo:hi], t_train[lo:hi]
                 lbatch = l_train[lo:hi] if l_train is not None else None
             else:
                 idx = order[lo:hi]
-                xbatch, tbatch = xb[:m], tb[:m]
-                np.take(x_train, idx, axis=0, out=xbatch)
+                # the row blocks gather their inputs themselves, on their threads
+                xbatch, tbatch, gather = xb[:m], tb[:m], (x_train, idx)
                 np.take(t_train, idx, axis=0, out=tbatch)
                 if same_labels:
                     lbatch = tbatch
@@ -274,7 +275,7 @@ def _train(
                     np.take(l_train, idx, axis=0, out=lbatch)
                 else:
                     lbatch = None
-            value = net.loss_and_grad(xbatch, tbatch, train=True, rng=dropout_rng)
+            value = net.loss_and_grad(xbatch, tbatch, train=True, rng=dropout_rng, gather=gather)
             losses[step] = value
             step += 1
             reporter.on_batch(epoch, step, value)
