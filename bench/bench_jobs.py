@@ -390,6 +390,9 @@ def main() -> None:
         "--blas-threads", type=int, default=0, help="BLAS threads per worker (0: its default)"
     )
     parser.add_argument("--torch-rounds", type=int, default=5)
+    parser.add_argument(
+        "--torch-only", action="store_true", help="only part 1 (printed, nothing written)"
+    )
     parser.add_argument("--report-gets", type=int, default=16)
     parser.add_argument("--dataset", choices=["fashion-mnist", "blobs"], default="fashion-mnist")
     parser.add_argument(
@@ -417,6 +420,10 @@ def main() -> None:
         }
         base_env.pop("REDIS_URL", None)
         versus = versus_torch(args, base_env, tmp) if args.torch_rounds else None
+        if versus is not None and args.torch_only:
+            r = versus["ratios"]
+            print(f"job / torch, best epoch per round: median {statistics.median(r):.2f}")
+            return
         rows = scaling(args, base_env, tmp)
         probe = first_progress(args, base_env, tmp)
         reports = report_gets(args, base_env, tmp)
