@@ -27,12 +27,13 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
-# The float32 normal kernels are compiled by Numba: compile them now into a cache the app user
-# can write (a host CPU other than the build machine's compiles again there, once).
+# The float32 normal kernels and the Adam update are compiled by Numba: compile them now into a
+# cache the app user can write (a host CPU other than the build machine's compiles again there,
+# once).
 ENV NUMBA_CACHE_DIR=/srv/initlab/numba-cache
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info \
-    && python -c "from app.initializers import warm_up; warm_up()" \
+    && python -c "import app.initializers as i, app.training as t; i.warm_up(); t.warm_up()" \
     && chown -R 10001:10001 "$NUMBA_CACHE_DIR"
 
 USER 10001:10001

@@ -126,9 +126,12 @@ def test_dockerfile_compiles_the_kernels_into_a_cache_the_app_user_owns(
     assert 'chown -R 10001:10001 "$NUMBA_CACHE_DIR"' in line
     assert dockerfile.index(env) < warm < dockerfile.index("USER 10001:10001")
     assert cache.startswith("/srv/initlab/")
+    assert "t.warm_up()" in line  # the trainer's compiled Adam update too
     from app.initializers import warm_up
+    from app.training import warm_up as warm_up_training
 
     warm_up()  # what the RUN line calls exists and runs
+    warm_up_training()
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -155,7 +155,8 @@ _blas_threads: int | None = None
 @worker_init.connect
 def _set_blas_threads_and_warm_up(sender: Any = None, **_: Any) -> None:
     """In the main process, before the pool forks: the BLAS threads per pool process (the
-    pool size is known by now) and the compiled initializer kernels, so no run pays for them."""
+    pool size is known by now) and the compiled initializer and optimizer kernels, so no run
+    pays for them."""
     global _blas_threads
     concurrency = getattr(sender, "concurrency", None)
     _blas_threads = blas_threads(
@@ -163,8 +164,10 @@ def _set_blas_threads_and_warm_up(sender: Any = None, **_: Any) -> None:
     )
     _apply_blas_threads(_blas_threads)
     from app.initializers import warm_up
+    from app.training import warm_up as warm_up_training
 
     warm_up()
+    warm_up_training()
 
 
 @worker_process_init.connect

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from app.training.results import NullReporter, RunReporter, RunResult
     from app.training.spec import RunSpec, TrainingSpecError
-    from app.training.trainer import build_network, train_run
+    from app.training.trainer import build_network, train_run, warm_up
 
 __all__ = [
     "NullReporter",
@@ -22,6 +22,7 @@ __all__ = [
     "TrainingSpecError",
     "build_network",
     "train_run",
+    "warm_up",
 ]
 
 

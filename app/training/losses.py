@@ -94,24 +94,29 @@ class Loss:
         grad: np.ndarray,
         *,
         backward: bool = True,
+        rows: int | None = None,
     ) -> float:
         """Mean loss of logits ``z`` (batch, units); gradient into ``grad`` if ``backward``.
 
-        ``grad`` is also the scratch buffer, so it is overwritten either way.
+        ``rows``: the batch size the mean runs over when ``z`` is a block of a larger batch
+        (default its own rows): the value and gradient are then that block's share, and the
+        blocks' values add up to the batch's. ``grad`` is also the scratch buffer, so it is
+        overwritten either way.
         """
-        n = z.shape[0]
+        n = z.shape[0] if rows is None else rows
+        size = n * z.shape[1]  # elements the mean of BCE and MSE runs over
         if self.name == "softmax_cross_entropy":
             # p = softmax(z) computed stably in grad; loss = log(sum exp(z - m)) + m - z[y]
             m = z.max(axis=1, keepdims=True)  # (batch, 1)
             np.subtract(z, m, out=grad)
             np.exp(grad, out=grad)
             s = grad.sum(axis=1, keepdims=True)  # (batch, 1)
-            rows = np.arange(n)
-            picked = z[rows, target]
-            value = float(np.mean(np.log(s[:, 0]) + m[:, 0] - picked))
+            idx = np.arange(z.shape[0])
+            picked = z[idx, target]
+            value = float(np.sum(np.log(s[:, 0]) + m[:, 0] - picked, dtype=np.float64)) / n
             if backward:
                 np.divide(grad, s, out=grad)
-                grad[rows, target] -= 1
+                grad[idx, target] -= 1
                 grad *= 1.0 / n
             return value
         if self.name == "binary_cross_entropy":
@@ -122,17 +127,17 @@ class Loss:
             np.log1p(grad, out=grad)
             grad += np.maximum(z, 0)
             grad -= z * target
-            value = float(np.mean(grad))
+            value = float(np.sum(grad, dtype=np.float64)) / size
             if backward:
                 sigmoid(z, grad)
                 grad -= target
-                grad *= 1.0 / grad.size
+                grad *= 1.0 / size
             return value
         # mse
         np.subtract(z, target, out=grad)
-        value = float(np.mean(np.square(grad)))
+        value = float(np.sum(np.square(grad), dtype=np.float64)) / size
         if backward:
-            grad *= 2.0 / grad.size
+            grad *= 2.0 / size
         return value
 
     def correct(self, z: np.ndarray, labels: np.ndarray | None) -> int:

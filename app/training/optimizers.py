@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from numba import njit
 
-from app.cpus import usable_cpus
+from app.training.parallel import MAX_THREADS, default_threads, run_all
 
 __all__ = [
     "OPTIMIZERS",
@@ -36,6 +35,7 @@ __all__ = [
     "OptimizerSpec",
     "default_threads",
     "make_optimizer",
+    "warm_up",
 ]
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
@@ -77,29 +77,7 @@ class OptimizerSpec:
         return out
 
 
-def default_threads() -> int:
-    """Threads for the optimizer step: as many as BLAS uses (``OPENBLAS_NUM_THREADS`` /
-    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` if set, else the CPUs this process may use:
-    affinity and cgroup quota, ``app.cpus``)."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return usable_cpus()
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
 MIN_PART = 65_536  # below this many parameters per thread, threading costs more than it saves
-MAX_THREADS = 8
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(MAX_THREADS - 1, thread_name_prefix="initlab-opt")
-        return _POOL
 
 
 class Optimizer:
@@ -110,6 +88,7 @@ class Optimizer:
     ufunc, so parts run in parallel); results do not depend on the split."""
 
     state_names: tuple[str, ...] = ()
+    min_part = MIN_PART  # parameters per thread at least
 
     def __init__(
         self,
@@ -129,7 +108,7 @@ class Optimizer:
         self.state = {name: np.zeros_like(params) for name in self.state_names}
         n = params.size
         wanted = default_threads() if threads is None else threads
-        parts = max(1, min(wanted, MAX_THREADS, n // MIN_PART))
+        parts = max(1, min(wanted, MAX_THREADS, n // self.min_part))
         bounds = [n * i // parts for i in range(parts + 1)]
         self._parts = [
             {
@@ -144,14 +123,7 @@ class Optimizer:
     def step(self) -> None:
         self.t += 1
         c = self._coefficients()
-        if len(self._parts) == 1:
-            self._kernel(self._parts[0], c)
-            return
-        pool = _pool()
-        futures = [pool.submit(self._kernel, part, c) for part in self._parts[1:]]
-        self._kernel(self._parts[0], c)
-        for f in futures:
-            f.result()
+        run_all([partial(self._kernel, part, c) for part in self._parts], len(self._parts))
 
     def _coefficients(self) -> tuple[float, ...]:
         return ()
@@ -203,11 +175,15 @@ class Adam(Optimizer):
     ``V = v / (1-b2)``, so ``M = b1 M + g`` and ``V = b2 V + g^2`` need no scaling pass, and
     the update folds every scalar into the denominator:
     ``p -= M / (sqrt(V) * sqrt(1-b2) / sqrt(1-b2^t) / s + eps / s)`` with
-    ``s = lr (1-b1) / (1-b1^t)`` — the same value as torch's formula, ten vector passes
-    instead of fifteen."""
+    ``s = lr (1-b1) / (1-b1^t)`` — the same value as torch's formula, in one compiled pass
+    over memory (:func:`_adam_update`; ten NumPy passes before, 0.55 ms a step for 235k
+    parameters)."""
 
     decoupled = False
     state_names = ("m", "v")  # M and V above
+    # One compiled pass takes 0.09 ms for 235k parameters: less than handing a part to a
+    # thread costs on a busy machine (0.05-1 ms), so parts only from a million per thread.
+    min_part = 1 << 20
 
     @property
     def exp_avg(self) -> np.ndarray:
@@ -226,22 +202,55 @@ class Adam(Optimizer):
         return (c / s, self.spec.eps / s)
 
     def _kernel(self, v: dict[str, np.ndarray], c: tuple[float, ...]) -> None:
-        p, g, m, sq, tmp = v["p"], v["g"], v["m"], v["v"], v["tmp"]
-        if self.decoupled:
-            if self.wd:
-                p *= 1.0 - self.lr * self.wd
-        else:
-            self._l2(v)
-        m *= self.spec.beta1
-        m += g
-        sq *= self.spec.beta2
-        np.square(g, out=tmp)
-        sq += tmp
-        np.sqrt(sq, out=tmp)
-        tmp *= c[0]
-        tmp += c[1]
-        np.divide(m, tmp, out=tmp)
-        p -= tmp
+        p = v["p"]
+        one = p.dtype.type  # every scalar in the parameters' dtype, as NumPy would cast it
+        wd = self.wd if not self.decoupled else 0.0
+        decay = 1.0 - self.lr * self.wd if self.decoupled else 1.0
+        _adam_update(
+            p,
+            v["g"],
+            v["m"],
+            v["v"],
+            one(self.spec.beta1),
+            one(self.spec.beta2),
+            one(c[0]),
+            one(c[1]),
+            one(wd),
+            one(decay),
+        )
+
+
+# error_model="numpy": a division by zero gives inf, not a raise, so the loop vectorizes.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    b1: np.floating,
+    b2: np.floating,
+    c0: np.floating,
+    c1: np.floating,
+    wd: np.floating,
+    decay: np.floating,
+) -> None:  # pragma: no cover - compiled
+    """One pass of :class:`Adam`'s update over a part of the vectors, in their dtype:
+    ``g' = g + wd p`` (L2) or ``p' = decay p`` (AdamW), ``M = b1 M + g'``,
+    ``V = b2 V + g'^2``, ``p = p' - M / (sqrt(V) c0 + c1)``. Each element's operations are
+    the NumPy formula's, in its order, each rounded to the dtype (no FMA: Numba without
+    fastmath does not contract), so the bytes do not depend on the CPU."""
+    for i in range(p.size):
+        pi = p[i]
+        gi = g[i]
+        if wd != 0:
+            gi = gi + pi * wd
+        if decay != 1:
+            pi = pi * decay
+        mi = m[i] * b1 + gi
+        vi = v[i] * b2 + gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - mi / (np.sqrt(vi) * c0 + c1)
 
 
 class AdamW(Adam):
@@ -307,5 +316,14 @@ def make_optimizer(
     """The optimizer for ``spec`` over the flat ``params`` / ``grads`` vectors.
 
     ``threads``: parts the step is split into (default :func:`default_threads`; at most one
-    per 65,536 parameters)."""
+    per ``min_part`` parameters: 65,536, Adam's compiled pass 2^20)."""
     return _CLASSES[spec.name](spec, params, grads, threads=threads)
+
+
+def warm_up() -> None:
+    """Load (or compile) the Adam update for float32 and float64 now
+    (``app.training.warm_up``)."""
+    for dtype in (np.float32, np.float64):
+        one = dtype(1)
+        x = np.zeros(1, dtype)
+        _adam_update(x, x.copy(), x.copy(), x.copy(), one, one, one, one, one, one)

@@ -3,7 +3,9 @@
 Pure NumPy, float32. Reproducible: every random stream (layer initializations, shuffling,
 dropout, the diagnostic batch) is seeded from ``RunSpec.seed`` through
 ``np.random.SeedSequence(seed, spawn_key=(purpose, index))``, so the same spec and seed give
-bit-identical loss curves in any process (with the same BLAS build and thread count).
+bit-identical loss curves in any process (with the same BLAS build), whatever the number of
+threads: BLAS runs single-threaded and the trainer's own threads (``app.training.parallel``)
+each compute a fixed row block of a batch (``Network.row_blocks``).
 
 The loop checks ``reporter.should_stop()`` before every batch (status ``cancelled``), reports
 every batch loss through ``reporter.on_batch`` (the reporter throttles), evaluates and
@@ -25,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.initializers import generate, resolve
+from app.training import diagnostics, optimizers
 from app.training.checkpoint import Checkpoint, Checkpointer
 from app.training.diagnostics import layer_diagnostics
 from app.training.losses import LOSS_NAMES, Loss
 from app.training.network import Network
 from app.training.optimizers import make_optimizer
+from app.training.parallel import single_threaded_blas
 from app.training.results import NullReporter, RunReporter, RunResult
 from app.training.spec import MAX_AUTO_RECORDS, LayerInit, RunSpec, TrainingSpecError
 
@@ -50,11 +54,20 @@ __all__ = [
     "TrainingSpecError",
     "build_network",
     "train_run",
+    "warm_up",
 ]
 
 # Seed purposes (first element of the SeedSequence spawn key).
 _KERNEL, _BIAS, _SHUFFLE, _DROPOUT, _DIAG = range(5)
 EVAL_CHUNK = 1024  # rows per forward pass when evaluating a split
+
+
+def warm_up() -> None:
+    """Load (the first time on a machine, compile: ~1-2 s) the trainer's compiled kernels —
+    the Adam update, the diagnostics' unit clustering — so the first run does not pay for
+    them (Numba's cache: see ``app.initializers.warm_up``)."""
+    optimizers.warm_up()
+    diagnostics.warm_up()
 
 
 def _seed(seed: int, purpose: int, index: int = 0) -> int:
@@ -127,7 +140,7 @@ def train_run(
     Raises :class:`TrainingSpecError` when the spec does not fit the dataset (call
     ``spec.check`` at submission to catch that early), :class:`CheckpointError` when
     ``resume`` does not fit the run."""
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), single_threaded_blas():
         return _train(spec, data, reporter, np.dtype(dtype), checkpointer, resume)
 
 
@@ -246,13 +259,14 @@ def _train(
             lo = b * bs
             hi = min(lo + bs, n)
             m = hi - lo
+            gather: tuple[np.ndarray, np.ndarray] | None = None
             if order is None:
                 xbatch, tbatch = x_train[lo:hi], t_train[lo:hi]
                 lbatch = l_train[lo:hi] if l_train is not None else None
             else:
                 idx = order[lo:hi]
-                xbatch, tbatch = xb[:m], tb[:m]
-                np.take(x_train, idx, axis=0, out=xbatch)
+                # the row blocks gather their inputs themselves, on their threads
+                xbatch, tbatch, gather = xb[:m], tb[:m], (x_train, idx)
                 np.take(t_train, idx, axis=0, out=tbatch)
                 if same_labels:
                     lbatch = tbatch
@@ -261,7 +275,7 @@ def _train(
                     np.take(l_train, idx, axis=0, out=lbatch)
                 else:
                     lbatch = None
-            value = net.loss_and_grad(xbatch, tbatch, train=True, rng=dropout_rng)
+            value = net.loss_and_grad(xbatch, tbatch, train=True, rng=dropout_rng, gather=gather)
             losses[step] = value
             step += 1
             reporter.on_batch(epoch, step, value)

@@ -93,17 +93,20 @@ def _network(activation: str, loss: Loss, *, dropout: float = 0.0) -> Network:
     return net
 
 
+# 8 rows: one row block; 70 rows: two (Network.row_blocks), whose gradients are summed.
+@pytest.mark.parametrize("rows", [8, 70])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize(("name", "task", "units"), [LOSS_CASES[0], LOSS_CASES[2], LOSS_CASES[5]])
 def test_dense_network_gradients_match_finite_differences(
-    activation: str, name: str, task: str, units: int
+    activation: str, name: str, task: str, units: int, rows: int
 ) -> None:
     loss = Loss(name, task, units)
     net = _network(activation, loss)
+    assert len(net.row_blocks(rows)) == (1 if rows == 8 else 2)
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(8, 5))
-    target = loss.targets(_targets(task, units, 8, rng), np.float64)
-    buf = net.buffers(8)
+    x = rng.normal(size=(rows, 5))
+    target = loss.targets(_targets(task, units, rows, rng), np.float64)
+    buf = net.buffers(rows)
 
     def objective() -> float:
         z = net.forward(x, buf, train=False)
@@ -114,14 +117,15 @@ def test_dense_network_gradients_match_finite_differences(
     np.testing.assert_allclose(net.grads, expected, rtol=1e-5, atol=1e-8)
 
 
-def test_dropout_gradients_match_finite_differences_with_a_fixed_mask() -> None:
+@pytest.mark.parametrize("rows", [8, 70])
+def test_dropout_gradients_match_finite_differences_with_a_fixed_mask(rows: int) -> None:
     loss = Loss("softmax_cross_entropy", "multiclass", 3)
     net = _network("tanh", loss, dropout=0.5)
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(8, 5))
-    target = loss.targets(rng.integers(0, 3, size=8), np.float64)
-    masks = [(rng.random((8, h)) < 0.5) / 0.5 for h in (4, 3)]
-    buf = net.buffers(8)
+    x = rng.normal(size=(rows, 5))
+    target = loss.targets(rng.integers(0, 3, size=rows), np.float64)
+    masks = [(rng.random((rows, h)) < 0.5) / 0.5 for h in (4, 3)]
+    buf = net.buffers(rows)
 
     def objective() -> float:
         z = net.forward(x, buf, train=True, masks=masks)

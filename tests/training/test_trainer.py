@@ -120,6 +120,21 @@ def test_same_spec_and_seed_give_identical_curves_and_other_seeds_differ() -> No
     assert c.batch_losses.tobytes() != a.batch_losses.tobytes()
 
 
+def test_bytes_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # batches of 100 (and a last one of 80) run as two row blocks, on one thread or two
+    data = _blobs()
+    spec = _spec(model={"dropout": 0.2}, training={"batch_size": 100})
+    runs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", threads)
+        runs.append(train_run(spec, data, Recorder()))
+    a, b = runs
+    assert a.batch_losses.tobytes() == b.batch_losses.tobytes()
+    assert a.params.tobytes() == b.params.tobytes()
+    assert a.diagnostics == b.diagnostics
+    assert a.final_val_loss == b.final_val_loss
+
+
 def test_dropout_changes_the_training_curve_but_not_evaluation_mode() -> None:
     data = _blobs()
     plain = train_run(_spec(training={"epochs": 1}), data, Recorder())
