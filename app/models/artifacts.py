@@ -31,8 +31,9 @@ def weight_values(weight: Weight) -> np.ndarray:
 
 def iter_weights(plan: ModelPlan) -> Iterator[memoryview]:
     """``weights.bin``, one weight per chunk, each a view of its array (no copy; memory:
-    about the largest weight). Generating the next weight while one is sent measured slower
-    on 2 shared cores (bench/results/models.md)."""
+    about the largest weight). Generating the next weight while one is sent, or sending a
+    weight's finished chunks while the rest are generated, measured no faster on 2 shared
+    cores (bench/results/models.md)."""
     for weight in plan.weights:
         yield weight_values(weight).reshape(-1).view(np.uint8).data
 
