@@ -7,16 +7,18 @@
 - writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
   one per epoch record and one per diagnostics snapshot; each write is one Lua call that also
   answers "was the job cancelled?" (a write refused because the run was cancelled keeps its
-  points for the run's finish, which stores them once), and its size does not grow with the
-  run: epoch records
-  and diagnostics snapshots are appended (the store assembles them on read). How many a run
-  makes is capped at submission (``max_epoch_records``: ``record.eval_every``);
+  points, epoch records and diagnostics snapshots for the run's finish, which stores them
+  once), and its size does not grow with the run: epoch records and diagnostics snapshots
+  are appended (the store assembles them on read). How many a run makes is capped at
+  submission (``max_epoch_records``: ``record.eval_every``);
 - ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
-  :class:`CancelWatcher` thread sets that event when the cancel is published (Redis pub/sub,
-  sub-millisecond), so a cancelled run stops at its next batch; as a fallback for a missed
-  message the flag itself is read every ``cancel_check_seconds`` (default 1 s);
-- a lease thread renews the run's lease every ``lease_seconds / 3``; if the worker dies the
-  lease lapses and the watchdog (``worker/celery_app.py``) re-enqueues the run;
+  :class:`app.jobs.watchers.CancelWatcher` thread sets that event when the cancel is
+  published (Redis pub/sub, sub-millisecond), so a cancelled run stops at its next batch; as
+  a fallback for a missed message the flag itself is read every ``cancel_check_seconds``
+  (default 1 s);
+- a lease thread (:class:`app.jobs.watchers.LeaseKeeper`) renews the run's lease every
+  ``lease_seconds / 3``; if the worker dies the lease lapses and the watchdog
+  (``worker/celery_app.py``) re-enqueues the run;
 - it is also the run's checkpointer (``app.training.checkpoint.Checkpointer``): at an epoch
   boundary once ``checkpoint_seconds`` passed since the last checkpoint (or the start), within
   an epoch once ``checkpoint_within_epoch_seconds`` did, it flushes its pending points and
@@ -47,9 +49,10 @@ from typing import Any
 import orjson
 
 from app.config import Settings, get_settings
-from app.jobs.runs import REFUSED_CANCELLED, STALE, WRITTEN_CANCELLED
-from app.jobs.store import JobStore, cancel_channel
+from app.jobs.runs import REFUSED_CANCELLED, STALE, WRITTEN, WRITTEN_CANCELLED
+from app.jobs.store import JobStore
 from app.jobs.uploads import DatasetStore
+from app.jobs.watchers import CancelWatcher, LeaseKeeper
 from app.training.checkpoint import Checkpoint, CheckpointError
 
 log = logging.getLogger("initlab.jobs")
@@ -102,6 +105,9 @@ class RedisRunReporter:
         self.stopped = False
         self.stale = False
         self._pending: list[tuple[int, float]] = []
+        # Epoch records and diagnostics snapshots of writes refused as cancelled (for finish).
+        self._pending_epochs: list[dict[str, Any]] = []
+        self._pending_diagnostics: list[tuple[str, list[dict]]] = []
         self._last_write = -math.inf  # the first batch is written at once
         self._last_check = -math.inf
         self._seq = 0
@@ -147,12 +153,12 @@ class RedisRunReporter:
         if epoch <= self.published_epoch:  # an earlier attempt published it
             self.flush(epochs=[rec])
             return
-        self.published_epoch = epoch
-        self.flush(
+        if self.flush(
             epochs=[rec],
             event={"type": "epoch", "run": self.index, "record": rec},
             fields={"published_epoch": epoch},
-        )
+        ):
+            self.published_epoch = epoch
 
     def on_diagnostics(self, when: str, layers: list[dict]) -> None:
         self.flush(diagnostics=[(when, layers)], progress=False)
@@ -213,14 +219,20 @@ class RedisRunReporter:
         diagnostics: list[tuple[str, list[dict]]] | None = None,
         progress: bool = True,
         fields: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
         """Write pending points (plus new epoch records / diagnostics snapshots, appended,
         and ``fields``) now, with a progress event carrying the points not yet published (one
         without points too when ``progress`` and no ``event``, if the run got further than
-        published), then ``event``; notices cancellation and staleness."""
+        published), then ``event``; notices cancellation and staleness. Returns whether it
+        was written: a write refused as cancelled keeps its points, records and snapshots for
+        the run's finish (which stores them once; its events are not published)."""
         if self.stale:
-            return
+            return False
         points, self._pending = self._pending, []
+        epochs = self._pending_epochs + list(epochs or ())
+        diagnostics = self._pending_diagnostics + list(diagnostics or ())
+        self._pending_epochs, self._pending_diagnostics = [], []
+        published_step = self.published_step
         new = [point for point in points if point[0] >= self.published_step]
         events: list[Mapping[str, Any]] = []
         written: dict[str, Any] = {"epoch": self.epoch, "batch": self.step, **(fields or {})}
@@ -246,13 +258,16 @@ class RedisRunReporter:
             fields=written,
             points=points,
             events=events,
-            epochs=epochs or (),
-            diagnostics=diagnostics or (),
+            epochs=epochs,
+            diagnostics=diagnostics,
         )
         self._last_write = time.monotonic()
         if out == REFUSED_CANCELLED:  # not stored: they go with the run's finish, once
             self._pending = points + self._pending
+            self._pending_epochs, self._pending_diagnostics = epochs, diagnostics
+            self.published_step = published_step
         self._noted(out)
+        return out in (WRITTEN, WRITTEN_CANCELLED)
 
     def _noted(self, out: int) -> None:
         """A write's answer (``app.jobs.runs``): stale, cancelled (written or not), or go on."""
@@ -273,6 +288,8 @@ class RedisRunReporter:
         if self._pending and not self.stopped:  # a diverged run's last points: published too
             self.flush(progress=False)
         points, self._pending = self._pending, []
+        epochs, self._pending_epochs = self._pending_epochs, []
+        diagnostics, self._pending_diagnostics = self._pending_diagnostics, []
         fields: dict[str, Any] = {
             "epoch": self.epoch,
             "batch": self.step,
@@ -283,85 +300,16 @@ class RedisRunReporter:
         if self.last_loss is not None:
             fields["last_batch_loss"] = self.last_loss
         return self.store.finish_run(
-            self.job_id, self.index, self.attempt, status, fields=fields, points=points, error=error
+            self.job_id,
+            self.index,
+            self.attempt,
+            status,
+            fields=fields,
+            points=points,
+            epochs=epochs,
+            diagnostics=diagnostics,
+            error=error,
         )
-
-
-class CancelWatcher:
-    """Sets :attr:`event` as soon as the job's cancel is published (or, as a fallback for a
-    missed message, found by reading the flag every ``fallback_seconds``)."""
-
-    POLL_SECONDS = 0.5
-
-    def __init__(self, store: JobStore, job_id: str, fallback_seconds: float) -> None:
-        self.store = store
-        self.job_id = job_id
-        self.fallback_seconds = fallback_seconds
-        self.event = threading.Event()
-        self._stop = threading.Event()
-        self._pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-        # Subscribe before the first flag read, so a cancel between the two is not missed.
-        self._pubsub.subscribe(cancel_channel(job_id))
-        if store.cancel_requested(job_id):
-            self.event.set()
-        self._thread = threading.Thread(target=self._run, name="initlab-cancel", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        next_read = time.monotonic() + self.fallback_seconds
-        try:
-            while not (self._stop.is_set() or self.event.is_set()):
-                try:
-                    # Short waits, so close() is prompt; the flag is read every fallback period.
-                    if self._pubsub.get_message(timeout=self.POLL_SECONDS) is not None:
-                        self.event.set()
-                    elif time.monotonic() >= next_read:
-                        next_read = time.monotonic() + self.fallback_seconds
-                        if self.store.cancel_requested(self.job_id):
-                            self.event.set()
-                except Exception:  # Redis blip: the lease and the writes notice real trouble
-                    log.warning("cancel watch failed for %s; retrying", self.job_id)
-                    self._stop.wait(self.POLL_SECONDS)
-        finally:
-            self._pubsub.close()
-
-    def close(self) -> None:
-        """Ask the thread to stop. No join: the task returns at once (the worker is free for
-        its next run), and the thread closes its own pub/sub connection within one poll."""
-        self._stop.set()
-
-
-class LeaseKeeper:
-    """Renews a run's lease from a daemon thread until :meth:`close` (NumPy releases the GIL
-    in BLAS calls, so renewals happen even during long matmuls)."""
-
-    def __init__(
-        self, store: JobStore, job_id: str, index: int, token: str, lease_seconds: float
-    ) -> None:
-        self.store = store
-        self.job_id = job_id
-        self.index = index
-        self.token = token
-        self.lease_seconds = lease_seconds
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="initlab-lease", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.lease_seconds / 3):
-            try:
-                if not self.store.renew_lease(
-                    self.job_id, self.index, self.token, self.lease_seconds
-                ):
-                    self.lost = True
-                    return
-            except Exception:  # Redis blip: try again next period; the lease has slack
-                log.warning("lease renewal failed for %s run %d", self.job_id, self.index)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @lru_cache(maxsize=2)

@@ -191,13 +191,8 @@ class RunStore:
             *(dumps(event) for event in events),
             len(flat) // 2,
             *flat,
-            len(epochs),
-            *(dumps(record) for record in epochs),
-            len(diagnostics),
-            *(dumps([when, layers]) for when, layers in diagnostics),
+            *_records(epochs, diagnostics, points),
         ]
-        if points:
-            args.append(dumps(points))
         return int(
             self._update(
                 keys=script_keys(job_id, index),
@@ -214,11 +209,15 @@ class RunStore:
         *,
         fields: Mapping[str, Any] | None = None,
         points: Sequence[tuple[int, float]] = (),
+        epochs: Sequence[Mapping[str, Any]] = (),
+        diagnostics: Sequence[tuple[str, Any]] = (),
         error: str = "",
     ) -> str:
-        """Record a run's end (``succeeded`` | ``diverged`` | ``failed`` | ``cancelled``) and,
-        when it was the last one, the job's final status. Returns the run's recorded status, or
-        ``stale`` when this attempt no longer owns the run (nothing is written then)."""
+        """Record a run's end (``succeeded`` | ``diverged`` | ``failed`` | ``cancelled``),
+        with its last ``fields``, ``points``, epoch records and diagnostics snapshots (as
+        :meth:`update_run`) and, when it was the last one, the job's final status. Returns the
+        run's recorded status, or ``stale`` when this attempt no longer owns the run (nothing
+        is written then). A cancelled run's finish writes once: a retried one writes nothing."""
         if status not in FINISHED:
             raise ValueError(f"not a final run status: {status!r}")
         flat = _flatten(fields or {})
@@ -233,9 +232,8 @@ class RunStore:
             index,
             len(flat) // 2,
             *flat,
+            *_records(epochs, diagnostics, points),
         ]
-        if points:
-            args.append(dumps(points))
         out = self._finish(
             keys=script_keys(job_id, index),
             args=args,
@@ -313,3 +311,17 @@ def _flatten(fields: Mapping[str, Any]) -> list[Any]:
             encoded = dumps(value)
         flat += [key, encoded]
     return flat
+
+
+def _records(
+    epochs: Sequence[Mapping[str, Any]],
+    diagnostics: Sequence[tuple[str, Any]],
+    points: Sequence[tuple[int, float]],
+) -> list[Any]:
+    """The ARGV tail of UPDATE and FINISH: counted epoch records and diagnostics snapshots,
+    then the points as one loss chunk (none without points)."""
+    args: list[Any] = [len(epochs), *(dumps(record) for record in epochs)]
+    args += [len(diagnostics), *(dumps([when, layers]) for when, layers in diagnostics)]
+    if points:
+        args.append(dumps(points))
+    return args

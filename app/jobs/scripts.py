@@ -165,15 +165,16 @@ return 1
 UPDATE = (
     _PRELUDE
     + """
+if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return -1 end
+local seq = tonumber(ARGV[4])
+-- A write already applied answers as it did, before the cancelled refusal: a retry after a
+-- lost reply and a cancel must not read as "nothing stored" (its points would go twice).
+if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[RUN], 'write_seq') or '0') then
+  return redis.call('EXISTS', KEYS[CANCEL])
+end
 local refused = write_refused(ARGV[1])
 if refused then return refused end
-local seq = tonumber(ARGV[4])
-if seq > 0 then
-  if seq <= tonumber(redis.call('HGET', KEYS[RUN], 'write_seq') or '0') then
-    return redis.call('EXISTS', KEYS[CANCEL])
-  end
-  redis.call('HSET', KEYS[RUN], 'write_seq', seq)
-end
+if seq > 0 then redis.call('HSET', KEYS[RUN], 'write_seq', seq) end
 local n_events = tonumber(ARGV[5])
 local at = 6 + n_events
 local n = tonumber(ARGV[at])
@@ -187,19 +188,27 @@ return redis.call('EXISTS', KEYS[CANCEL])
 """
 )
 
-# ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ..., chunks
-# A run cancelled with its job keeps "cancelled" (its last fields and points are still
-# written); the last run to finish sets the job's final status. Every finish bumps the job's
-# write counter (KEEP_REPORT keeps a report only if it is unchanged) and drops a kept report.
+# ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ...,
+#       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
+# A run cancelled with its job keeps "cancelled" (its last fields, records and points are still
+# written, once: `finish_written` marks it, and a retried finish writes nothing); the last run
+# to finish sets the job's final status. Every finish bumps the job's write counter
+# (KEEP_REPORT keeps a report only if it is unchanged) and drops a kept report.
 FINISH = (
     _PRELUDE
     + """
 if redis.call('HGET', KEYS[RUN], 'attempt') ~= ARGV[1] then return 'stale' end
 local rstatus = redis.call('HGET', KEYS[RUN], 'status')
 if rstatus ~= 'running' and rstatus ~= 'cancelled' then return 'stale' end
+if rstatus == 'cancelled' then
+  if redis.call('HGET', KEYS[RUN], 'finish_written') == '1' then return 'cancelled' end
+  redis.call('HSET', KEYS[RUN], 'finish_written', 1)
+end
 local n = tonumber(ARGV[9])
 for i = 0, n - 1 do redis.call('HSET', KEYS[RUN], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
-push_chunks(KEYS[LOSS], ARGV, 10 + 2 * n)
+local at = push_counted(KEYS[EPOCHS], ARGV, 10 + 2 * n)
+at = push_counted(KEYS[DIAG], ARGV, at)
+push_chunks(KEYS[LOSS], ARGV, at)
 redis.call('SREM', KEYS[RUNNING], ARGV[5])
 redis.call('ZREM', KEYS[QUEUED], ARGV[5])
 redis.call('DEL', KEYS[LEASE], KEYS[REPORT], KEYS[CHECKPOINT])

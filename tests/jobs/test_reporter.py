@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from app.config import get_settings
-from app.jobs.reporter import CancelWatcher, RedisRunReporter
+from app.jobs.reporter import RedisRunReporter
 from app.jobs.store import JobStore
+from app.jobs.watchers import CancelWatcher
 
 SPEC = {"dataset": {"name": "circles"}, "schemes": [{"label": "he", "initializer": "he"}]}
 RUNS = [{"scheme": 0, "label": "he", "repeat": 0, "seed": 0, "total_batches": 1000}]
@@ -104,6 +105,29 @@ def test_points_of_a_write_refused_by_a_cancel_are_stored_once_by_the_finish(
     assert run is not None and run["status"] == "cancelled"
     assert run["batch_steps"] == [0, 1, 2, 3, 4]
     assert run["batch_losses"] == [1.0, 0.9, 0.8, 0.7, 0.6]
+
+
+def test_an_epoch_record_and_snapshot_refused_by_a_cancel_are_stored_by_the_finish(
+    store: JobStore,
+) -> None:
+    """A refused write keeps its epoch record and diagnostics snapshot as well as its points,
+    and what it did not publish does not count as published."""
+    job_id = store.create_job(SPEC, RUNS)["id"]
+    reporter = _reporter(store, job_id, progress_interval_seconds=3600.0)
+    reporter.on_batch(0, 0, 1.0)  # written at once
+    reporter.on_batch(0, 1, 0.5)
+    assert store.cancel_job(job_id) == "running"
+    reporter.on_epoch({"epoch": 1, "loss": 0.5})
+    reporter.on_diagnostics("end", [{"layer": 0}])
+    assert reporter.should_stop() and not reporter.stale
+    assert (reporter.published_step, reporter.published_epoch) == (1, 0)
+    assert reporter.finish("cancelled") == "cancelled"
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["batch_steps"] == [0, 1]
+    assert run["epochs"] == [{"epoch": 1, "loss": 0.5}]
+    assert run["diagnostics"] == {"end": [{"layer": 0}]}
+    published = [e for _, e in store.read_events(job_id) if e.get("type") in ("progress", "epoch")]
+    assert [e["type"] for e in published] == ["progress"]
 
 
 class _CountingConnection(redis.Connection):

@@ -169,6 +169,43 @@ def test_cancel_stops_runs_and_is_final(store: JobStore) -> None:
     assert store.read_events(job_id)[-1][1] == {"type": "end", "status": "cancelled"}
 
 
+def test_a_write_retried_after_a_cancel_reads_as_applied_and_is_stored_once(
+    store: JobStore,
+) -> None:
+    """A write is applied, its reply lost; a cancel lands; the client's retry must answer
+    "applied" (1), not "refused" (2), or its points would go again with the finish."""
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    assert store.update_run(job_id, 0, claim.attempt, seq=1, points=[(0, 1.0)]) == 0
+    store.cancel_job(job_id)
+    assert store.update_run(job_id, 0, claim.attempt, seq=1, points=[(0, 1.0)]) == 1
+    # The reporter hands the finish only what was refused: nothing here.
+    assert store.finish_run(job_id, 0, claim.attempt, "cancelled") == "cancelled"
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["batch_steps"] == [0]
+
+
+def test_a_cancelled_runs_finish_retried_writes_nothing(store: JobStore) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    assert store.update_run(job_id, 0, claim.attempt, seq=1, points=[(0, 1.0)]) == 0
+    store.cancel_job(job_id)
+    for _ in range(2):  # the second as a retry after a lost reply
+        out = store.finish_run(
+            job_id,
+            0,
+            claim.attempt,
+            "cancelled",
+            points=[(1, 0.5)],
+            epochs=[{"epoch": 1}],
+            diagnostics=[("end", [])],
+        )
+        assert out == "cancelled"
+    run = store.get_run(job_id, 0)
+    assert run is not None and run["batch_steps"] == [0, 1]
+    assert run["epochs"] == [{"epoch": 1}] and run["diagnostics"] == {"end": []}
+
+
 def test_cancel_of_a_finished_job_changes_nothing(store: JobStore) -> None:
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
     _finish_all(store, job_id, 1)
