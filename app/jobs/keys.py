@@ -3,9 +3,13 @@
 Keys (every key of a job expires with the job's TTL, refreshed on each write):
 
 - ``initlab:job:{id}``                 hash: spec, owner, status, timestamps, run counters
-  (``runs_total``, ``runs_done``, ``runs_failed``, ``runs_cancelled``), error
+  (``runs_total``, ``runs_done``, ``runs_failed``, ``runs_cancelled``), error, ``writes``
+  (bumped by every run finish and the cancel: a kept report is fresh only at the same count)
 - ``initlab:job:{id}:run:{i}``         hash: one (scheme, repeat) run: status, attempt, epoch,
-  batch, final (JSON), seconds, worker, error, enqueued_at, resends
+  batch, final (JSON), seconds, worker, error, enqueued_at, resends; ``write_seq`` (the
+  attempt's last applied progress write), ``published_step`` / ``published_epoch`` (how far
+  the event stream shows it, kept across attempts), ``finish_written`` (a cancelled run's
+  finish was written)
 - ``initlab:job:{id}:run:{i}:loss``    list: JSON chunks ``[[step, loss], ...]`` of batch losses
 - ``initlab:job:{id}:run:{i}:epochs``  list: one JSON epoch record per item (append-only)
 - ``initlab:job:{id}:run:{i}:diag``    list: JSON ``[when, layers]`` diagnostics snapshots
@@ -16,7 +20,8 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 - ``initlab:job:{id}:events``          stream (MAXLEN-capped): progress events for SSE
 - ``initlab:job:{id}:cancel``          string: present once the job is cancelled
 - ``initlab:job:{id}:report``          hash: a finished job's rendered report, ``png`` / ``svg``
-  → bytes (kept until the job expires; dropped if a run writes after all)
+  → bytes, and ``writes``: the job's write counter it was rendered at (kept until the job
+  expires; dropped if a run writes after all)
 - ``initlab:jobs``                     sorted set: every job id by creation time (ids of
   expired jobs are pruned a few at a time on each create, ``initlab:jobs:prune`` the cursor)
 - ``initlab:owner:{owner}:jobs``       sorted set: one caller's job ids by creation time (listing)

@@ -339,24 +339,33 @@ return 1
 )
 
 # KEYS: an index (sorted set of record ids by creation time), its prune cursor (a string).
-# ARGV: the records' key prefix, cutoff (a record created after it cannot have expired yet),
-# limit. Looks at up to `limit` ids created at or before the cutoff, from the cursor on (past
-# the last score looked at), and removes those whose record is gone; at the cutoff the
-# cursor starts over. Bounded work per call, and long-lived records cannot stall it: a stale
-# id goes within (ids created before the cutoff) / limit calls. Returns how many went.
+# ARGV: the records' key prefix (ARGV[1] .. id is the record's key: app.jobs.keys'
+# JOB_KEY_PREFIX / DATASET_KEY_PREFIX, the one definition job_key / dataset_key use), cutoff
+# (a record created after it cannot have expired yet), limit. Looks at up to `limit` ids
+# created at or before the cutoff, from the cursor on, and removes those whose record is gone;
+# at the cutoff the cursor starts over. The cursor is the last id looked at and kept: the next
+# call starts at the rank after it, so ids sharing a creation time across two calls are all
+# looked at. Bounded work per call, and long-lived records cannot stall it: a stale id goes
+# within (ids created before the cutoff) / limit calls. Returns how many went.
 PRUNE_INDEX = """
-local from = redis.call('GET', KEYS[2]) or '-inf'
 local limit = tonumber(ARGV[3])
-local page = redis.call('ZRANGEBYSCORE', KEYS[1], from, ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
-local removed = 0
+local anchor = redis.call('GET', KEYS[2])
+local start = 0
+if anchor then start = (redis.call('ZRANK', KEYS[1], anchor) or -1) + 1 end
+local page = redis.call('ZRANGE', KEYS[1], start, start + limit - 1, 'WITHSCORES')
+local removed, looked = 0, 0
 for i = 1, #page, 2 do
+  if tonumber(page[i + 1]) > tonumber(ARGV[2]) then break end
+  looked = looked + 1
   if redis.call('EXISTS', ARGV[1] .. page[i]) == 0 then
     redis.call('ZREM', KEYS[1], page[i])
     removed = removed + 1
+  else
+    anchor = page[i]
   end
 end
-if #page < 2 * limit then redis.call('DEL', KEYS[2])
-else redis.call('SET', KEYS[2], '(' .. page[#page]) end
+if looked < limit or not anchor then redis.call('DEL', KEYS[2])
+else redis.call('SET', KEYS[2], anchor) end
 return removed
 """
 

@@ -97,6 +97,10 @@ class JobStore(RunStore):
     """Create, read, list and cancel job records (the worker side: :class:`RunStore`).
     Thread-safe (a ``redis.Redis`` pool)."""
 
+    # How many index ids one list_jobs call looks at, at most (a page of a filter few jobs
+    # match ends there, with a cursor): bounded work per request.
+    LIST_SCAN_IDS = 500
+
     @classmethod
     def from_settings(cls, settings: Any = None, *, retries: int | None = None) -> JobStore:
         """A store on ``settings``' Redis (default: :func:`app.config.get_settings`), with
@@ -280,6 +284,8 @@ class JobStore(RunStore):
 
         The cursor is opaque (the last item's creation time and id), so a filtered page goes on
         after the last job it returned; ``next_cursor`` is None when no further job matches.
+        One call looks at up to :attr:`LIST_SCAN_IDS` ids: a filter few jobs match then ends
+        the page early, with fewer than ``limit`` jobs and a cursor at the last id looked at.
         Expired ids are pruned from the index as they are met.
         """
         index = INDEX_KEY if owner is None else owner_jobs_key(owner)
@@ -290,18 +296,22 @@ class JobStore(RunStore):
             max_score, after = _decode_cursor(cursor)
         found: list[tuple[float, dict]] = []
         offset = 0
-        while len(found) <= limit:
+        budget = self.LIST_SCAN_IDS
+        seen: tuple[float, str] | None = None  # the last id looked at
+        while len(found) <= limit and budget > 0:
             page = self.redis.zrevrangebyscore(
-                index, max_score, "-inf", start=offset, num=limit + 16, withscores=True
+                index, max_score, "-inf", start=offset, num=min(limit + 16, budget), withscores=True
             )
             if not page:
                 break
             offset += len(page)
+            budget -= len(page)
             ids = [raw_id.decode() for raw_id, _ in page]
             pipe = self.redis.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hget(job_key(job_id), "status")
             for job_id, (_, score), status in zip(ids, page, pipe.execute(), strict=True):
+                seen = (score, job_id)
                 # Equal scores come in reverse lexicographic order: skip up to the cursor item.
                 if after is not None and score == max_score and job_id >= after:
                     continue
@@ -322,6 +332,8 @@ class JobStore(RunStore):
         if len(found) > limit:
             score, last = found[limit - 1]
             next_cursor = _encode_cursor(score, last["id"])
+        elif budget <= 0 and seen is not None:  # out of budget: go on after the last id seen
+            next_cursor = _encode_cursor(*seen)
         return [doc for _, doc in found[:limit]], next_cursor
 
     # ---------------------------------------------------------------- cancel

@@ -28,8 +28,9 @@ _pool_lock = threading.Lock()
 
 
 def _reset_pool() -> None:  # a forked child has none of the parent's threads
-    global _pool
+    global _pool, _pool_lock
     _pool = None
+    _pool_lock = threading.Lock()  # the parent's may have been held by a thread at the fork
 
 
 os.register_at_fork(after_in_child=_reset_pool)
@@ -106,7 +107,10 @@ def run_all(tasks: Sequence[Callable[[], None]], threads: int) -> None:
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS on one thread in this process for the duration (threadpoolctl), then as before."""
+    """BLAS on one thread in this process for the duration (threadpoolctl), then as before.
+
+    The limit is process-wide (BLAS has one thread setting per library): right for the
+    worker's prefork pool, where a process trains one run at a time."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):

@@ -244,6 +244,28 @@ def test_summary_is_per_scheme_in_request_order(store: JobStore) -> None:
     )
 
 
+def test_a_filtered_list_looks_at_a_bounded_number_of_ids_and_pages_on(store: JobStore) -> None:
+    """Few matches among many: a page stops after LIST_SCAN_IDS ids, with fewer than
+    ``limit`` jobs (none here) and a cursor; paging on still finds every match once."""
+    owner = f"scan-{time.time_ns()}"
+    ids = [store.create_job(SPEC, _runs(1, 1), owner=owner)["id"] for _ in range(30)]
+    for job_id in (ids[0], ids[1]):  # the oldest two, at the end of the newest-first list
+        store.claim_run(job_id, 0, "w", 30)
+    store.LIST_SCAN_IDS = 20
+    page, cursor = store.list_jobs(5, owner=owner, statuses={"running"})
+    assert page == [] and cursor is not None
+    found: list[str] = []
+    pages = 0
+    while cursor is not None:
+        page, cursor = store.list_jobs(5, cursor, owner=owner, statuses={"running"})
+        found += [d["id"] for d in page]
+        pages += 1
+    assert found == [ids[1], ids[0]] and pages == 1
+    store.LIST_SCAN_IDS = JobStore.LIST_SCAN_IDS  # a budget above the index: one full page
+    page, cursor = store.list_jobs(5, owner=owner, statuses={"running"})
+    assert [d["id"] for d in page] == [ids[1], ids[0]] and cursor is None
+
+
 def test_list_jobs_pages_newest_first(store: JobStore) -> None:
     ids = [store.create_job(SPEC, _runs(1, 1))["id"] for _ in range(5)]
     seen: list[str] = []
@@ -527,3 +549,25 @@ def test_expired_uploads_leave_the_global_index_as_uploads_are_made(redis_url: s
     assert [d for d in stale if client.zscore(DATASETS_KEY, d) is not None] == []
     assert client.zscore(DATASETS_KEY, live) is not None
     client.close()
+
+
+def test_the_prune_cursor_looks_at_ids_sharing_a_creation_time_across_calls(
+    store: JobStore,
+) -> None:
+    """Five ids created at the same time, two calls of two ids each: the second call goes on
+    after the first's last kept id, not past its score (which would skip c, d, e)."""
+    tag = f"initlab-test:prune:{time.time_ns()}"
+    index, prefix = f"{tag}:index", f"{tag}:record:"
+    store.redis.zadd(index, {name: 1.0 for name in "abcde"})
+    store.redis.set(prefix + "a", 1)
+    store.redis.set(prefix + "c", 1)
+    try:
+        removed = [
+            store._prune_index(keys=[index, f"{index}:prune"], args=[prefix, 2.0, 2])
+            for _ in range(3)
+        ]
+        assert removed == [1, 1, 1]
+        assert store.redis.zrange(index, 0, -1) == [b"a", b"c"]
+        assert not store.redis.exists(f"{index}:prune")  # the pass ended: starts over
+    finally:
+        store.redis.delete(index, f"{index}:prune", prefix + "a", prefix + "c")

@@ -78,15 +78,18 @@ export class JobsView {
     if (cursor) q.set("cursor", cursor);
     if (this.filter) q.set("status", this.filter);
     const filter = this.filter;
+    const at = this.page;
     try {
       const page = await getJSON(`/v1/jobs?${q}`);
-      if (this.stopped || filter !== this.filter) return; // a newer filter's load is on its way
+      // A load for another filter or page (a poll landing after go()) is stale: the newer
+      // one is on its way.
+      if (this.stopped || filter !== this.filter || at !== this.page) return;
       this.jobs = page.jobs;
       this.cursors.length = this.page + 1;
       if (page.next_cursor) this.cursors.push(page.next_cursor);
       this.error = null;
     } catch (err) {
-      if (this.stopped) return;
+      if (this.stopped || filter !== this.filter || at !== this.page) return;
       this.error = err;
     }
     this.render();
@@ -104,7 +107,11 @@ export class JobsView {
     }
     const jobs = this.jobs || [];
     if (!jobs.length) {
-      this.body.replaceChildren(h("p", {}, this.filter ? `No ${this.filter} jobs.` : "No jobs yet."));
+      // A filtered page may come back empty with a cursor (the server looks at a bounded
+      // number of jobs per request): older ones may still match.
+      const more = this.page + 1 < this.cursors.length;
+      const none = this.filter ? `No ${this.filter} jobs` : "No jobs";
+      this.body.replaceChildren(h("p", {}, more ? `${none} on this page; older may follow.` : this.filter ? `${none}.` : "No jobs yet."));
       return;
     }
     const head = ["job", "status", "progress", "schemes", "best val acc", "age", ""];
