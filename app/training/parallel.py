@@ -16,20 +16,22 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from app.cpus import usable_cpus
+from app.cpus import BLAS_THREAD_VARS, usable_cpus
 
 __all__ = ["MAX_THREADS", "default_threads", "run_all", "single_threaded_blas"]
 
 MAX_THREADS = 8
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _reset_pool() -> None:  # a forked child has none of the parent's threads
-    global _pool
+def _reset_pool() -> None:
+    """In a forked child: it has none of the parent's threads, and the lock may have been held
+    by one of them at the fork."""
+    global _pool, _pool_lock
     _pool = None
+    _pool_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_pool)
@@ -39,7 +41,7 @@ def default_threads() -> int:
     """Threads a run uses: as many as BLAS was given (``OPENBLAS_NUM_THREADS`` /
     ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` if set: the worker sets them to its share of the
     cores), else the CPUs this process may use (affinity and cgroup quota, ``app.cpus``)."""
-    for var in _BLAS_VARS:
+    for var in BLAS_THREAD_VARS:
         value = os.environ.get(var, "").strip()
         if value.isdigit() and int(value) > 0:
             return min(int(value), MAX_THREADS)
@@ -106,7 +108,10 @@ def run_all(tasks: Sequence[Callable[[], None]], threads: int) -> None:
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS on one thread in this process for the duration (threadpoolctl), then as before."""
+    """BLAS on one thread in this process for the duration (threadpoolctl), then as before.
+
+    The limit is process-wide, not per thread: right for the worker's prefork pool, where each
+    process runs one run at a time, but two runs on threads of one process would share it."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
