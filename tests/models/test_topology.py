@@ -252,6 +252,9 @@ def test_functional_refusals() -> None:
         # training: true in a call runs the layer as in training (Monte Carlo dropout)
         (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": True}}]),
          f"{at}[0].kwargs", "call arguments"),
+        # only JSON false is Keras's default: 0 (equal to False in Python) is not it
+        (_functional([{"args": k3_node("x")[0]["args"], "kwargs": {"training": 0}}]),
+         f"{at}[0].kwargs", "call arguments"),
         (_functional(k3_node("y")), f"{at}[0]", "names no layer"),
         (_functional(k3_node("x"), ["e", 0, 0]), "topology.config.output_layers[0]", "names no"),
     ]  # fmt: skip
