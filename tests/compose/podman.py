@@ -204,8 +204,8 @@ def build_pip_config() -> tuple[str, list[str]]:
 def build_args() -> list[str]:
     """``--podman-build-args`` for the image build: ``--format docker``, and the pip
     configuration of :func:`build_pip_config` as ``/etc/pip.conf`` with the paths it names,
-    mounted read-only. Build volumes exist for the build's RUN steps only: nothing of them
-    (unlike ``--env``) is written into the image."""
+    mounted read-only. Build volumes exist for the build's RUN steps only: the image keeps at
+    most their empty mount points, none of their content (``--env`` would be baked in)."""
     text, mounts = build_pip_config()
     args = ["--format=docker"]
     if text:

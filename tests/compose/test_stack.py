@@ -181,7 +181,7 @@ def test_the_image_is_the_production_image_with_the_locked_packages(stack: Stack
     assert facts["uid"] == 10001
     assert facts["kernels"] > 0  # compiled at build time
     assert facts["fashion"]
-    assert facts["pip_config"] == "", facts["pip_config"]  # no /etc/pip.conf left behind
+    assert facts["pip_config"] == "", facts["pip_config"]  # the mount point at most, empty
     installed = {
         re.sub(r"[-_.]+", "-", name).lower(): version
         for name, _, version in (line.partition("==") for line in facts["freeze"].splitlines())
