@@ -27,9 +27,9 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
-# The float32 normal kernels and the Adam update are compiled by Numba: compile them now into a
-# cache the app user can write (a host CPU other than the build machine's compiles again there,
-# once).
+# The float32 normal kernels, the Adam update and the diagnostics' unit clustering
+# (distinct_units) are compiled by Numba: compile them now into a cache the app user can write
+# (a host CPU other than the build machine's compiles again there, once).
 ENV NUMBA_CACHE_DIR=/srv/initlab/numba-cache
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info \

@@ -12,9 +12,12 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["cgroup_cpu_limit", "usable_cpus"]
+__all__ = ["BLAS_THREAD_VARS", "cgroup_cpu_limit", "usable_cpus"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The variables that set how many threads the BLAS libraries NumPy may load use: the worker
+# sets them per pool process, the trainer reads them back as its thread count.
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _affinity() -> int:

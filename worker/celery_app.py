@@ -35,7 +35,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
-from app.cpus import usable_cpus
+from app.cpus import BLAS_THREAD_VARS, usable_cpus
 from app.jobs.queue import make_celery, runs_in_broker, send_run
 
 # Environment defaults of every worker, however it is started (plain ``celery -A
@@ -43,7 +43,6 @@ from app.jobs.queue import make_celery, runs_in_broker, send_run
 # unless the user set them. Idle OpenBLAS threads otherwise spin for a long while after each
 # BLAS call and steal the cores other processes need (on 2 cores: training epochs 5-50x slower).
 WORKER_ENV_DEFAULTS: dict[str, str] = {"OPENBLAS_THREAD_TIMEOUT": "4"}
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 for _name, _value in WORKER_ENV_DEFAULTS.items():
     os.environ.setdefault(_name, _value)

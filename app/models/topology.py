@@ -248,6 +248,7 @@ def _inbound(entry: Mapping[str, Any], loc: str) -> list[str]:
         kwargs = node.get("kwargs") or {}
         # None is no argument; Keras 3 writes ``training: false`` for the dropout family (their
         # call's default, overridden by the model's own training flag): no argument either.
+        # ``is False``: 0 == False, and ``training: 0`` is not what Keras writes.
         if not isinstance(kwargs, Mapping) or any(
             v is not None and not (k == "training" and v is False) for k, v in kwargs.items()
         ):

@@ -40,9 +40,10 @@ SUITE = "bookworm"
 PACKAGES = ("python3.11", "python3-pip", "redis-server", "redis-tools")
 PYTHON_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 REDIS_IMAGE = "docker.io/library/redis:7-alpine"
-# The host's CA bundle: TLS to the package index is intercepted here, so pip inside a build
-# trusts what the host trusts. Mounted by the harness only, never part of the Dockerfile.
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# pip options the image build takes from this machine's pip configuration, when set: a CA
+# bundle to trust, and local package indexes (file: paths).
+PIP_FILE_OPTION = "cert"
+PIP_INDEX_OPTIONS = ("index-url", "extra-index-url", "find-links")
 # Bumped when the recipe below changes: the cached rootfs is built again.
 RECIPE = "1"
 STANDIN_KEY = hashlib.sha256(json.dumps([RECIPE, MIRROR, SUITE, PACKAGES]).encode()).hexdigest()[
@@ -168,33 +169,51 @@ def build(timeout: float) -> None:
     compose(args, "build", "api", timeout=timeout)
 
 
-def build_args() -> list[str]:
-    """``--podman-build-args`` for the image build: the host's CA bundle, and the local
-    package indexes pip is configured with here (file:// directories), mounted read-only."""
-    volumes = [CA_BUNDLE]
-    env = [f"PIP_CERT={CA_BUNDLE}"]
-    config = subprocess.run(
+def _local_paths(value: str) -> list[str]:
+    """The entries of a pip option's value that are local directories, as written."""
+    return [v for v in value.split() if Path(v.removeprefix("file://")).is_dir()]
+
+
+def build_pip_config() -> tuple[str, list[str]]:
+    """The pip configuration the image build needs from this machine's (``pip config list``:
+    its files and ``PIP_*`` variables): the CA bundle and the local package indexes, if it
+    names any; the text of a ``pip.conf`` and the host paths the build must see."""
+    listed = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    for line in config.splitlines():
+    options: dict[str, list[str]] = {}
+    for line in listed.splitlines():
         name, _, value = line.partition("=")
-        value = value.strip().strip("'\"")
-        if name.endswith(("extra-index-url", "find-links", "index-url")):
-            paths = [
-                v.removeprefix("file://") for v in value.split() if v.startswith(("/", "file:"))
-            ]
-            paths = [p for p in paths if Path(p).is_dir()]
-            # A simple index's pages link to files beside it (../files): mount its parent.
-            volumes.extend(str(Path(p).parent) if Path(p).name == "simple" else p for p in paths)
-            if paths:
-                pip_name = name.split(".", 1)[1].upper().replace("-", "_")
-                env.append(f"PIP_{pip_name}={value}")
-    args = [f"--volume={v}:{v}:ro" for v in dict.fromkeys(volumes)]
-    args += [f"--env={e}" for e in dict.fromkeys(env)]
-    return ["--format=docker", *args]
+        option, value = name.rpartition(".")[2], value.strip().strip("'\"")
+        if option == PIP_FILE_OPTION and Path(value).is_file():
+            options[option] = [value]
+        elif option in PIP_INDEX_OPTIONS:
+            entries = options.setdefault(option, [])
+            entries.extend(p for p in _local_paths(value) if p not in entries)
+    options = {k: v for k, v in options.items() if v}
+    text = "".join(f"{k} = {' '.join(v)}\n" for k, v in options.items())
+    paths = [p.removeprefix("file://") for v in options.values() for p in v]
+    # A simple index's pages link to files beside it (../files): mount its parent.
+    mounts = [str(Path(p).parent) if Path(p).name == "simple" else p for p in paths]
+    return (f"[global]\n{text}" if text else ""), list(dict.fromkeys(mounts))
+
+
+def build_args() -> list[str]:
+    """``--podman-build-args`` for the image build: ``--format docker``, and the pip
+    configuration of :func:`build_pip_config` as ``/etc/pip.conf`` with the paths it names,
+    mounted read-only. Build volumes exist for the build's RUN steps only: the image keeps at
+    most their empty mount points, none of their content (``--env`` would be baked in)."""
+    text, mounts = build_pip_config()
+    args = ["--format=docker"]
+    if text:
+        conf = STATE / "build-pip.conf"
+        STATE.mkdir(parents=True, exist_ok=True)
+        conf.write_text(text)
+        args.append(f"--volume={conf}:/etc/pip.conf:ro")
+    return args + [f"--volume={m}:{m}:ro" for m in mounts]
 
 
 def image_exists(name: str) -> bool:

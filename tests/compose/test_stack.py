@@ -162,6 +162,11 @@ def test_the_image_is_the_production_image_with_the_locked_packages(stack: Stack
     image = podman.inspect("localhost/initlab:latest")
     assert image["Config"]["User"] == "10001:10001"
     assert "/healthz" in " ".join(image["Healthcheck"]["Test"])  # kept: --format docker
+    # The build's pip configuration (CA bundle, local indexes) was mounted, never baked in:
+    # the only PIP_* variables are the Dockerfile's own.
+    pip_env = {e.partition("=")[0] for e in image["Config"]["Env"] if e.startswith("PIP_")}
+    dockerfile = (podman.ROOT / "Dockerfile").read_text()
+    assert pip_env == set(re.findall(r"\b(PIP_\w+)=", dockerfile)), pip_env
     probe = (
         "import json, os, subprocess, sys;"
         "cache = os.environ['NUMBA_CACHE_DIR'];"
@@ -169,6 +174,8 @@ def test_the_image_is_the_production_image_with_the_locked_packages(stack: Stack
         " 'kernels': sum(len(f) for _, _, f in os.walk(cache)),"
         " 'fashion': os.path.isdir('/usr/share/datasets/fashion-mnist'),"
         " 'freeze': subprocess.run([sys.executable, '-m', 'pip', 'freeze'],"
+        " capture_output=True, text=True).stdout,"
+        " 'pip_config': subprocess.run([sys.executable, '-m', 'pip', 'config', 'list'],"
         " capture_output=True, text=True).stdout}))"
     )
     out = podman.podman("run", "--rm", "localhost/initlab:latest", "python", "-c", probe)
@@ -176,6 +183,7 @@ def test_the_image_is_the_production_image_with_the_locked_packages(stack: Stack
     assert facts["uid"] == 10001
     assert facts["kernels"] > 0  # compiled at build time
     assert facts["fashion"]
+    assert facts["pip_config"] == "", facts["pip_config"]  # the mount point at most, empty
     installed = {
         re.sub(r"[-_.]+", "-", name).lower(): version
         for name, _, version in (line.partition("==") for line in facts["freeze"].splitlines())
