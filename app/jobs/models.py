@@ -1,7 +1,8 @@
 """Posted model specs in Redis: ``initlab:model:{id}`` → the canonical spec and seed (JSON).
 
-Only the spec is kept; the weights are regenerated from it on every request. A record expires
-``model_ttl_seconds`` after the latest POST of the same spec.
+Only the spec is kept (the weights are generated from it; each API process keeps small files'
+bodies, app/api/routes/models.py). A record expires ``model_ttl_seconds`` after the latest POST
+of the same spec.
 """
 
 from __future__ import annotations

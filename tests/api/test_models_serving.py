@@ -1,6 +1,7 @@
 """How model files are served: small files as one body, larger ones streamed weight by weight
-(the same bytes either way), plans kept per application without outliving the Redis record,
-and the API's memory while streaming a 96 MiB weights.bin (about its largest weight)."""
+(the same bytes either way), plans and small bodies kept per application (bounded, without
+outliving the Redis record), and the API's memory while streaming a 96 MiB weights.bin (about
+its largest weight)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ def test_inline_and_streamed_files_are_the_same_bytes(
 ) -> None:
     served = files(client, spec)
     assert served["weights_bin"].content == expected_bytes(spec)
+    again = files(client, spec)  # the small files from the per-app memo
+    for name, resp in served.items():
+        assert again[name].content == resp.content, name
+        assert again[name].headers["etag"] == resp.headers["etag"]
+    client.app.state.model_memo.bodies.clear()  # type: ignore[attr-defined]
     # The other way round: everything streamed (limit 0), or everything in one body.
     monkeypatch.setattr(routes, "INLINE_MAX_BYTES", 0 if spec is SMALL else 1 << 30)
     other = files(client, spec)
@@ -83,7 +89,7 @@ def test_a_kept_plan_does_not_outlive_the_redis_record(
 ) -> None:
     model = client.post("/v1/models", json=SMALL).json()
     assert client.get(model["links"]["model_json"]).status_code == 200
-    assert model["id"] in client.app.state.model_plans  # type: ignore[attr-defined]
+    assert model["id"] in client.app.state.model_memo.plans  # type: ignore[attr-defined]
     redis_client.delete(model_key(model["id"]))
     for link in ("self", "model_json", "weights_bin"):
         resp = client.get(model["links"][link])
@@ -97,7 +103,20 @@ def test_kept_plans_are_bounded(client: TestClient, monkeypatch: pytest.MonkeyPa
     for spec in specs:
         model = client.post("/v1/models", json=spec).json()
         assert client.get(model["links"]["weights_bin"]).content == expected_bytes(spec)
-        assert len(client.app.state.model_plans) <= 2  # type: ignore[attr-defined]
+        assert len(client.app.state.model_memo.plans) <= 2  # type: ignore[attr-defined]
+
+
+def test_kept_bodies_are_bounded(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    size = len(expected_bytes(SMALL))
+    monkeypatch.setattr(routes, "BODIES_MAX_BYTES", 2 * size)
+    memo = None
+    for seed in (21, 22, 23, 21):
+        spec = {**SMALL, "seed": seed}
+        model = client.post("/v1/models", json=spec).json()
+        assert client.get(model["links"]["weights_bin"]).content == expected_bytes(spec)
+        memo = client.app.state.model_memo  # type: ignore[attr-defined]
+        assert memo.body_bytes == sum(map(len, memo.bodies.values())) <= 2 * size
+    assert memo is not None and len(memo.bodies) == 2  # the third emptied it; 23 and 21 kept
 
 
 @pytest.mark.integration

@@ -9,7 +9,7 @@ import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
@@ -118,6 +118,34 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
 # the settings are the app's): every GET still asks Redis whether the model exists, but does not
 # plan it again (~0.2 ms for the MLP of issue #8, more for deep models). Emptied when full.
 PLANS_MAX = 64
+# The bodies of recently sent inline files per application, keyed (model id, file name): an
+# artifact is immutable, so its bytes are made once (the MLP's weights.bin: 1.1 ms of generation
+# a GET). Memory: at most BODIES_MAX_BYTES of bodies an app; emptied when the next would not fit.
+BODIES_MAX_BYTES = 16 << 20
+
+
+@dataclass
+class _Memo:
+    """The per-application memo: plans and sent bodies, each bounded."""
+
+    plans: dict[str, ModelPlan] = field(default_factory=dict)
+    bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    body_bytes: int = 0
+
+    def keep(self, key: tuple[str, str], body: bytes) -> None:
+        if self.body_bytes + len(body) > BODIES_MAX_BYTES:
+            self.bodies.clear()
+            self.body_bytes = 0
+        if len(body) <= BODIES_MAX_BYTES:
+            self.bodies[key] = body
+            self.body_bytes += len(body)
+
+
+def _memo(request: Request) -> _Memo:
+    memo: _Memo | None = getattr(request.app.state, "model_memo", None)
+    if memo is None:
+        memo = request.app.state.model_memo = _Memo()
+    return memo
 
 
 def _stored(model_id: str, request: Request, store: ModelStoreDep, settings: Settings) -> ModelPlan:
@@ -127,9 +155,7 @@ def _stored(model_id: str, request: Request, store: ModelStoreDep, settings: Set
             f"No model {model_id!r}: never posted, or expired "
             f"({settings.model_ttl_seconds} s after its latest POST). Post its spec again."
         )
-    plans: dict[str, ModelPlan] | None = getattr(request.app.state, "model_plans", None)
-    if plans is None:
-        plans = request.app.state.model_plans = {}
+    plans = _memo(request).plans
     plan = plans.get(model_id)
     if plan is None:
         spec, seed = found
@@ -305,18 +331,25 @@ def _serve(
     params: dict[str, int],
 ) -> Response:
     plan = _stored(model_id, request, store, settings)
-    etag = _etag(request, model_id, file.artifact(params))
+    artifact = file.artifact(params)
+    etag = _etag(request, model_id, artifact)
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if if_none_match is not None and etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    made = file.body(plan, params)
-    if isinstance(made, bytes):
-        return Response(made, media_type=file.media_type, headers=headers)
-    length, chunks = made
-    if length <= INLINE_MAX_BYTES:
-        return Response(b"".join(chunks), media_type=file.media_type, headers=headers)
-    headers["Content-Length"] = str(length)
-    return StreamingResponse(chunks, media_type=file.media_type, headers=headers)
+    memo, key = _memo(request), (model_id, artifact)
+    body = memo.bodies.get(key)
+    if body is None:
+        made = file.body(plan, params)
+        if isinstance(made, bytes):
+            body = made
+        else:
+            length, chunks = made
+            if length > INLINE_MAX_BYTES:
+                headers["Content-Length"] = str(length)
+                return StreamingResponse(chunks, media_type=file.media_type, headers=headers)
+            body = b"".join(chunks)
+        memo.keep(key, body)
+    return Response(body, media_type=file.media_type, headers=headers)
 
 
 def _endpoint(file: ModelFile) -> Callable[..., Response]:
