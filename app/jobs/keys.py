@@ -44,6 +44,8 @@ Keys (every key of a job expires with the job's TTL, refreshed on each write):
 
 from __future__ import annotations
 
+from typing import Any
+
 PREFIX = "initlab:"
 INDEX_KEY = PREFIX + "jobs"
 RUNNING_KEY = PREFIX + "running"
@@ -56,9 +58,11 @@ DATASETS_KEY = PREFIX + "datasets"
 PRUNE_PER_CREATE = 16
 
 
-def prune_cursor_key(index: str) -> str:
-    """Where :data:`app.jobs.scripts.PRUNE_INDEX` keeps its place in ``index``."""
-    return f"{index}:prune"
+def prune_call(index: str, prefix: str, cutoff: float) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of :data:`app.jobs.scripts.PRUNE_INDEX` for ``index`` (its cursor
+    kept at ``<index>:prune``), whose records are keyed ``prefix + id`` and can have expired
+    only if created at or before ``cutoff``: :data:`PRUNE_PER_CREATE` ids a call."""
+    return [index, f"{index}:prune"], [prefix, repr(cutoff), PRUNE_PER_CREATE]
 
 
 # The KEYS of every job script, in this order: the scripts name them KEYS[JOB], KEYS[RUN], ...

@@ -33,7 +33,6 @@ from app.jobs.documents import text as _s
 from app.jobs.keys import (
     INDEX_KEY,
     JOB_KEY_PREFIX,
-    PRUNE_PER_CREATE,
     QUEUED_KEY,
     diag_key,
     epochs_key,
@@ -41,7 +40,7 @@ from app.jobs.keys import (
     job_key,
     loss_key,
     owner_jobs_key,
-    prune_cursor_key,
+    prune_call,
     report_key,
     run_key,
     script_keys,
@@ -205,12 +204,8 @@ class JobStore(RunStore):
     def prune_index(self, now: float) -> int:
         """Drop a few ids of expired jobs from ``initlab:jobs`` (:data:`PRUNE_PER_CREATE`,
         bounded work; every create calls it). Returns how many went."""
-        return int(
-            self._prune_index(
-                keys=[INDEX_KEY, prune_cursor_key(INDEX_KEY)],
-                args=[JOB_KEY_PREFIX, repr(now - self.ttl), PRUNE_PER_CREATE],
-            )
-        )
+        keys, args = prune_call(INDEX_KEY, JOB_KEY_PREFIX, now - self.ttl)
+        return int(self._prune_index(keys=keys, args=args))
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(job_key(job_id)))

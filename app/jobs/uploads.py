@@ -24,7 +24,7 @@ import orjson
 import redis
 
 from app.jobs import scripts
-from app.jobs.keys import DATASET_KEY_PREFIX, DATASETS_KEY, PRUNE_PER_CREATE, prune_cursor_key
+from app.jobs.keys import DATASET_KEY_PREFIX, DATASETS_KEY, prune_call
 from app.jobs.keys import dataset_key as _dataset_key
 from app.jobs.keys import owner_datasets_key as _owner_key
 from app.jobs.quotas import QuotaExceededError
@@ -173,10 +173,8 @@ class DatasetStore:
         if status != b"ok":
             self._refuse_if_over(owner, int(count), int(size), len(data))
         # A few ids of expired uploads leave the global index (bounded work per upload).
-        self._prune_index(
-            keys=[DATASETS_KEY, prune_cursor_key(DATASETS_KEY)],
-            args=[DATASET_KEY_PREFIX, repr(now - self.ttl), PRUNE_PER_CREATE],
-        )
+        keys, args = prune_call(DATASETS_KEY, DATASET_KEY_PREFIX, now - self.ttl)
+        self._prune_index(keys=keys, args=args)
         return dataset_id
 
     def get(self, dataset_id: str) -> bytes | None:
