@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import redis
 
 from app.cli import child_env
 from app.embedded_redis import EmbeddedRedis, find_redis_server, free_port, ping
+from tests.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -76,13 +76,10 @@ def running(pid: int) -> bool:
 def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-4000:] if log else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+    def tail() -> str:
+        return log.read_text(errors="replace")[-4000:] if log else ""
+
+    poll(predicate, timeout, what, detail=tail)
 
 
 def healthy(url: str) -> bool:

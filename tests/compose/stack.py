@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from tests.compose import podman
+from tests.polling import poll
 
 API = "http://127.0.0.1:18480"  # compose.test.yml publishes the API here
 # A generous bound (seconds): a safety net against a hung stack, never a speed assertion.
@@ -17,18 +17,9 @@ HEALTHY_TIMEOUT = 180
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` every 0.5 s until it returns something truthy (then return it)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (httpx.HTTPError, RuntimeError) as exc:  # not up yet
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    """Poll ``condition`` every 0.5 s until it returns something truthy (then return it); an
+    HTTP error or a failed podman command counts as not up yet."""
+    return poll(condition, timeout, what, every=0.5, retry_on=(httpx.HTTPError, RuntimeError))
 
 
 class Stack:

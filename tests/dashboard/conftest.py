@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from tests.polling import poll
 
 CHROMIUM = next(
     (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None
@@ -66,19 +67,16 @@ class Browser:
     def wait(
         self, condition: Callable[[], Any], timeout: float = WAIT_SECONDS, what: str = ""
     ) -> Any:
-        """Poll ``condition`` until it returns something truthy (then return it)."""
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                value = condition()
-                if value:
-                    return value
-            except Exception as exc:  # not there yet (stale or missing element)
-                last = exc
-            time.sleep(0.1)
-        text = self.js("return document.getElementById('main')?.innerText || ''")[:2000]
-        raise AssertionError(f"timed out waiting for {what or condition}: {last!r}\npage:\n{text}")
+        """Poll ``condition`` until it returns something truthy (then return it); any error
+        (a stale or missing element) counts as not there yet."""
+
+        def page() -> str:
+            return (
+                "page:\n"
+                + self.js("return document.getElementById('main')?.innerText || ''")[:2000]
+            )
+
+        return poll(condition, timeout, what or repr(condition), retry_on=(Exception,), detail=page)
 
     def text(self, selector: str) -> str:
         return str(self.css(selector).text)
