@@ -10,6 +10,8 @@
 2. With node and tests/conformance/tfjs/node_modules: ``bench/tfjs/models.mjs``, the time to
    an initialized model in TF.js (``tf.loadLayersModel`` from the service against TF.js
    building it itself, interleaved) for the MLP, a small CNN and the LSTM(256) model of #8.
+3. The same bytes over loopback TCP with no HTTP (``bench/loopback.py``): the ceiling of the
+   ratio for any server on these cores.
 
     .venv/bin/python bench/bench_models.py [--repeats 9] [--tfjs-lstm]
 """
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import loopback  # noqa: E402
 from bench_uploads import start_api  # noqa: E402
 
 from app.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -147,6 +150,7 @@ def weights_bin(base: str, pid: int, repeats: int) -> None:
                 server_cpu.append(cpu_seconds(pid) - before)
     _, grew = growth_bytes(pid, gets["socket, 1 MiB reads"])
     client.close()
+    wire = loopback.measure(model["bytes"], repeats)
     print(
         f"weights.bin, {model['params']:,} parameters ({model['bytes'] / MiB:.0f} MiB), "
         f"median [min-max] of {repeats}, in-process generation and each GET in turn:\n"
@@ -161,6 +165,18 @@ def weights_bin(base: str, pid: int, repeats: int) -> None:
         f"\nCPU ms: in-process generation {spread(local_cpu)}, the API per GET (socket client) "
         f"{spread(server_cpu)}: ratio {spread(cpu_ratios, 1, '{:.2f}')}×. "
         f"API peak RSS growth during one GET: {grew / MiB:.0f} MiB.\n",
+        flush=True,
+    )
+    gen_wall, gen_cpu = statistics.median(local), statistics.median(local_cpu)
+    cores = os.cpu_count() or 1
+    send = statistics.median(wire.send_cpu)
+    print(
+        f"The same bytes over loopback TCP with no HTTP (bench/loopback.py, median of {repeats}): "
+        f"send CPU {spread(wire.send_cpu)} ms, receive CPU {spread(wire.recv_cpu)} ms, wall "
+        f"{spread(wire.wall)} ms. Ceiling of the ratio for any server on these {cores} cores, "
+        f"however well it overlaps sending with generating: "
+        f"{loopback.ceiling(gen_wall, gen_cpu, wire.cpu, cores):.2f}× with the client here, "
+        f"{loopback.ceiling(gen_wall, gen_cpu, send, cores):.2f}× with the client elsewhere.\n",
         flush=True,
     )
 
