@@ -154,6 +154,41 @@ def test_outputs_of_a_running_then_finished_job(client: TestClient, store: JobSt
     assert client.get(f"/v1/jobs/{job_id}/results.csv?kind=all").status_code == 422
 
 
+def test_results_csv_of_a_finished_job_revalidates_and_sees_a_cancelled_runs_last_points(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = new_job(store)
+    run_to_end(store, job_id, 0)
+    claim = store.claim_run(job_id, 1, "test-worker@host", 30.0)
+    url = f"/v1/jobs/{job_id}/results.csv"
+    running = client.get(url)
+    assert running.headers["cache-control"] == "no-store" and "etag" not in running.headers
+
+    store.cancel_job(job_id)
+    first = client.get(url, headers={"Accept-Encoding": "identity"})
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and first.headers["cache-control"] == "private, no-cache"
+    assert first.headers["content-disposition"] == f'attachment; filename="{job_id}-results.csv"'
+    same = client.get(url, headers={"If-None-Match": etag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
+
+    # The cancelled run finishes its epoch after the job's status is final: the CSV changes,
+    # and the client's copy no longer revalidates.
+    epoch = {"epoch": 1, "train_loss": 0.4, "train_accuracy": 0.6, "val_loss": 0.5}
+    assert (
+        store.finish_run(
+            job_id, 1, claim.attempt, "cancelled", epochs=[{**epoch, "val_accuracy": 0.6}]
+        )
+        == "cancelled"
+    )
+    changed = client.get(url, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    before = list(csv.DictReader(io.StringIO(first.text)))[-1]
+    after = list(csv.DictReader(io.StringIO(changed.text)))[-1]
+    assert (before["label"], before["epoch"], before["val_accuracy"]) == (LABELS[1], "", "")
+    assert (after["label"], after["epoch"], after["val_accuracy"]) == (LABELS[1], "1", "0.6")
+
+
 def stream_pos(event_id: str) -> tuple[int, int, int]:
     """``<ms>-<seq>[.<n>]`` as a sortable tuple (``.n``: the n-th event derived after it)."""
     position, _, derived = event_id.partition(".")
@@ -349,7 +384,7 @@ def test_a_finished_jobs_report_is_rendered_once_with_a_strong_etag(
         assert first.status_code == 200
         etag = first.headers["etag"]
         assert etag.startswith('"') and etag.endswith('"')  # strong: no W/
-        assert first.headers["cache-control"] == "private, max-age=3600"
+        assert first.headers["cache-control"] == "private, no-cache"  # revalidated
         kept = store.kept_report(job_id, fmt)  # kept with the job, at its write counter
         assert kept is not None and kept[0] == first.content
         assert etag.startswith(f'"{kept[1]}-')

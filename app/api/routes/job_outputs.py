@@ -63,17 +63,28 @@ def _load_job(store: JobStore, job_id: str, owner: str) -> dict[str, Any]:
 AcceptHeader = Annotated[str | None, Header(description="The media types the client takes.")]
 CSV = "text/csv"
 EVENT_STREAM = "text/event-stream"
-# A finished job's outputs never change again; a running one's change every few seconds.
-FINISHED_CACHE = "private, max-age=3600"
-
-
-def _cache_control(job: Mapping[str, Any]) -> str:
-    return FINISHED_CACHE if is_finished(str(job.get("status"))) else "no-store"
+# A running job's outputs change every few seconds: not stored. A finished one's are stored but
+# revalidated (ETag → 304): a cancelled run may still write its last points after the job's
+# status is final, and a copy kept for an hour would miss them.
+FINISHED_CACHE = "private, no-cache"
 
 
 def _etag(writes: int, data: bytes) -> str:
-    """A kept report's strong ETag: the job's write counter it was rendered at, and its bytes."""
+    """A finished job's output's strong ETag: the job's write counter it was rendered at, and
+    its bytes."""
     return f'"{writes}-{hashlib.sha256(data).hexdigest()[:24]}"'
+
+
+def _finished(
+    data: bytes, writes: int, if_none_match: str | None, media_type: str, disposition: str
+) -> Response:
+    """A finished job's output, or a 304 when ``If-None-Match`` names its ETag."""
+    etag = _etag(writes, data)
+    headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Disposition"] = disposition
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def _report(
@@ -99,12 +110,7 @@ def _report(
             return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=no_store)
         kept = data, writes
     data, writes = kept
-    etag = _etag(writes, data)
-    headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    headers["Content-Disposition"] = disposition
-    return Response(data, media_type=REPORT_MEDIA_TYPES[fmt], headers=headers)
+    return _finished(data, writes, if_none_match, REPORT_MEDIA_TYPES[fmt], disposition)
 
 
 @router.get(
@@ -135,7 +141,12 @@ def read_job_report(
 @router.get(
     "/{job_id}/results.csv",
     response_class=Response,
-    responses={200: {"content": {CSV: {}}}, 404: {}, 406: {}},
+    responses={
+        200: {"content": {CSV: {}}},
+        304: {"description": "A finished job's CSV, unchanged since the given ETag."},
+        404: {},
+        406: {},
+    },
 )
 def read_job_results_csv(
     job_id: str,
@@ -146,19 +157,21 @@ def read_job_results_csv(
         Query(description="`runs`: one row per run × epoch; `summary`: one row per scheme."),
     ] = "runs",
     accept: AcceptHeader = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The job's results as CSV (per run × epoch, or the per-scheme summary)."""
     negotiate(accept, (CSV,))
-    job = _load_job(store, job_id, caller)
+    read = store.get_job_writes(job_id, owner=caller)
+    if read is None:
+        raise _unknown(job_id)
+    job, writes = read
     suffix = "results" if kind == "runs" else "summary"
-    return Response(
-        results_csv(job, kind),
-        media_type=f"{CSV}; charset=utf-8",
-        headers={
-            "Cache-Control": _cache_control(job),
-            "Content-Disposition": f'attachment; filename="{job_id}-{suffix}.csv"',
-        },
-    )
+    disposition = f'attachment; filename="{job_id}-{suffix}.csv"'
+    data, media_type = results_csv(job, kind).encode(), f"{CSV}; charset=utf-8"
+    if is_finished(str(job.get("status"))):
+        return _finished(data, writes, if_none_match, media_type, disposition)
+    headers = {"Cache-Control": "no-store", "Content-Disposition": disposition}
+    return Response(data, media_type=media_type, headers=headers)
 
 
 def _started(job: Mapping[str, Any]) -> float | None:
