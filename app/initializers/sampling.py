@@ -1,4 +1,4 @@
-"""Random draws for the canonical stream and for ``compat="keras"``.
+"""Random draws for the canonical stream (``compat="keras"``: :mod:`app.initializers.keras_rng`).
 
 Canonical stream
 ----------------
@@ -32,9 +32,6 @@ Uniforms: ``Generator.random`` in the drawing dtype, then low + (high-low)·u.
 Truncated normals: float32 ones by the same ziggurat, which refuses attempts outside the
 bounds; float64 ones by the normal draw, then only the rejected positions are redrawn, in
 order, from further ziggurat draws of the same chunk generator until none is left.
-
-Keras compat (``keras_*``): exactly the calls of Keras 3's NumPy backend
-(``keras/src/backend/numpy/random.py``) so the bytes match bit for bit.
 """
 
 from __future__ import annotations
@@ -498,43 +495,3 @@ def fill_truncated_normal(
 def draw_dtype(dtype: np.dtype) -> np.dtype:
     """float64 targets draw in float64; every other float target draws float32."""
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
-
-
-# --- Keras 3 NumPy backend, call for call -------------------------------------------------
-
-
-def keras_rng(seed: int) -> np.random.Generator:
-    """``draw_seed(int)`` → ``np.array([seed, 0], uint32)`` → ``default_rng``."""
-    return np.random.default_rng(np.array([seed, 0], dtype=np.uint32))
-
-
-def keras_normal(
-    seed: int, shape: tuple[int, ...], mean: float, stddev: float, dtype: np.dtype
-) -> np.ndarray:
-    rng = keras_rng(seed)
-    return np.asarray(rng.normal(size=shape, loc=mean, scale=stddev).astype(dtype))
-
-
-def keras_uniform(
-    seed: int, shape: tuple[int, ...], minval: float, maxval: float, dtype: np.dtype
-) -> np.ndarray:
-    rng = keras_rng(seed)
-    return np.asarray(rng.uniform(size=shape, low=minval, high=maxval).astype(dtype))
-
-
-def keras_truncated_normal(
-    seed: int, shape: tuple[int, ...], mean: float, stddev: float, dtype: np.dtype
-) -> np.ndarray:
-    rng = keras_rng(seed)
-    lower, upper = mean - 2 * stddev, mean + 2 * stddev
-    n = math.prod(shape)
-    kept: list[np.ndarray] = []
-    have = 0
-    # Keras appends whole filtered batches of n draws until it has n values.
-    while have < n:
-        batch = rng.normal(loc=mean, scale=stddev, size=n)
-        valid = batch[(batch >= lower) & (batch <= upper)]
-        kept.append(valid)
-        have += valid.size
-    flat = np.concatenate(kept) if kept else np.empty(0)
-    return np.asarray(flat[:n].astype(dtype).reshape(shape))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.initializers import sampling
+from app.initializers import keras_rng, sampling
 from app.initializers.base import Initializer, Param, Reach
 from app.initializers.errors import InitializerError
 from app.initializers.sampling import NORMAL_PEAK
@@ -100,7 +100,7 @@ class RandomNormal(_Normal):
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
     ) -> np.ndarray:
-        return sampling.keras_normal(seed, shape, *self._moments(), dtype)
+        return keras_rng.normal(seed, shape, *self._moments(), dtype)
 
 
 class TorchNormal(_Normal):
@@ -255,7 +255,7 @@ class RandomUniform(_UniformParams):
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
     ) -> np.ndarray:
-        return sampling.keras_uniform(seed, shape, *self._bounds(fans), dtype)
+        return keras_rng.uniform(seed, shape, *self._bounds(fans), dtype)
 
 
 class TorchUniform(_UniformParams):
@@ -378,7 +378,7 @@ class TruncatedNormal(Initializer):
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
     ) -> np.ndarray:
-        return sampling.keras_truncated_normal(
+        return keras_rng.truncated_normal(
             seed, shape, self.params["mean"], self.params["stddev"], dtype
         )
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from app.initializers import sampling
+from app.initializers import keras_rng, sampling
 from app.initializers.base import Initializer, Param, Reach
 from app.initializers.blas import qr
 from app.initializers.errors import InitializerError
@@ -190,7 +190,7 @@ class Orthogonal(_Orthogonal):
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
     ) -> np.ndarray:
         rows, cols = self._matrix(shape)
-        a = sampling.keras_normal(seed, (max(cols, rows), min(cols, rows)), 0.0, 1.0, dtype)
+        a = keras_rng.normal(seed, (max(cols, rows), min(cols, rows)), 0.0, 1.0, dtype)
         # keras.ops.qr → convert_to_tensor, which turns float64 into floatx (float32).
         q, r = qr(a.astype(np.float32) if a.dtype == np.float64 else a)
         q *= np.sign(np.diag(r))

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from app.initializers import sampling
+from app.initializers import keras_rng
 from app.initializers.base import Initializer, Param, Reach
 from app.initializers.errors import InitializerError
 from app.initializers.fans import JAX_AXES, axis_list, compute_fans, jax_axes_fans, keras_axes_fans
@@ -210,13 +210,13 @@ class _VarianceScaled(Initializer):
         var = self._variance(fans)
         distribution = self._settings()[2]
         if distribution == "truncated_normal":
-            return sampling.keras_truncated_normal(
+            return keras_rng.truncated_normal(
                 seed, shape, 0.0, math.sqrt(var) / TRUNCATED_STD, dtype
             )
         if distribution == "untruncated_normal":
-            return sampling.keras_normal(seed, shape, 0.0, math.sqrt(var), dtype)
+            return keras_rng.normal(seed, shape, 0.0, math.sqrt(var), dtype)
         limit = uniform_limit(var)
-        return sampling.keras_uniform(seed, shape, -limit, limit, dtype)
+        return keras_rng.uniform(seed, shape, -limit, limit, dtype)
 
     def expected_std(
         self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
