@@ -164,6 +164,25 @@ def _method_not_allowed(request: Request) -> Response:
     )
 
 
+def _unparsed_body(cause: BaseException) -> Response:
+    """FastAPI's own body parsing failed other than on malformed JSON (a 422 already): JSON
+    nested past Python's recursion limit, or bytes that are not UTF-8. The same 422 as a
+    malformed body, naming ``body``."""
+    if isinstance(cause, RecursionError):
+        reason = "JSON nested too deeply to parse"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason = f"not UTF-8 JSON (byte {cause.start}: {cause.reason})"
+    else:
+        reason = f"unreadable body ({type(cause).__name__})"
+    return problem_response(
+        422,
+        "Invalid input",
+        f"body: {reason}",
+        slug="invalid-input",
+        errors=[{"loc": ["body"], "msg": reason, "input": None}],
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 413 and MAX_BODY_SIZE_SCOPE_KEY in request.scope:
@@ -172,6 +191,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return body_too_large(limit, request.headers.get("content-length"))
     if exc.status_code == 405:
         return _method_not_allowed(request)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        return _unparsed_body(exc.__cause__)
     titles = {
         401: "Unauthorized",
         403: "Forbidden",

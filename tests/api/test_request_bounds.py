@@ -381,3 +381,24 @@ def test_cors_preflight_advertises_the_methods_routes_have(client: TestClient) -
 @pytest.mark.parametrize("name", ["%20", "%1F"])
 def test_a_blank_initializer_name_is_404_not_500(client: TestClient, name: str) -> None:
     assert "No initializer" in problem(client.get(f"/v1/initializers/{name}"), 404)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply to parse"),
+        (
+            b'{"input_shape": [4], "layers": [], "x": "\xff"}',
+            "not UTF-8 JSON (byte 41: invalid start byte)",
+        ),
+    ],
+)
+def test_a_body_fastapi_cannot_parse_is_422_naming_it(
+    client: TestClient, redis_url: str, raw: bytes, says: str
+) -> None:
+    """/v1/models reads its body through FastAPI: past Python's recursion limit (or not UTF-8)
+    its parse fails with a bare 400, which the app turns into the malformed body's 422."""
+    res = client.post("/v1/models", content=raw, headers={"content-type": "application/json"})
+    body = problem(res, 422)
+    assert body["type"].endswith("/invalid-input")
+    assert first_loc(body) == ["body"] and says in body["detail"]
