@@ -1,6 +1,7 @@
 """The dashboard's chart data functions (app/dashboard/static/js/series.js), run in node:
 TensorBoard's de-biased EMA with NaN/inf passed through, aggregation over repeats, wall-time
-interpolation, and min/max downsampling that keeps a one-step spike."""
+interpolation, and min/max downsampling that keeps a one-step spike; and the charts' numbers
+(util.js ``chartNumber``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
-def run_series(expr: str) -> object:
-    """Evaluate ``expr`` (with series.js imported as ``s``) in node; its JSON result."""
-    module = (STATIC_DIR / "js" / "series.js").as_uri()
+def run_series(expr: str, script_name: str = "series.js") -> object:
+    """Evaluate ``expr`` (with ``script_name``, series.js by default, imported as ``s``) in
+    node; its JSON result."""
+    module = (STATIC_DIR / "js" / script_name).as_uri()
     script = (
         f"const s = await import({json.dumps(module)});\n"
         "const enc = (v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);\n"
@@ -117,3 +119,14 @@ def test_runs_are_aligned_on_the_union_of_their_steps() -> None:
         "odd": [0, 2, 3, 4],
         "b": [7, None, 8, None],
     }
+
+
+def test_chart_numbers_keep_steps_whole_and_use_no_exponent_below_1e5() -> None:
+    values = "[0, 500, 12345, 99999, 120000, 10500.25, 0.30000000000000004, 0.69314718, " + (
+        "1e-4, 2.5e7 + 0.5, -0.25, NaN, null]"
+    )
+    got = run_series(f"{values}.map((v) => s.chartNumber(v))", "util.js")
+    assert got == [
+        *("0", "500", "12345", "99999", "120000", "10500", "0.3", "0.6931"),
+        *("1.000e-4", "2.500e+7", "-0.25", "NaN", "–"),
+    ]

@@ -5,7 +5,7 @@
 import uPlot from "../vendor/uPlot.esm.js";
 import { downsample } from "./series.js";
 import { saveBlob } from "./api.js";
-import { h } from "./util.js";
+import { chartNumber, h } from "./util.js";
 
 const PALETTE = [
   "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -20,10 +20,7 @@ export function color(i, alpha = 1) {
 }
 
 function valueText(_u, v) {
-  if (v === null || v === undefined) return "–";
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : v.toPrecision(4);
+  return chartNumber(v);
 }
 
 /**
@@ -73,8 +70,8 @@ export class Chart {
       bands: (s.bands || []).map(([upper, lower, fill]) => ({ series: [upper, lower], fill })),
       scales: { x: { time: false }, y: s.logY ? { distr: 3 } : {} },
       axes: [
-        { label: s.xLabel, values: (_u, ticks) => ticks.map((t) => valueText(null, t)) },
-        { label: s.yLabel, values: (_u, ticks) => ticks.map((t) => valueText(null, t)), size: 60 },
+        { label: s.xLabel, values: (_u, ticks) => ticks.map(chartNumber) },
+        { label: s.yLabel, values: (_u, ticks) => ticks.map(chartNumber), size: 60 },
       ],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },

@@ -32,6 +32,20 @@ export function fmt(value, digits = 4) {
   return value.toFixed(digits);
 }
 
+/**
+ * A chart's tick or legend number: integers whole (step 12345, not 1.234e+4), other values
+ * to 4 significant digits (5 from 10,000) without trailing zeros, and the exponent form only
+ * outside [1e-3, 1e5).
+ */
+export function chartNumber(value) {
+  if (value === null || value === undefined) return "–";
+  if (!Number.isFinite(value)) return String(value);
+  const a = Math.abs(value);
+  if (Number.isInteger(value) && a < 1e15) return String(value);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return value.toExponential(3);
+  return String(Number(value.toPrecision(a >= 1e4 ? 5 : 4)));
+}
+
 export function pct(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)} %`;
 }
