@@ -52,6 +52,38 @@ def test_a_graph_posts_reads_back_and_reproduces_every_weight(client: TestClient
     assert doc["config"]["output_layers"] == [["out", 0, 0], ["aux", 0, 0]]
 
 
+def test_a_bidirectionals_model_json_posted_back_keeps_its_directions_apart(
+    client: TestClient,
+) -> None:
+    spec = {
+        "input_shape": [5, 3],
+        "seed": 4,
+        "layers": [
+            {
+                "type": "bidirectional",
+                "layer": {"type": "lstm", "units": 4, "return_sequences": True},
+            },
+            {"type": "bidirectional", "layer": {"type": "gru", "units": 2, "reset_after": False}},
+        ],
+    }
+    model = post(client, spec)
+    served = client.get(model["links"]["model_json"]).json()
+    inner = served["modelTopology"]["config"]["layers"][0]["config"]["layer"]["config"]
+    # TF.js builds both directions from this one config: a seed there would draw them equal
+    assert inner["kernel_initializer"]["config"]["seed"] is None
+    for seed in (4, 5):
+        again = post(client, {"topology": served, "seed": seed})
+        npz = np.load(io.BytesIO(client.get(again["links"]["npz"]).content))
+        for layer, rnn in (("bidirectional", "lstm"), ("bidirectional_1", "gru")):
+            for weight in ("kernel", "recurrent_kernel"):
+                forward = npz[f"{layer}/forward_{rnn}/{weight}"]
+                assert forward.tobytes() != npz[f"{layer}/backward_{rnn}/{weight}"].tobytes()
+    # with the model's own seed the weights are the served ones, byte for byte
+    same = post(client, {"topology": served, "seed": 4})
+    weights_bin = client.get(model["links"]["weights_bin"]).content
+    assert client.get(same["links"]["weights_bin"]).content == weights_bin
+
+
 def test_a_keras_topology_posts_as_text_and_keeps_its_name(client: TestClient) -> None:
     text = (FIXTURES / "keras3_branches.json").read_text()
     model = post(client, {"topology": text, "seed": 3})

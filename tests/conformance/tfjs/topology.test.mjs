@@ -100,3 +100,21 @@ for (const form of ["object", "string", "artifact"]) {
     }
   });
 }
+
+test("TF.js initializing a served Bidirectional's model.json draws the two directions apart", async () => {
+  const model = await post({
+    input_shape: [5, 3],
+    seed: 12,
+    layers: [{ type: "bidirectional", layer: { type: "lstm", units: 4 } }],
+  });
+  const served = await (await fetch(`${BASE}${model.links.model_json}`)).json();
+  // TF.js builds the backward layer from the forward layer's config: one initializer each
+  const rebuilt = await tf.models.modelFromJSON({ modelTopology: served.modelTopology });
+  const byName = new Map(rebuilt.weights.map((w) => [w.originalName, w.read().dataSync()]));
+  for (const weight of ["kernel", "recurrent_kernel"]) {
+    const forward = byName.get(`bidirectional/forward_lstm/${weight}`);
+    const backward = byName.get(`bidirectional/backward_lstm/${weight}`);
+    assert.ok(forward && backward, `${[...byName.keys()]}`);
+    assert.ok(forward.some((v, i) => v !== backward[i]), `${weight}: both directions equal`);
+  }
+});
