@@ -52,6 +52,32 @@ def test_a_graph_posts_reads_back_and_reproduces_every_weight(client: TestClient
     assert doc["config"]["output_layers"] == [["out", 0, 0], ["aux", 0, 0]]
 
 
+def test_every_output_has_its_shape_in_output_order(client: TestClient) -> None:
+    model = post(client, GRAPH)
+    assert model["output_shapes"] == [[2], [1]]
+    assert model["output_shape"] == [2]  # the first output's
+    reordered = post(client, {**GRAPH, "outputs": ["aux", "out"]})
+    assert (reordered["output_shapes"], reordered["output_shape"]) == ([[1], [2]], [1])
+    # a Bidirectional with merge_mode null gives the model two outputs, as in Keras
+    two = post(
+        client,
+        {
+            "input_shape": [5, 3],
+            "seed": 1,
+            "layers": [
+                {
+                    "type": "bidirectional",
+                    "merge_mode": None,
+                    "layer": {"type": "gru", "units": 4, "return_sequences": True},
+                }
+            ],
+        },
+    )
+    assert two["output_shapes"] == [[5, 4], [5, 4]]
+    for got in (model, reordered, two):
+        assert client.get(got["links"]["self"]).json()["output_shapes"] == got["output_shapes"]
+
+
 def test_a_bidirectionals_model_json_posted_back_keeps_its_directions_apart(
     client: TestClient,
 ) -> None:

@@ -83,12 +83,6 @@ def _plan(body: Any, settings: Settings) -> ModelPlan:
         raise _client_error(exc) from exc
 
 
-def _output_shape(plan: ModelPlan) -> list[int | None]:
-    """The (first) output's shape, batch excluded."""
-    first = plan.outputs[0]
-    return list(next(layer for layer in plan.layers if layer.name == first).output_shape)
-
-
 def _read(plan: ModelPlan) -> dict[str, Any]:
     base = f"/v1/models/{plan.id}"
     links: dict[str, Any] = {
@@ -100,6 +94,7 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "keras_weights": f"{base}/{KERAS_WEIGHTS}",
     }
     paths = weights_paths(plan)
+    shapes = plan.output_shapes
     if len(paths) > 1:
         links["weights_shards"] = [f"{base}/{path}" for path in paths]
     return {
@@ -109,7 +104,10 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "weights": [w.echo() for w in plan.weights],
         "params": plan.params,
         "bytes": plan.nbytes,
-        "output_shape": _output_shape(plan),
+        # Each model output's shape (batch excluded), in output order; output_shape is the
+        # first of them (a single-output model's only one).
+        "output_shape": list(shapes[0]),
+        "output_shapes": [list(shape) for shape in shapes],
         "links": links,
     }
 
