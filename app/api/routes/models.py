@@ -1,7 +1,8 @@
 """Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``
 (and its 4 MiB shards), safetensors, ``.npz`` and Keras 3 ``.weights.h5`` (api.md, Models).
-Artifacts are immutable: strong ETags, 304s. The files are one table, ``FILES`` (path, media
-type, body), each entry a GET route."""
+Artifacts are immutable: strong ETags (made weak by gzip), 304s; an ``Accept`` without the
+file's media type is a 406. The files are one table, ``FILES`` (path, media type, body), each
+entry a GET route."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ModelStoreDep, SettingsDep
-from app.api.formats import etag_matches
+from app.api.formats import etag_matches, negotiate
 from app.api.tensor_response import ETAG_VERSION, IMMUTABLE
 from app.config import Settings
 from app.errors import InitlabError, InvalidInputError, NotFoundError, TooLargeError
@@ -216,6 +217,9 @@ def _etag(request: Request, model_id: str, artifact: str) -> str:
 # shard's index and count): the whole body, or (Content-Length, chunks) to stream.
 Made = tuple[int, Iterator[bytes | memoryview]] | bytes
 IfNoneMatch = Annotated[str | None, Header()]
+AcceptHeader = Annotated[
+    str | None, Header(description="The media types the client takes (406 without the file's).")
+]
 
 
 @dataclass(frozen=True)
@@ -325,9 +329,11 @@ def _serve(
     model_id: str,
     store: ModelStoreDep,
     settings: Settings,
-    if_none_match: str | None,
+    headers_in: tuple[str | None, str | None],
     params: dict[str, int],
 ) -> Response:
+    accept, if_none_match = headers_in
+    negotiate(accept, (file.media_type,))  # 406 naming header.accept
     plan = _stored(model_id, request, store, settings)
     artifact = file.artifact(params)
     etag = _etag(request, model_id, artifact)
@@ -359,18 +365,23 @@ def _endpoint(file: ModelFile) -> Callable[..., Response]:
         model_id: str,
         store: ModelStoreDep,
         settings: SettingsDep,
+        accept: AcceptHeader = None,
         if_none_match: IfNoneMatch = None,
         **params: int,
     ) -> Response:
-        return _serve(file, request, model_id, store, settings, if_none_match, params)
+        headers = accept, if_none_match
+        return _serve(file, request, model_id, store, settings, headers, params)
 
     signature = inspect.signature(endpoint)
     keyword = inspect.Parameter.KEYWORD_ONLY
-    *head, header = (
+    given = [
         p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD
-    )
+    ]
+    # the path's integers before the parameters with defaults (the headers)
+    head = [p for p in given if p.default is p.empty]
+    headers = [p for p in given if p.default is not p.empty]
     extra = [inspect.Parameter(name, keyword, annotation=int) for name in file.params()]
-    new = signature.replace(parameters=[*head, *extra, header])
+    new = signature.replace(parameters=[*head, *extra, *headers])
     endpoint.__signature__ = new  # type: ignore[attr-defined]
     endpoint.__name__ = file.name
     endpoint.__doc__ = file.doc
@@ -379,5 +390,15 @@ def _endpoint(file: ModelFile) -> Callable[..., Response]:
 
 for _file in FILES:
     router.add_api_route(
-        f"/{{model_id}}/{_file.path}", _endpoint(_file), methods=["GET"], name=_file.name
+        f"/{{model_id}}/{_file.path}",
+        _endpoint(_file),
+        methods=["GET"],
+        name=_file.name,
+        response_class=Response,
+        responses={
+            200: {"content": {_file.media_type: {}}},
+            304: {"description": "Unchanged since the given ETag (If-None-Match)."},
+            404: {"description": "Unknown or expired model (or shard)."},
+            406: {"description": f"The Accept header excludes {_file.media_type}."},
+        },
     )
