@@ -102,8 +102,9 @@ def negotiate(accept: str | None, available: Sequence[str] = MEDIA_TYPES) -> str
             best, best_q = media, q
     if best is None:
         shown = accept if len(accept) <= 200 else accept[:200] + "..."
-        formats = ", ".join(f"{m} (?format={f})" for f, m in FORMATS.items() if m in available)
-        formats = formats or ", ".join(available)  # not a tensor encoding (a job output)
+        formats = ", ".join(available)  # a file of one type (a job output, a model file)
+        if tuple(available) == MEDIA_TYPES:  # the tensor encodings, which ?format= names too
+            formats = ", ".join(f"{m} (?format={f})" for f, m in FORMATS.items())
         raise NotAcceptableError(
             f"Cannot produce any type in Accept: {shown!r}. Available: {formats}.",
             errors=[

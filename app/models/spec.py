@@ -119,10 +119,15 @@ class Layer:
     output_shape: Shape
     weights: tuple[Weight, ...]
     inbound: tuple[str, ...] = ()  # the layers or inputs it is called on, in call order
+    more_outputs: tuple[Shape, ...] = ()  # after the first (Bidirectional, merge_mode null)
 
     @property
     def input_shape(self) -> Shape:
         return self.input_shapes[0]
+
+    @property
+    def output_shapes(self) -> tuple[Shape, ...]:
+        return (self.output_shape, *self.more_outputs)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,13 @@ class ModelPlan:
         names = [x.name for x in self.inputs]
         floats = all(x.dtype == "float32" for x in self.inputs)
         return floats and graph.is_chain(names, chain, self.outputs)
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        """Every model output's shape, batch excluded, in Keras's ``model.outputs`` order:
+        the output layers in ``outputs`` order, each with all its outputs."""
+        by_name = {layer.name: layer.output_shapes for layer in self.layers}
+        return [shape for name in self.outputs for shape in by_name[name]]
 
     @property
     def weights(self) -> list[Weight]:
@@ -395,6 +407,7 @@ def plan_model(body: object, limits: Limits) -> ModelPlan:
                 result.output_shape,
                 tuple(weights),
                 node.inbound,
+                result.more_outputs,
             )
         )
     spec: dict[str, Any] = {}

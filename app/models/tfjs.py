@@ -22,15 +22,34 @@ from app.models.spec import Layer, ModelPlan, nested
 KERAS_VERSION = "2.15.0"
 
 
+def _written(owner: tuple[str, ...], field: str) -> tuple[tuple[str, ...], str]:
+    """The model.json config field a weight's initializer is written to: a Bidirectional's
+    backward weights share the forward layer's (TF.js 4.22 builds both directions from that
+    one config, ``go_backwards`` flipped)."""
+    return tuple("layer" if key == "backward_layer" else key for key in owner), field
+
+
+def _seeds(layer: Layer) -> dict[tuple[tuple[str, ...], str], int | None]:
+    """The seed written with each initializer field: the weight's, or None where the field
+    stands for weights drawn with different seeds (a Bidirectional's two directions), so
+    that TF.js re-initializing from model.json draws them independently, as they were."""
+    seeds: dict[tuple[tuple[str, ...], str], set[int]] = {}
+    for weight in layer.weights:
+        seeds.setdefault(_written(weight.owner, weight.field), set()).add(weight.seed)
+    return {key: next(iter(got)) if len(got) == 1 else None for key, got in seeds.items()}
+
+
 def _layer(i: int, layer: Layer) -> dict[str, Any]:
     config = copy.deepcopy(layer.config)
     config["inbound"] = list(layer.inbound)  # a sequential layer's too (merge layers' arity)
+    seeds = _seeds(layer)
     for weight in layer.weights:
         # TF.js never runs these (the weights are loaded); they tell a client what each
         # weight was drawn from, so a scheme TF.js cannot express is left to its default.
         owner = nested(config, weight.owner)
         if weight.initializer.tfjs_unsupported() is None:
-            owner[weight.field] = weight.initializer.tfjs_config(weight.seed)
+            seed = seeds[_written(weight.owner, weight.field)]
+            owner[weight.field] = weight.initializer.tfjs_config(seed)
         else:
             owner.pop(weight.field, None)
     # The layer type's own TF.js limits and renames (a merge layer's arity too), nested layers

@@ -43,7 +43,10 @@ _NOOP: dict[str, Any] = {
     "renorm_clipping": None,
     "renorm_momentum": 0.99,
     "rms_scaling": False,
+    "groups": 1,  # Keras 2 DepthwiseConv2D and Conv2D/3DTranspose (its Conv base's field)
 }
+# Flags TF.js 4.22 writes null when not given: null is its default, false.
+_NULL_FALSE = ("unit_forget_bias", "mask_zero")
 _NESTED = ("layer", "backward_layer")  # wrappers' inner layers
 _MAX_NESTING = 8
 # TF.js's default kernel initializer as its toJSON writes it: a normal truncated at 2 std
@@ -192,8 +195,8 @@ def _layer(entry: Any, loc: str, tfjs: bool, depth: int = 0) -> dict[str, Any]:
                 raw[key] = value
         elif key == "axis" and isinstance(value, list) and len(value) == 1:
             raw[key] = value[0]  # Keras 3 LayerNormalization writes [-1]
-        elif key == "unit_forget_bias" and value is None:
-            raw[key] = False  # TF.js writes null for its default (false)
+        elif key in _NULL_FALSE and value is None:
+            raw[key] = False
         else:
             raw[key] = value
     return raw

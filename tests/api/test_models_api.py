@@ -133,6 +133,54 @@ def test_artifacts_are_immutable_with_strong_etags(client: TestClient) -> None:
         assert client.get(url).content == first.content
 
 
+def test_model_files_answer_406_for_an_accept_they_cannot_produce(client: TestClient) -> None:
+    # over 4 MiB, so model.json lists shards: 1101 * 1000 floats
+    model = post(
+        client, {"input_shape": [1100], "layers": [{"type": "dense", "units": 1000}], "seed": 2}
+    )
+    files = {
+        "model_json": "application/json",
+        "weights_bin": "application/octet-stream",
+        "safetensors": "application/vnd.safetensors",
+        "npz": "application/zip",
+        "keras_weights": "application/x-hdf5",
+    }
+    urls = [(model["links"][name], media) for name, media in files.items()]
+    urls.append((model["links"]["weights_shards"][0], "application/octet-stream"))
+    for url, media in urls:
+        main = media.split("/")[0]
+        for accept in (None, "*/*", media, f"{main}/*", f"text/html, {media};q=0.5"):
+            resp = client.head(url, headers={"Accept": accept} if accept else {})
+            assert resp.status_code == 200, (url, accept)
+            assert resp.headers["content-type"].split(";")[0] == media
+        other = "application/xml" if media == "application/json" else "application/json"
+        for accept in (other, "text/*", f"{media};q=0"):
+            resp = client.get(url, headers={"Accept": accept})
+            assert resp.status_code == 406, (url, accept)
+            assert resp.headers["content-type"] == "application/problem+json"
+            problem = resp.json()
+            assert problem["errors"][0]["loc"] == ["header", "accept"]
+            assert problem["errors"][0]["input"] == accept
+            assert media in problem["detail"] and "?format" not in problem["detail"]
+
+
+def test_a_gzipped_model_json_has_a_weak_etag_that_revalidates(client: TestClient) -> None:
+    model = post(client, {**EVERY_LAYER, "layers": EVERY_LAYER["layers"][:3]})
+    url = model["links"]["model_json"]
+    plain = client.get(url, headers={"Accept-Encoding": "identity"}).headers["etag"]
+    gzipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert gzipped.headers["etag"] == f"W/{plain}"
+    for etag in (plain, gzipped.headers["etag"]):
+        again = client.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+        assert again.status_code == 304
+    # binary files only when asked: ?compress=gzip
+    weights = model["links"]["weights_bin"]
+    assert client.get(weights, headers={"Accept-Encoding": "gzip"}).headers["etag"][0] == '"'
+    asked = client.get(f"{weights}?compress=gzip", headers={"Accept-Encoding": "gzip"})
+    assert asked.headers["content-encoding"] == "gzip" and asked.headers["etag"].startswith("W/")
+
+
 def test_cors_exposes_what_a_browser_needs(client: TestClient) -> None:
     model = post(client, {"input_shape": [3], "layers": [{"type": "dense", "units": 2}], "seed": 1})
     resp = client.get(model["links"]["weights_bin"], headers={"Origin": "https://app.example"})

@@ -52,6 +52,64 @@ def test_a_graph_posts_reads_back_and_reproduces_every_weight(client: TestClient
     assert doc["config"]["output_layers"] == [["out", 0, 0], ["aux", 0, 0]]
 
 
+def test_every_output_has_its_shape_in_output_order(client: TestClient) -> None:
+    model = post(client, GRAPH)
+    assert model["output_shapes"] == [[2], [1]]
+    assert model["output_shape"] == [2]  # the first output's
+    reordered = post(client, {**GRAPH, "outputs": ["aux", "out"]})
+    assert (reordered["output_shapes"], reordered["output_shape"]) == ([[1], [2]], [1])
+    # a Bidirectional with merge_mode null gives the model two outputs, as in Keras
+    two = post(
+        client,
+        {
+            "input_shape": [5, 3],
+            "seed": 1,
+            "layers": [
+                {
+                    "type": "bidirectional",
+                    "merge_mode": None,
+                    "layer": {"type": "gru", "units": 4, "return_sequences": True},
+                }
+            ],
+        },
+    )
+    assert two["output_shapes"] == [[5, 4], [5, 4]]
+    for got in (model, reordered, two):
+        assert client.get(got["links"]["self"]).json()["output_shapes"] == got["output_shapes"]
+
+
+def test_a_bidirectionals_model_json_posted_back_keeps_its_directions_apart(
+    client: TestClient,
+) -> None:
+    spec = {
+        "input_shape": [5, 3],
+        "seed": 4,
+        "layers": [
+            {
+                "type": "bidirectional",
+                "layer": {"type": "lstm", "units": 4, "return_sequences": True},
+            },
+            {"type": "bidirectional", "layer": {"type": "gru", "units": 2, "reset_after": False}},
+        ],
+    }
+    model = post(client, spec)
+    served = client.get(model["links"]["model_json"]).json()
+    inner = served["modelTopology"]["config"]["layers"][0]["config"]["layer"]["config"]
+    # TF.js builds both directions from this one config: a seed there would draw them equal
+    assert inner["kernel_initializer"]["config"]["seed"] is None
+    for seed in (4, 5):
+        again = post(client, {"topology": served, "seed": seed})
+        npz = np.load(io.BytesIO(client.get(again["links"]["npz"]).content))
+        for layer, rnn in (("bidirectional", "lstm"), ("bidirectional_1", "gru")):
+            for weight in ("kernel", "recurrent_kernel"):
+                forward = npz[f"{layer}/forward_{rnn}/{weight}"]
+                assert forward.tobytes() != npz[f"{layer}/backward_{rnn}/{weight}"].tobytes()
+    # with the model's own seed the weights are the served ones, byte for byte
+    same = post(client, {"topology": served, "seed": 4})
+    weights_bin = client.get(model["links"]["weights_bin"]).content
+    assert client.get(same["links"]["weights_bin"]).content == weights_bin
+
+
 def test_a_keras_topology_posts_as_text_and_keeps_its_name(client: TestClient) -> None:
     text = (FIXTURES / "keras3_branches.json").read_text()
     model = post(client, {"topology": text, "seed": 3})

@@ -60,6 +60,40 @@ def _keras_weights(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
     return [(name(v.path), tuple(v.shape)) for v in model.weights]
 
 
+def _keras_output_shapes(model: keras.Model) -> list[list[int | None]]:
+    """Keras's ``model.output_shape`` (one shape, or a list of them), batch excluded."""
+    shapes = model.output_shape if len(model.outputs) > 1 else [model.output_shape]
+    return [list(shape[1:]) for shape in shapes]
+
+
+def test_a_two_output_layer_gives_the_model_two_output_shapes(client: TestClient) -> None:
+    # (a topology cannot say it: its output_layers' tensor_index > 0 is refused)
+    keras.backend.clear_session()
+    x = keras.Input((5, 3))
+    both = L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode=None)(x)
+    built = keras.Model(x, [*both, L.Dense(2)(x)])
+    resp = client.post(
+        "/v1/models",
+        json={
+            "inputs": [{"name": "x", "shape": [5, 3]}],
+            "layers": [
+                {
+                    "type": "bidirectional",
+                    "name": "b",
+                    "merge_mode": None,
+                    "inbound": ["x"],
+                    "layer": {"type": "gru", "units": 4, "return_sequences": True},
+                },
+                {"type": "dense", "name": "d", "units": 2, "inbound": ["x"]},
+            ],
+            "outputs": ["b", "d"],
+            "seed": 1,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["output_shapes"] == _keras_output_shapes(built) == [[5, 4], [5, 4], [5, 2]]
+
+
 def _from_spec(spec: dict[str, Any]) -> keras.Model:
     """Keras's model of our canonical graph spec: each layer from its config, called on its
     inbound tensors."""
@@ -81,6 +115,8 @@ def test_keras_topologies_plan_keras_weights_and_take_the_npz(
     built = kt.build(name)
     model = post(client, built.to_json())
     assert [(w["name"], tuple(w["shape"])) for w in model["weights"]] == _keras_weights(built)
+    assert model["output_shapes"] == _keras_output_shapes(built)
+    assert model["output_shape"] == model["output_shapes"][0]
     npz = np.load(io.BytesIO(client.get(model["links"]["npz"]).content), allow_pickle=False)
     arrays = [npz[w["name"]] for w in model["weights"]]
     built.set_weights(arrays)

@@ -1,7 +1,8 @@
 """Models: post a layer list, get an id; its weights as TF.js ``model.json`` + ``weights.bin``
 (and its 4 MiB shards), safetensors, ``.npz`` and Keras 3 ``.weights.h5`` (api.md, Models).
-Artifacts are immutable: strong ETags, 304s. The files are one table, ``FILES`` (path, media
-type, body), each entry a GET route."""
+Artifacts are immutable: strong ETags (made weak by gzip), 304s; an ``Accept`` without the
+file's media type is a 406. The files are one table, ``FILES`` (path, media type, body), each
+entry a GET route."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ModelStoreDep, SettingsDep
-from app.api.formats import etag_matches
+from app.api.formats import etag_matches, negotiate
 from app.api.tensor_response import ETAG_VERSION, IMMUTABLE
 from app.config import Settings
 from app.errors import InitlabError, InvalidInputError, NotFoundError, TooLargeError
@@ -40,7 +41,7 @@ from app.models import (
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 # Bump when the files of the same model may change (layout or encoding of an artifact).
-ARTIFACTS_VERSION = "models-3"
+ARTIFACTS_VERSION = "models-4"
 # A file up to this size is generated in the endpoint's thread and sent as one body (memory: it
 # and one weight); a stream costs a thread hop and a send per weight (the MLP of issue #8,
 # 0.9 MB: GET weights.bin 5.5 → 4.0 ms side by side, bench/results/models.md).
@@ -83,12 +84,6 @@ def _plan(body: Any, settings: Settings) -> ModelPlan:
         raise _client_error(exc) from exc
 
 
-def _output_shape(plan: ModelPlan) -> list[int | None]:
-    """The (first) output's shape, batch excluded."""
-    first = plan.outputs[0]
-    return list(next(layer for layer in plan.layers if layer.name == first).output_shape)
-
-
 def _read(plan: ModelPlan) -> dict[str, Any]:
     base = f"/v1/models/{plan.id}"
     links: dict[str, Any] = {
@@ -100,6 +95,7 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "keras_weights": f"{base}/{KERAS_WEIGHTS}",
     }
     paths = weights_paths(plan)
+    shapes = plan.output_shapes
     if len(paths) > 1:
         links["weights_shards"] = [f"{base}/{path}" for path in paths]
     return {
@@ -109,7 +105,10 @@ def _read(plan: ModelPlan) -> dict[str, Any]:
         "weights": [w.echo() for w in plan.weights],
         "params": plan.params,
         "bytes": plan.nbytes,
-        "output_shape": _output_shape(plan),
+        # Each model output's shape (batch excluded), in output order; output_shape is the
+        # first of them (a single-output model's only one).
+        "output_shape": list(shapes[0]),
+        "output_shapes": [list(shape) for shape in shapes],
         "links": links,
     }
 
@@ -218,6 +217,9 @@ def _etag(request: Request, model_id: str, artifact: str) -> str:
 # shard's index and count): the whole body, or (Content-Length, chunks) to stream.
 Made = tuple[int, Iterator[bytes | memoryview]] | bytes
 IfNoneMatch = Annotated[str | None, Header()]
+AcceptHeader = Annotated[
+    str | None, Header(description="The media types the client takes (406 without the file's).")
+]
 
 
 @dataclass(frozen=True)
@@ -327,9 +329,11 @@ def _serve(
     model_id: str,
     store: ModelStoreDep,
     settings: Settings,
-    if_none_match: str | None,
+    headers_in: tuple[str | None, str | None],
     params: dict[str, int],
 ) -> Response:
+    accept, if_none_match = headers_in
+    negotiate(accept, (file.media_type,))  # 406 naming header.accept
     plan = _stored(model_id, request, store, settings)
     artifact = file.artifact(params)
     etag = _etag(request, model_id, artifact)
@@ -361,18 +365,23 @@ def _endpoint(file: ModelFile) -> Callable[..., Response]:
         model_id: str,
         store: ModelStoreDep,
         settings: SettingsDep,
+        accept: AcceptHeader = None,
         if_none_match: IfNoneMatch = None,
         **params: int,
     ) -> Response:
-        return _serve(file, request, model_id, store, settings, if_none_match, params)
+        headers = accept, if_none_match
+        return _serve(file, request, model_id, store, settings, headers, params)
 
     signature = inspect.signature(endpoint)
     keyword = inspect.Parameter.KEYWORD_ONLY
-    *head, header = (
+    given = [
         p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD
-    )
+    ]
+    # the path's integers before the parameters with defaults (the headers)
+    head = [p for p in given if p.default is p.empty]
+    headers = [p for p in given if p.default is not p.empty]
     extra = [inspect.Parameter(name, keyword, annotation=int) for name in file.params()]
-    new = signature.replace(parameters=[*head, *extra, header])
+    new = signature.replace(parameters=[*head, *extra, *headers])
     endpoint.__signature__ = new  # type: ignore[attr-defined]
     endpoint.__name__ = file.name
     endpoint.__doc__ = file.doc
@@ -381,5 +390,15 @@ def _endpoint(file: ModelFile) -> Callable[..., Response]:
 
 for _file in FILES:
     router.add_api_route(
-        f"/{{model_id}}/{_file.path}", _endpoint(_file), methods=["GET"], name=_file.name
+        f"/{{model_id}}/{_file.path}",
+        _endpoint(_file),
+        methods=["GET"],
+        name=_file.name,
+        response_class=Response,
+        responses={
+            200: {"content": {_file.media_type: {}}},
+            304: {"description": "Unchanged since the given ETag (If-None-Match)."},
+            404: {"description": "Unknown or expired model (or shard)."},
+            406: {"description": f"The Accept header excludes {_file.media_type}."},
+        },
     )

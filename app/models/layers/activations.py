@@ -20,7 +20,13 @@ def _relu(f: Fields, shape: Shape, _: str) -> Inferred:
 
 
 def _leaky_relu(f: Fields, shape: Shape, _: str) -> Inferred:
-    f.number("negative_slope", 0.3, low=0.0, high=_BIG)
+    """``negative_slope`` (Keras 3), also read as ``alpha``, its name in Keras 2, TF.js and
+    model.json (Keras 3 takes that too); the canonical spec says ``negative_slope``."""
+    key = "alpha" if "alpha" in f.raw else "negative_slope"
+    if key == "alpha" and "negative_slope" in f.raw:
+        raise f.fail("alpha", "is negative_slope's other name: give one of them")
+    f.out["negative_slope"] = f.number(key, 0.3, low=0.0, high=_BIG)
+    f.out.pop("alpha", None)
     return Inferred(f.out, shape, ())
 
 
@@ -68,7 +74,13 @@ LAYERS: tuple[LayerType, ...] = (
     LayerType(
         "re_lu", "ReLU", _relu, ("max_value", "negative_slope", "threshold"), tfjs=_tfjs_relu
     ),
-    LayerType("leaky_re_lu", "LeakyReLU", _leaky_relu, ("negative_slope",), tfjs=_tfjs_leaky_relu),
+    LayerType(
+        "leaky_re_lu",
+        "LeakyReLU",
+        _leaky_relu,
+        ("negative_slope", "alpha"),
+        tfjs=_tfjs_leaky_relu,
+    ),
     LayerType("elu", "ELU", _elu, ("alpha",), tfjs=_tfjs_elu),
     LayerType("softmax", "Softmax", _softmax, ("axis",)),
     LayerType("p_re_lu", "PReLU", _prelu, ("shared_axes",), ("alpha",)),

@@ -78,7 +78,9 @@ def _noise(
     key: str, rank: int | None, has_format: bool, noise_shape: bool = False
 ) -> Callable[[Fields, Shape, str], Inferred]:
     """SpatialDropout1D/2D/3D (rank 2/3/4 inputs), GaussianDropout, GaussianNoise, AlphaDropout:
-    ``rate`` (or ``stddev``) required, ``seed``; AlphaDropout ``noise_shape`` too."""
+    ``rate`` (or ``stddev``) required, ``seed``; AlphaDropout ``noise_shape`` too. The others
+    take a null ``noise_shape`` (Keras 2's and TF.js's SpatialDropout write Dropout's
+    ``noise_shape: null``; their mask's shape is their own) and leave it out."""
 
     def infer(f: Fields, shape: Shape, _: str) -> Inferred:
         if rank is not None:
@@ -88,6 +90,8 @@ def _noise(
         f.number(key, None, low=0.0, high=1.0, closed=True)  # Keras 3: rate, stddev in [0, 1]
         if noise_shape:
             _noise_shape(f, shape)
+        elif f.raw.get("noise_shape") is not None:
+            raise f.fail("noise_shape", "must be null: only dropout and alpha_dropout take one")
         _seed(f)
         return Inferred(f.out, shape, ())
 
@@ -143,7 +147,7 @@ def _tfjs_unseeded(config: dict[str, Any], loc: str, _shapes: tuple[Shape, ...])
         )
 
 
-_SEEDED = ("rate", "seed")
+_SEEDED = ("rate", "noise_shape", "seed")
 LAYERS: tuple[LayerType, ...] = (
     LayerType("dense", "Dense", _dense, ("units", "activation", "use_bias"), ("kernel", "bias")),
     LayerType("flatten", "Flatten", _flatten, ("data_format",)),
@@ -170,7 +174,7 @@ LAYERS: tuple[LayerType, ...] = (
         "gaussian_noise",
         "GaussianNoise",
         _noise("stddev", None, False),
-        ("stddev", "seed"),
+        ("stddev", "noise_shape", "seed"),
         tfjs=_tfjs_unseeded,
     ),
     LayerType(

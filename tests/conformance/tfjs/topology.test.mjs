@@ -100,3 +100,85 @@ for (const form of ["object", "string", "artifact"]) {
     }
   });
 }
+
+// Every layer type TF.js 4.22 and the table share, built with TF.js's defaults: its toJSON()
+// writes null for what was not given (Embedding mask_zero, SpatialDropout1D noise_shape, ...)
+// and LeakyReLU's alpha; each posts, and the served model.json posted back is the same model.
+const L = tf.layers;
+const DEFAULT_LAYERS = {
+  dense: [[4], (a) => L.dense({ units: 3, ...a })],
+  flatten: [[4, 2], (a) => L.flatten(a)],
+  dropout: [[4], (a) => L.dropout({ rate: 0.1, ...a })],
+  spatialDropout1d: [[5, 3], (a) => L.spatialDropout1d({ rate: 0.1, ...a })],
+  gaussianDropout: [[4], (a) => L.gaussianDropout({ rate: 0.1, ...a })],
+  gaussianNoise: [[4], (a) => L.gaussianNoise({ stddev: 0.1, ...a })],
+  alphaDropout: [[4], (a) => L.alphaDropout({ rate: 0.1, ...a })],
+  masking: [[5, 3], (a) => L.masking(a)],
+  activation: [[4], (a) => L.activation({ activation: "relu", ...a })],
+  embedding: [[6], (a) => L.embedding({ inputDim: 30, outputDim: 4, ...a })],
+  batchNormalization: [[4], (a) => L.batchNormalization(a)],
+  layerNormalization: [[4], (a) => L.layerNormalization(a)],
+  conv1d: [[8, 2], (a) => L.conv1d({ filters: 2, kernelSize: 3, ...a })],
+  conv2d: [[8, 8, 2], (a) => L.conv2d({ filters: 2, kernelSize: 3, ...a })],
+  conv3d: [[5, 5, 5, 2], (a) => L.conv3d({ filters: 2, kernelSize: 3, ...a })],
+  conv2dTranspose: [[4, 4, 2], (a) => L.conv2dTranspose({ filters: 2, kernelSize: 3, ...a })],
+  conv3dTranspose: [[3, 3, 3, 2], (a) => L.conv3dTranspose({ filters: 2, kernelSize: 2, ...a })],
+  depthwiseConv2d: [[8, 8, 2], (a) => L.depthwiseConv2d({ kernelSize: 3, ...a })],
+  separableConv2d: [[8, 8, 2], (a) => L.separableConv2d({ filters: 2, kernelSize: 3, ...a })],
+  simpleRNN: [[4, 2], (a) => L.simpleRNN({ units: 3, ...a })],
+  lstm: [[4, 2], (a) => L.lstm({ units: 3, ...a })],
+  gru: [[4, 2], (a) => L.gru({ units: 3, ...a })],
+  maxPooling1d: [[8, 2], (a) => L.maxPooling1d(a)],
+  averagePooling2d: [[8, 8, 2], (a) => L.averagePooling2d(a)],
+  maxPooling3d: [[4, 4, 4, 2], (a) => L.maxPooling3d(a)],
+  globalAveragePooling1d: [[8, 2], (a) => L.globalAveragePooling1d(a)],
+  globalMaxPooling2d: [[8, 8, 2], (a) => L.globalMaxPooling2d(a)],
+  reshape: [[4], (a) => L.reshape({ targetShape: [2, 2], ...a })],
+  permute: [[4, 2], (a) => L.permute({ dims: [2, 1], ...a })],
+  repeatVector: [[4], (a) => L.repeatVector({ n: 3, ...a })],
+  zeroPadding2d: [[4, 4, 2], (a) => L.zeroPadding2d(a)],
+  cropping2D: [[4, 4, 2], (a) => L.cropping2D({ cropping: 1, ...a })],
+  upSampling2d: [[4, 4, 2], (a) => L.upSampling2d(a)],
+  reLU: [[4], (a) => L.reLU(a)],
+  leakyReLU: [[4], (a) => L.leakyReLU(a)],
+  elu: [[4], (a) => L.elu(a)],
+  softmax: [[4], (a) => L.softmax(a)],
+  prelu: [[4], (a) => L.prelu(a)],
+  timeDistributed: [[3, 4], (a) => L.timeDistributed({ layer: L.dense({ units: 2 }), ...a })],
+  bidirectional: [[4, 2], (a) => L.bidirectional({ layer: L.lstm({ units: 3 }), ...a })],
+};
+
+test("every TF.js layer with its defaults posts as toJSON(), and its model.json posts back", async () => {
+  for (const [label, [inputShape, make]] of Object.entries(DEFAULT_LAYERS)) {
+    const built = tf.sequential({ layers: [make({ inputShape })] });
+    const model = await post({ topology: built.toJSON(null, false), seed: 11 });
+    const served = await (await fetch(`${BASE}${model.links.model_json}`)).json();
+    // the manifest names each weight as TF.js does (DepthwiseConv2D's depthwise_kernel)
+    const manifest = served.weightsManifest[0].weights.map((w) => [w.name, w.shape]);
+    const theirs = built.weights.map((w) => [w.originalName, w.shape]);
+    assert.deepEqual(new Map(manifest), new Map(theirs), label);
+    const loaded = await loadsBitForBit(model);
+    assert.deepEqual(loaded.outputs[0].shape, built.outputs[0].shape, label);
+    const again = await post({ topology: served, seed: 11 });
+    const bytes = async (m) => Buffer.from(await (await fetch(`${BASE}${m.links.weights_bin}`)).arrayBuffer());
+    assert.ok((await bytes(again)).equals(await bytes(model)), `${label}: posted back, other weights`);
+  }
+});
+
+test("TF.js initializing a served Bidirectional's model.json draws the two directions apart", async () => {
+  const model = await post({
+    input_shape: [5, 3],
+    seed: 12,
+    layers: [{ type: "bidirectional", layer: { type: "lstm", units: 4 } }],
+  });
+  const served = await (await fetch(`${BASE}${model.links.model_json}`)).json();
+  // TF.js builds the backward layer from the forward layer's config: one initializer each
+  const rebuilt = await tf.models.modelFromJSON({ modelTopology: served.modelTopology });
+  const byName = new Map(rebuilt.weights.map((w) => [w.originalName, w.read().dataSync()]));
+  for (const weight of ["kernel", "recurrent_kernel"]) {
+    const forward = byName.get(`bidirectional/forward_lstm/${weight}`);
+    const backward = byName.get(`bidirectional/backward_lstm/${weight}`);
+    assert.ok(forward && backward, `${[...byName.keys()]}`);
+    assert.ok(forward.some((v, i) => v !== backward[i]), `${weight}: both directions equal`);
+  }
+});
