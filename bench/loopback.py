@@ -56,6 +56,7 @@ def measure(size: int, repeats: int) -> Transfer:
     body = memoryview(bytearray(size))
     body[:] = bytes(range(256)) * (size // 256) + bytes(size % 256)
     with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)  # a receiver that died before connecting: TimeoutError, no hang
         port = server.getsockname()[1]
         cmd = [sys.executable, "-c", _RECEIVER, str(port), str(size), str(repeats)]
         receiver = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -164,22 +164,25 @@ def _method_not_allowed(request: Request) -> Response:
     )
 
 
-def _unparsed_body(cause: BaseException) -> Response:
+# FastAPI's HTTPException for a body it could not parse other than as malformed JSON.
+_UNPARSED_BODY = "There was an error parsing the body"
+
+
+def _unparsed_body(request: Request, cause: BaseException) -> Response:
     """FastAPI's own body parsing failed other than on malformed JSON (a 422 already): JSON
-    nested past Python's recursion limit, or bytes that are not UTF-8. The same 422 as a
-    malformed body, naming ``body``."""
+    nested past Python's recursion limit, or bytes that are not UTF-8. The 422 of a malformed
+    body read by :func:`app.api.bodies.parse_json`, naming ``body``."""
     if isinstance(cause, RecursionError):
-        reason = "JSON nested too deeply to parse"
+        reason = "recursion limit exceeded"
     elif isinstance(cause, UnicodeDecodeError):
-        reason = f"not UTF-8 JSON (byte {cause.start}: {cause.reason})"
+        reason = f"not UTF-8 (byte {cause.start}: {cause.reason})"
     else:
-        reason = f"unreadable body ({type(cause).__name__})"
+        reason = f"unreadable ({type(cause).__name__})"
+    size = request.headers.get("content-length")
+    shown = f"<{size} bytes>" if size is not None else None
+    invalid = InvalidInputError(["body"], shown, f"invalid JSON: {reason}")
     return problem_response(
-        422,
-        "Invalid input",
-        f"body: {reason}",
-        slug="invalid-input",
-        errors=[{"loc": ["body"], "msg": reason, "input": None}],
+        invalid.status, invalid.title, invalid.detail, slug=invalid.slug, errors=invalid.errors
     )
 
 
@@ -191,8 +194,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return body_too_large(limit, request.headers.get("content-length"))
     if exc.status_code == 405:
         return _method_not_allowed(request)
-    if exc.status_code == 400 and exc.__cause__ is not None:
-        return _unparsed_body(exc.__cause__)
+    if exc.status_code == 400 and exc.detail == _UNPARSED_BODY and exc.__cause__ is not None:
+        return _unparsed_body(request, exc.__cause__)
     titles = {
         401: "Unauthorized",
         403: "Forbidden",

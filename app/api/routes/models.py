@@ -231,6 +231,9 @@ class ModelFile:
     body: Callable[[ModelPlan, dict[str, int]], Made]
     name: str  # the route's (the OpenAPI operation's)
     doc: str
+    # weights.bin and the shards: TF.js fetches them with the headers given for model.json
+    # (``requestInit``), so an ``Accept: application/json`` there must not refuse them.
+    checks_accept: bool = True
 
     def artifact(self, params: dict[str, int]) -> str:
         """The file's name for these parameters (``group1-shard3of19.bin``): its ETag's key."""
@@ -289,6 +292,7 @@ FILES: tuple[ModelFile, ...] = (
         "read_weights_bin",
         "Every weight as little-endian float32 in manifest order, streamed weight by weight\n"
         "(a file up to ``INLINE_MAX_BYTES`` in one body).",
+        checks_accept=False,
     ),
     ModelFile(
         "weights.safetensors",
@@ -319,6 +323,7 @@ FILES: tuple[ModelFile, ...] = (
         "read_weights_shard",
         "Shard `index` of `count` of `weights.bin` (4 MiB each, the last shorter), as listed in\n"
         "`model.json` for a model over 4 MiB; each made from the weights it overlaps alone.",
+        checks_accept=False,
     ),
 )
 
@@ -329,11 +334,13 @@ def _serve(
     model_id: str,
     store: ModelStoreDep,
     settings: Settings,
-    headers_in: tuple[str | None, str | None],
     params: dict[str, int],
+    *,
+    accept: str | None,
+    if_none_match: str | None,
 ) -> Response:
-    accept, if_none_match = headers_in
-    negotiate(accept, (file.media_type,))  # 406 naming header.accept
+    if file.checks_accept:
+        negotiate(accept, (file.media_type,))  # 406 naming header.accept
     plan = _stored(model_id, request, store, settings)
     artifact = file.artifact(params)
     etag = _etag(request, model_id, artifact)
@@ -369,8 +376,16 @@ def _endpoint(file: ModelFile) -> Callable[..., Response]:
         if_none_match: IfNoneMatch = None,
         **params: int,
     ) -> Response:
-        headers = accept, if_none_match
-        return _serve(file, request, model_id, store, settings, headers, params)
+        return _serve(
+            file,
+            request,
+            model_id,
+            store,
+            settings,
+            params,
+            accept=accept,
+            if_none_match=if_none_match,
+        )
 
     signature = inspect.signature(endpoint)
     keyword = inspect.Parameter.KEYWORD_ONLY

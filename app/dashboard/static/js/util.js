@@ -33,9 +33,9 @@ export function fmt(value, digits = 4) {
 }
 
 /**
- * A chart's tick or legend number: integers whole (step 12345, not 1.234e+4), other values
- * to 4 significant digits (5 from 10,000) without trailing zeros, and the exponent form only
- * outside [1e-3, 1e5).
+ * A chart's tick or legend number: integers whole up to 1e15 (step 12345, not 1.234e+4);
+ * other values to 4 significant digits (5 from 10,000) without trailing zeros, in the
+ * exponent form only outside [1e-3, 1e5).
  */
 export function chartNumber(value) {
   if (value === null || value === undefined) return "–";
