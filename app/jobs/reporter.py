@@ -14,9 +14,9 @@
   submission (``max_epoch_records``: ``record.eval_every``);
 - ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
   :class:`app.jobs.watchers.CancelWatcher` thread sets that event when the cancel is
-  published (Redis pub/sub, sub-millisecond), so a cancelled run stops at its next batch; as
-  a fallback for a missed message the flag itself is read every ``cancel_check_seconds``
-  (default 1 s);
+  published (Redis pub/sub: a few ms, the thread waiting for the GIL the training thread
+  holds), so a cancelled run stops at its next batch (bench/results/cancel.md); as a fallback
+  for a missed message the flag itself is read every ``cancel_check_seconds`` (default 1 s);
 - a lease thread (:class:`app.jobs.watchers.LeaseKeeper`) renews the run's lease every
   ``lease_seconds / 3``; if the worker dies the lease lapses and the watchdog
   (``worker/celery_app.py``) re-enqueues the run;

@@ -154,5 +154,8 @@ def read_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
 
 @router.delete("/{job_id}", response_model=JobRead)
 def delete_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
-    """Cancel a queued or running job; its runs stop within one batch."""
+    """Cancel a queued or running job. A running run stops at its first batch check after its
+    worker learns of the cancel (Redis pub/sub: typically a few ms; the batch in progress is
+    finished). The response's run positions are their last progress writes, not where they
+    stopped: read the job again for those."""
     return json_response(service.cancel_job(jobs, job_id, caller))
