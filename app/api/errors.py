@@ -32,6 +32,24 @@ TYPE_BASE = "https://initlab.dev/problems/"
 log = logging.getLogger("initlab.errors")
 
 
+def header_text(value: str) -> str:
+    """A request header's value as the client wrote it: the ASGI server hands header bytes
+    over as latin-1 text, so bytes that are valid UTF-8 read as UTF-8 ("é", not "Ã©")."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not latin-1 text, or bytes that are not UTF-8: as received
+        return value
+
+
+def _echoed(error: dict[str, Any]) -> dict[str, Any]:
+    """A field error with its input made safe and short (a header's read as UTF-8)."""
+    value = error["input"]
+    loc = error.get("loc") or ()
+    if isinstance(value, str) and loc and loc[0] == "header":
+        value = header_text(value)
+    return {**error, "input": echo(value)}
+
+
 def problem_response(
     status: int,
     title: str,
@@ -49,7 +67,7 @@ def problem_response(
         "detail": detail,
     }
     if errors is not None:
-        body["errors"] = [{**e, "input": echo(e["input"])} if "input" in e else e for e in errors]
+        body["errors"] = [_echoed(e) if "input" in e else e for e in errors]
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
