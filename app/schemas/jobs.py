@@ -6,9 +6,12 @@ naming ``schemes.<i>.initializer`` and the value, long before a worker sees it.
 
 These models are the one definition of the job spec: every field, bound and accepted
 spelling (``lr`` for ``learning_rate``, ``"Adam"``, a plain ``"sgd"``, Keras loss names) is
-here, and is normalized to one canonical form in the stored spec. The name lists come from the
-trainer (``app.training``: activations, losses, optimizers and which fields each optimizer
-reads); ``app.jobs.runplan`` turns a validated spec into the trainer's ``RunSpec``.
+here, and is normalized to one canonical form in the stored spec. Numbers and booleans are
+held to their JSON types (``JsonInt``, ``JsonFloat``, ``JsonBool``: ``true`` is not 1, ``"7"``
+is not 7), and ``/openapi.json`` publishes ``JobCreate``'s JSON Schema as the body of
+``POST /v1/jobs``. The name lists come from the trainer (``app.training``: activations,
+losses, optimizers and which fields each optimizer reads); ``app.jobs.runplan`` turns a
+validated spec into the trainer's ``RunSpec``.
 """
 
 from __future__ import annotations
