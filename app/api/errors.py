@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +17,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from app.errors import InitlabError, InvalidInputError, ServiceUnavailableError
+from app.errors import (
+    InitlabError,
+    InvalidInputError,
+    ServiceUnavailableError,
+    describe_errors,
+    echo,
+)
 from app.initializers import InitializerError, UnknownInitializerError
 
 PROBLEM_JSON = "application/problem+json"
@@ -27,38 +32,22 @@ TYPE_BASE = "https://initlab.dev/problems/"
 log = logging.getLogger("initlab.errors")
 
 
-# Echoed inputs are cut short: this many items per list or object, this many levels deep,
-# this many characters per string (a problem names the value; it need not repeat all of it).
-ECHO_ITEMS = 64
-ECHO_DEPTH = 8
-ECHO_CHARS = 1000
-
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    """Make an echoed input value safe for JSON (NaN/inf, huge integers, bytes, deep nesting,
-    odd objects) and short."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-        # orjson serializes 64-bit integers only; str() refuses beyond 4300 digits.
-        bits = value.bit_length()
-        return str(value) if bits <= 4000 else f"<{bits}-bit integer>"
-    if isinstance(value, str):
-        return value if len(value) <= ECHO_CHARS else value[:ECHO_CHARS] + "..."
-    if isinstance(value, int | float | bool) or value is None:
+def header_text(value: str) -> str:
+    """A request header's value as the client wrote it: the ASGI server hands header bytes
+    over as latin-1 text, so bytes that are valid UTF-8 read as UTF-8 ("é", not "Ã©")."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not latin-1 text, or bytes that are not UTF-8: as received
         return value
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, list | tuple | dict) and depth >= ECHO_DEPTH:
-        return "[...]" if isinstance(value, list | tuple) else "{...}"
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, depth + 1) for v in value[:ECHO_ITEMS]]
-    if isinstance(value, dict):
-        return {
-            str(k)[:ECHO_CHARS]: _jsonable(v, depth + 1)
-            for k, v in list(value.items())[:ECHO_ITEMS]
-        }
-    return repr(value)[:200]
+
+
+def _echoed(error: dict[str, Any]) -> dict[str, Any]:
+    """A field error with its input made safe and short (a header's read as UTF-8)."""
+    value = error["input"]
+    loc = error.get("loc") or ()
+    if isinstance(value, str) and loc and loc[0] == "header":
+        value = header_text(value)
+    return {**error, "input": echo(value)}
 
 
 def problem_response(
@@ -78,22 +67,10 @@ def problem_response(
         "detail": detail,
     }
     if errors is not None:
-        body["errors"] = [
-            {**e, "input": _jsonable(e["input"])} if "input" in e else e for e in errors
-        ]
+        body["errors"] = [_echoed(e) if "input" in e else e for e in errors]
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
-
-
-def _describe(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for e in errors[:5]:
-        loc = ".".join(str(p) for p in e.get("loc", ()))
-        shown = f" (got {_jsonable(e['input'])!r})" if "input" in e else ""
-        parts.append(f"{loc}: {e.get('msg', '')}{shown}")
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
 
 
 async def _initlab_error(request: Request, exc: Exception) -> Response:
@@ -116,7 +93,7 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
         for e in exc.errors()
     ]
     return problem_response(
-        422, "Invalid input", _describe(errors), slug="invalid-input", errors=errors
+        422, "Invalid input", describe_errors(errors), slug="invalid-input", errors=errors
     )
 
 

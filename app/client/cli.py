@@ -57,7 +57,8 @@ def _jobs(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a field, e.g. repeats=3 or training.epochs=1 (VALUE is JSON or text)",
+        help="override a field, e.g. repeats=3, training.epochs=1 or "
+        "schemes.0.initializer=he_normal (VALUE is JSON or text)",
     )
     submit.add_argument("--key", help="Idempotency-Key (default: a fresh UUID)")
     submit.add_argument("--watch", action="store_true", help="follow it with progress bars")

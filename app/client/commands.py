@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,23 +57,70 @@ def _json_arg(text: str) -> Any:
         return text
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["repeats=3", "training.epochs=1"]`` → ``{"repeats": 3, "training": {"epochs": 1}}``."""
+def parse_sets(items: list[str], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``--set`` items as overrides of ``base`` (the spec they apply to: the spec file and/or
+    the preset's body): ``["repeats=3", "training.epochs=1"]`` → ``{"repeats": 3, "training":
+    {"epochs": 1}}``. A number in the path indexes a list of the spec
+    (``schemes.0.initializer=he_normal``): the overrides then carry that list whole with the
+    item changed, as lists are replaced whole when merged. An index into a list the spec does
+    not have, or past its end, is an ``ArgumentTypeError`` naming the item."""
     out: dict[str, Any] = {}
     for item in items:
         path, sep, value = item.partition("=")
-        if not sep or not path:
+        keys = path.split(".")
+        if not sep or not all(keys):
             raise argparse.ArgumentTypeError(f"--set takes key.path=value, not {item!r}")
-        nested: Any = _json_arg(value)
-        for key in reversed(path.split(".")):
-            nested = {key: nested}
-        out = merge(out, nested)
+        out = _with(out, merge(base or {}, out), keys, _json_arg(value), item, [])
     return out
 
 
-def _read_json(path: str) -> Any:
+def _is_index(key: str) -> bool:
+    return key.isascii() and key.isdigit()
+
+
+def _with(over: Any, current: Any, keys: list[str], value: Any, item: str, at: list[str]) -> Any:
+    """``over`` (the overrides at path ``at``) with ``value`` set at ``keys`` below it;
+    ``current`` is what the job holds there (the spec with the overrides so far)."""
+    if not keys:
+        return value
+    key, rest = keys[0], keys[1:]
+    where = ".".join(at) or "the spec"
+    if isinstance(current, list):
+        if not _is_index(key) or int(key) >= len(current):
+            span = f"0-{len(current) - 1}" if current else "none"
+            raise argparse.ArgumentTypeError(
+                f"--set {item!r}: {where} is a list of {len(current)} items (indexes {span}), "
+                f"not {key!r}"
+            )
+        items = copy.deepcopy(current)
+        index = int(key)
+        items[index] = _with(items[index], items[index], rest, value, item, [*at, key])
+        return items
+    if _is_index(key) and not isinstance(current, Mapping):
+        raise argparse.ArgumentTypeError(
+            f"--set {item!r}: {key} indexes a list, but {where} is not a list in the spec; "
+            f"give the list whole instead (--set '{where}=[...]')"
+        )
+    out = dict(over) if isinstance(over, Mapping) else {}
+    below = current.get(key) if isinstance(current, Mapping) else None
+    out[key] = _with(out.get(key), below, rest, value, item, [*at, key])
+    return out
+
+
+def _indexes_lists(items: list[str]) -> bool:
+    """Whether some ``--set`` path has a list index (then the preset's body is needed)."""
+    return any(_is_index(key) for item in items for key in item.partition("=")[0].split("."))
+
+
+def _read_json(path: str, what: str) -> Any:
+    """The JSON document in file ``path`` (``-``: stdin); a ValueError naming ``what`` and
+    where it came from if it does not parse."""
+    source = "stdin" if path == "-" else path
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the {what} in {source} is not valid JSON: {exc}") from None
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -122,11 +170,18 @@ def _finished(job: Job, o: Output) -> None:
 
 
 def jobs_submit(client: Client, args: argparse.Namespace, o: Output) -> int:
-    spec = _read_json(args.spec) if args.spec else None
+    spec = _read_json(args.spec, "job spec") if args.spec else None
     if spec is None and args.preset is None:
         raise argparse.ArgumentTypeError("give a spec file (or -) or --preset")
+    if spec is not None and not isinstance(spec, Mapping):
+        source = "stdin" if args.spec == "-" else args.spec
+        raise ValueError(f"the job spec in {source} must be a JSON object")
+    base = spec
+    if args.preset is not None and _indexes_lists(args.set):
+        # The server merges the spec over the preset: a list index needs that body's lists.
+        base = merge(client.presets.get(args.preset).body, spec or {})
     job = client.jobs.submit(
-        spec, preset=args.preset, overrides=parse_sets(args.set), idempotency_key=args.key
+        spec, preset=args.preset, overrides=parse_sets(args.set, base), idempotency_key=args.key
     )
     if args.watch:
         o.say(f"submitted {job.id} ({job.progress.runs_total} runs); Ctrl-C stops watching")
@@ -156,6 +211,7 @@ def jobs_list(client: Client, args: argparse.Namespace, o: Output) -> int:
     o.out.print(render.jobs_table(jobs))
     if cursor:
         again = "".join(f" --status {s}" for s in args.status or [])
+        again += f" --limit {args.limit}"  # the same page size
         o.say(f"more: initlab jobs list{again} --cursor {cursor}")
     return ExitCode.OK
 
@@ -314,7 +370,7 @@ def presets(client: Client, args: argparse.Namespace, o: Output) -> int:
 
 
 def models_create(client: Client, args: argparse.Namespace, o: Output) -> int:
-    model = client.models.create(_read_json(args.spec))
+    model = client.models.create(_read_json(args.spec, "model spec"))
     if o.json:
         o.doc(model.raw)
         return ExitCode.OK

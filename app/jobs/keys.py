@@ -135,7 +135,7 @@ def report_key(job_id: str) -> str:
 
 
 def cancel_channel(job_id: str) -> str:
-    """The pub/sub channel a cancel is announced on (runs stop on it within one batch)."""
+    """The pub/sub channel a cancel is announced on (a run stops at its next batch check)."""
     return f"{PREFIX}job:{job_id}:cancelled"
 
 

@@ -3,7 +3,8 @@
 :class:`RedisRunReporter` implements the trainer's ``RunReporter`` protocol:
 
 - batch losses are kept for the first ``plot_n_batches`` steps exactly, then every
-  ``stride``-th step so that a run stores at most ``max_batch_points`` points;
+  ``stride``-th step so that a run stores at most ``max_batch_points`` points (none after
+  the first ``plot_n_batches`` when those fill them);
 - writes are throttled: at most one per ``progress_interval_seconds`` (default 0.25 s) plus
   one per epoch record and one per diagnostics snapshot; each write is one Lua call that also
   answers "was the job cancelled?" (a write refused because the run was cancelled keeps its
@@ -13,9 +14,9 @@
   submission (``max_epoch_records``: ``record.eval_every``);
 - ``should_stop`` is called by the trainer every batch and costs one ``Event.is_set()``: a
   :class:`app.jobs.watchers.CancelWatcher` thread sets that event when the cancel is
-  published (Redis pub/sub, sub-millisecond), so a cancelled run stops at its next batch; as
-  a fallback for a missed message the flag itself is read every ``cancel_check_seconds``
-  (default 1 s);
+  published (Redis pub/sub: a few ms, the thread waiting for the GIL the training thread
+  holds), so a cancelled run stops at its next batch (bench/results/cancel.md); as a fallback
+  for a missed message the flag itself is read every ``cancel_check_seconds`` (default 1 s);
 - a lease thread (:class:`app.jobs.watchers.LeaseKeeper`) renews the run's lease every
   ``lease_seconds / 3``; if the worker dies the lease lapses and the watchdog
   (``worker/celery_app.py``) re-enqueues the run;
@@ -61,11 +62,17 @@ log = logging.getLogger("initlab.jobs")
 MAX_ATTEMPTS = 3
 
 
-def loss_stride(total_batches: int, plot_n_batches: int, max_points: int) -> int:
-    """Keep every step below ``plot_n_batches``, then every ``stride``-th one."""
+def loss_stride(total_batches: int, plot_n_batches: int, max_points: int) -> int | None:
+    """Keep every step below ``plot_n_batches``, then every ``stride``-th one, so that at most
+    ``max_points`` are kept; None when the first ``plot_n_batches`` fill them (none after)."""
     rest = total_batches - plot_n_batches
-    room = max(1, max_points - plot_n_batches)
-    return max(1, math.ceil(rest / room)) if rest > 0 else 1
+    room = max_points - plot_n_batches
+    if rest <= 0:
+        return 1
+    if room <= 0:
+        return None
+    # ceil(rest / stride) points after the first plot_n_batches: at most room.
+    return max(1, math.ceil(rest / room))
 
 
 class RedisRunReporter:
@@ -95,8 +102,10 @@ class RedisRunReporter:
         self.index = index
         self.attempt = attempt
         self.settings = settings or get_settings()
-        self.plot_n = plot_n_batches
-        self.stride = loss_stride(total_batches, plot_n_batches, max_batch_points)
+        # The cap holds even when a smaller server limit (INITLAB_MAX_BATCH_POINTS) than the
+        # job's plot_n_batches was passed as max_batch_points.
+        self.plot_n = min(plot_n_batches, max_batch_points)
+        self.stride = loss_stride(total_batches, self.plot_n, max_batch_points)
         self.total_batches = total_batches
         self.step = 0
         self.epoch = 0
@@ -142,7 +151,9 @@ class RedisRunReporter:
         self.step += 1
         self.epoch, self.batch = epoch, batch
         self.last_loss = float(loss)
-        if step < self.plot_n or (step - self.plot_n) % self.stride == 0:
+        if step < self.plot_n or (
+            self.stride is not None and (step - self.plot_n) % self.stride == 0
+        ):
             self._pending.append((step, self.last_loss))
         if time.monotonic() - self._last_write >= self.settings.progress_interval_seconds:
             self.flush()

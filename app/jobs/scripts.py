@@ -191,9 +191,12 @@ return redis.call('EXISTS', KEYS[CANCEL])
 # ARGV: attempt, ttl, maxlen, now, member, status, error, run_index, n_fields, f, v, ...,
 #       n_epochs, epoch records..., n_diag, diagnostics snapshots..., loss chunks...
 # A run cancelled with its job keeps "cancelled" (its last fields, records and points are still
-# written, once: `finish_written` marks it, and a retried finish writes nothing); the last run
-# to finish sets the job's final status. Every finish bumps the job's write counter
-# (KEEP_REPORT keeps a report only if it is unchanged) and drops a kept report.
+# written, once: `finish_written` marks it, and a retried finish writes nothing), unless it
+# ended by itself before the cancel reached it: a finish of "succeeded" (every batch trained,
+# final metrics) or "diverged" then stands, and the run moves from runs_cancelled to runs_done
+# (the job stays cancelled; its summary counts the run). The last run to finish sets the job's
+# final status. Every finish bumps the job's write counter (KEEP_REPORT keeps a report only if
+# it is unchanged) and drops a kept report.
 FINISH = (
     _PRELUDE
     + """
@@ -214,8 +217,15 @@ redis.call('ZREM', KEYS[QUEUED], ARGV[5])
 redis.call('DEL', KEYS[LEASE], KEYS[REPORT], KEYS[CHECKPOINT])
 redis.call('HINCRBY', KEYS[JOB], 'writes', 1)
 expire_all({JOB, RUN, LOSS, EVENTS, EPOCHS, DIAG}, ARGV[2])
-if rstatus == 'cancelled' then return 'cancelled' end
 local status = ARGV[6]
+if rstatus == 'cancelled' then
+  if status ~= 'succeeded' and status ~= 'diverged' then return 'cancelled' end
+  -- No event: the job's stream ended with the cancel; its document shows the run.
+  redis.call('HSET', KEYS[RUN], 'status', status, 'finished_at', ARGV[4], 'error', '')
+  redis.call('HINCRBY', KEYS[JOB], 'runs_cancelled', -1)
+  redis.call('HINCRBY', KEYS[JOB], 'runs_done', 1)
+  return status
+end
 redis.call('HSET', KEYS[RUN], 'status', status, 'finished_at', ARGV[4], 'error', ARGV[7])
 event(ARGV[3], '{"type":"run","run":' .. ARGV[8] .. ',"status":"' .. status .. '"}')
 local done = redis.call('HINCRBY', KEYS[JOB], 'runs_done', 1)

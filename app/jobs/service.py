@@ -23,6 +23,7 @@ from app.errors import (
     NotFoundError,
     ServiceUnavailableError,
     TooLargeError,
+    describe_errors,
 )
 from app.jobs.queue import send_run
 from app.jobs.runplan import plan_runs, run_seed
@@ -57,15 +58,6 @@ def _errors_from(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _describe(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for e in errors[:5]:
-        loc = ".".join(str(p) for p in e["loc"]) or "body"
-        parts.append(f"{loc}: {e['msg']} (got {e.get('input')!r:.120})")
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
 def validate_job(body: Any) -> JobCreate:
     """Apply a preset (``{"preset": name, ...overrides}``) and validate the result."""
     if not isinstance(body, Mapping):
@@ -81,7 +73,7 @@ def validate_job(body: Any) -> JobCreate:
         job = JobCreate.model_validate(body)
     except ValidationError as exc:
         errors = _errors_from(exc)
-        raise JobSpecError(_describe(errors), errors=errors) from None
+        raise JobSpecError(describe_errors(errors), errors=errors) from None
     job.check_consistency()
     return job
 

@@ -337,9 +337,10 @@ class JobStore(RunStore):
         """Cancel a queued or running job. Returns the status it had before (None: unknown,
         or given ``owner``, another owner's job).
 
-        The cancel is published on :func:`cancel_channel`, so running runs stop within one
-        batch; the flag (:meth:`cancel_requested`) stays for runs that start later, and their
-        later writes are ignored.
+        The cancel is published on :func:`cancel_channel`: a running run stops at its first
+        batch check after its worker learns of it (docs/api.md); the flag
+        (:meth:`cancel_requested`) stays for runs that start later, and their later writes are
+        ignored.
         """
         n, stored_owner = self.redis.hmget(job_key(job_id), ["runs_total", "owner"])
         if n is None or not owned(stored_owner, owner):

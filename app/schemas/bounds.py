@@ -9,7 +9,9 @@ limit of every later step that walks them: validation, ``repr``, error rendering
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Strict
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -23,6 +25,11 @@ MAX_FAN = 2**62
 # (``INITLAB_MAX_*``) are checked later and say how to get under them; these only keep the
 # values in a range every later step can carry.
 MAX_COUNT = 2**31 - 1
+# Numbers and booleans of a JSON body, held to JSON's types (pydantic's strict mode): true and
+# false are not numbers, "7" is not a number, 1 is not a boolean; an integer is a valid float.
+JsonInt = Annotated[int, Strict()]
+JsonFloat = Annotated[float, Strict()]
+JsonBool = Annotated[bool, Strict()]
 # Nesting of a free-form JSON value (an initializer reference is 3 levels deep).
 MAX_JSON_DEPTH = 32
 

@@ -6,9 +6,12 @@ naming ``schemes.<i>.initializer`` and the value, long before a worker sees it.
 
 These models are the one definition of the job spec: every field, bound and accepted
 spelling (``lr`` for ``learning_rate``, ``"Adam"``, a plain ``"sgd"``, Keras loss names) is
-here, and is normalized to one canonical form in the stored spec. The name lists come from the
-trainer (``app.training``: activations, losses, optimizers and which fields each optimizer
-reads); ``app.jobs.runplan`` turns a validated spec into the trainer's ``RunSpec``.
+here, and is normalized to one canonical form in the stored spec. Numbers and booleans are
+held to their JSON types (``JsonInt``, ``JsonFloat``, ``JsonBool``: ``true`` is not 1, ``"7"``
+is not 7), and ``/openapi.json`` publishes ``JobCreate``'s JSON Schema as the body of
+``POST /v1/jobs``. The name lists come from the trainer (``app.training``: activations,
+losses, optimizers and which fields each optimizer reads); ``app.jobs.runplan`` turns a
+validated spec into the trainer's ``RunSpec``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from pydantic import (
 )
 
 from app.jobs.status import JobStatus, RunStatus
-from app.schemas.bounds import MAX_COUNT, SEED_MAX, check_json
+from app.schemas.bounds import (
+    MAX_COUNT,
+    SEED_MAX,
+    JsonBool,
+    JsonFloat,
+    JsonInt,
+    check_json,
+)
 from app.training.activations import ACTIVATION_PARAMS, ACTIVATIONS, canonical_activation
 from app.training.losses import LOSS_NAMES
 from app.training.optimizers import OPTIMIZER_FIELDS, OPTIMIZERS
@@ -96,7 +106,7 @@ class DatasetRef(BaseModel):
 class LayerOverride(_Strict):
     """Initializers for one dense layer (0-based; the output layer is the last index)."""
 
-    layer: int = Field(ge=0, le=63)
+    layer: JsonInt = Field(ge=0, le=63)
     kernel_initializer: InitializerRef | None = None
     bias_initializer: InitializerRef | None = None
 
@@ -104,7 +114,7 @@ class LayerOverride(_Strict):
 
 
 class ModelSpec(_Strict):
-    hidden_layers: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+    hidden_layers: list[Annotated[JsonInt, Field(ge=1, le=65_536)]] = Field(
         default_factory=lambda: [256, 128], max_length=32
     )
     activation: Annotated[str | dict[str, Any], AfterValidator(check_json)] = Field(
@@ -112,8 +122,8 @@ class ModelSpec(_Strict):
         description=f"One of {', '.join(ACTIVATIONS)}, or {{name: leaky_relu, negative_slope}} "
         "/ {name: elu, alpha}.",
     )
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    output_units: int | None = Field(
+    dropout: JsonFloat = Field(default=0.0, ge=0.0, lt=1.0)
+    output_units: JsonInt | None = Field(
         default=None, ge=1, le=65_536, description="Default: from the dataset."
     )
     kernel_initializer: InitializerRef | None = Field(
@@ -174,28 +184,28 @@ class OptimizerSpec(_Strict):
     weight decay 0.01). Each optimizer takes only its own settings."""
 
     name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
-    learning_rate: float | None = Field(
+    learning_rate: JsonFloat | None = Field(
         default=None, gt=0.0, le=100.0, validation_alias=AliasChoices("learning_rate", "lr")
     )
-    weight_decay: float | None = Field(default=None, ge=0.0, le=10.0)
-    momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="SGD, RMSprop.")
-    nesterov: bool | None = Field(default=None, description="SGD only (needs momentum > 0).")
-    betas: tuple[float, float] | None = Field(
+    weight_decay: JsonFloat | None = Field(default=None, ge=0.0, le=10.0)
+    momentum: JsonFloat | None = Field(default=None, ge=0.0, lt=1.0, description="SGD, RMSprop.")
+    nesterov: JsonBool | None = Field(default=None, description="SGD only (needs momentum > 0).")
+    betas: tuple[JsonFloat, JsonFloat] | None = Field(
         default=None, description="Adam/AdamW: [beta1, beta2] in one field."
     )
-    beta1: float | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
-    beta2: float | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
-    eps: float | None = Field(
+    beta1: JsonFloat | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
+    beta2: JsonFloat | None = Field(default=None, ge=0.0, lt=1.0, description="Adam/AdamW.")
+    eps: JsonFloat | None = Field(
         default=None, gt=0.0, le=1.0, validation_alias=AliasChoices("eps", "epsilon")
     )
-    alpha: float | None = Field(
+    alpha: JsonFloat | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
         validation_alias=AliasChoices("alpha", "rho"),
         description="RMSprop smoothing constant (Keras: rho).",
     )
-    centered: bool | None = Field(default=None, description="RMSprop.")
+    centered: JsonBool | None = Field(default=None, description="RMSprop.")
 
     @model_validator(mode="before")
     @classmethod
@@ -234,22 +244,34 @@ class OptimizerSpec(_Strict):
         return self
 
 
+def _or_optimizer_name(schema: dict[str, Any]) -> None:
+    """The JSON Schema of ``training.optimizer``: the object, or the optimizer's name alone."""
+    ref = schema.pop("$ref")
+    names = ", ".join(OPTIMIZERS)
+    schema["anyOf"] = [
+        {"$ref": ref},
+        {"type": "string", "description": f"An optimizer by name alone ({names}; any case)."},
+    ]
+
+
 class TrainingSpec(_Strict):
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    optimizer: OptimizerSpec = Field(
+        default_factory=OptimizerSpec, json_schema_extra=_or_optimizer_name
+    )
     loss: str | None = Field(
         default=None,
         description=f"One of {', '.join(LOSS_NAMES)}; default (auto): from the dataset's task "
         "(cross_entropy: softmax for multiclass, sigmoid for binary; mse for regression).",
     )
-    batch_size: int | Literal["full"] | None = Field(
+    batch_size: Annotated[JsonInt, Field(ge=1, le=MAX_COUNT)] | Literal["full"] | None = Field(
         default=128, description="Examples per step; 'full' (or null) for full-batch descent."
     )
-    epochs: int | None = Field(
+    epochs: JsonInt | None = Field(
         default=None, ge=1, le=MAX_COUNT, description="Default 1 (unless steps)."
     )
-    steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    shuffle: bool = True
-    drop_last: bool = False
+    steps: JsonInt | None = Field(default=None, ge=1, le=MAX_COUNT)
+    shuffle: JsonBool = True
+    drop_last: JsonBool = False
 
     @field_validator("loss")
     @classmethod
@@ -261,11 +283,13 @@ class TrainingSpec(_Strict):
             raise ValueError(f"unknown loss {v!r}; one of {', '.join(LOSS_NAMES)}")
         return canon
 
-    @field_validator("batch_size")
+    @field_validator("batch_size", mode="before")
     @classmethod
-    def _positive_batch(cls, v: int | str | None) -> int | str | None:
-        if isinstance(v, int) and not 1 <= v <= MAX_COUNT:
-            raise ValueError(f"must be in [1, {MAX_COUNT}] (or 'full')")
+    def _positive_batch(cls, v: Any) -> Any:
+        # One error naming the field, not one per member of the union (int, 'full').
+        whole = isinstance(v, int) and not isinstance(v, bool)
+        if not (v is None or v == "full" or (whole and 1 <= v <= MAX_COUNT)):
+            raise ValueError(f"must be an integer in [1, {MAX_COUNT}], or 'full' (or null)")
         return v
 
     @model_validator(mode="after")
@@ -290,11 +314,11 @@ class SchemeSpec(_Strict):
 
 
 class RecordSpec(_Strict):
-    plot_n_batches: int = Field(default=100, ge=1, le=100_000)
-    max_batch_points: int = Field(default=5_000, ge=10, le=1_000_000)
-    diagnostics: bool = True
-    diagnostics_batch_size: int = Field(default=1024, ge=1, le=1024)
-    eval_every: int | None = Field(
+    plot_n_batches: JsonInt = Field(default=100, ge=1, le=100_000)
+    max_batch_points: JsonInt = Field(default=5_000, ge=10, le=1_000_000)
+    diagnostics: JsonBool = True
+    diagnostics_batch_size: JsonInt = Field(default=1024, ge=1, le=1024)
+    eval_every: JsonInt | None = Field(
         default=None, ge=1, le=MAX_COUNT, description="Epochs between records."
     )
 
@@ -312,8 +336,8 @@ class JobCreate(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec
     schemes: list[SchemeSpec] = Field(min_length=1, max_length=256)
-    repeats: int = Field(default=1, ge=1, le=1_000)
-    seed: int | None = Field(
+    repeats: JsonInt = Field(default=1, ge=1, le=1_000)
+    seed: JsonInt | None = Field(
         default=None, ge=0, le=MAX_SEED, description="Default: drawn by the server, returned."
     )
     record: RecordSpec = Field(default_factory=RecordSpec)

@@ -8,9 +8,9 @@ the session's real Redis:
   schema-valid data accepted and schema-violating data refused, ignored auth, ...): values in
   and out of their declared types and ranges, missing and extra parameters;
 - hypothesis mutates known-good tensor and job bodies where the OpenAPI document cannot say
-  much (initializer references and job specs are free-form JSON there): a field replaced by
-  a huge or negative integer, a float such as 1e308, a deeply nested value, a string of
-  non-ASCII digits, ...
+  much (initializer references and dataset parameters are free-form JSON there): a field
+  replaced by a huge or negative integer, a float such as 1e308, a deeply nested value, a
+  string of non-ASCII digits, ...
 
 The app under fuzz has small tensor limits, so a generated shape stays cheap to serve.
 Accepted jobs are cancelled at once: their queued tasks are skipped by any later worker.
@@ -60,7 +60,10 @@ KNOWN: dict[tuple[str, str], list[Any]] = {
     ("POST", "/v1/datasets"): [positive_data_acceptance],
     # the body: any object in the schema (a layer list whose shapes must fit each other)
     ("POST", "/v1/models"): [positive_data_acceptance],
-    # the body: any object in the schema (and its example is refused), a job spec accepted
+    # the body is a JobCreate in the schema, but the dataset's name and parameters, the
+    # initializer references and the cross-field rules (epochs or steps, a kernel initializer
+    # for every layer, unique labels) are checked beyond it; and an Idempotency-Key fuzzed
+    # twice with two bodies is a 422 by design
     ("POST", "/v1/jobs"): [positive_data_acceptance],
     # shape items 2.0 (an integer in JSON Schema) refused
     ("POST", "/v1/tensors"): [positive_data_acceptance],

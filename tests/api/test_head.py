@@ -35,7 +35,9 @@ def store(redis_url: str) -> Iterator[JobStore]:
 
 
 def new_job(store: JobStore, *, finish: bool) -> str:
-    spec = {"dataset": {"name": "circles"}, "schemes": [{"initializer": "zeros"}], "seed": 0}
+    # As a stored spec is: every scheme labelled (the job summary names it).
+    schemes = [{"label": "zeros", "initializer": "zeros"}]
+    spec = {"dataset": {"name": "circles"}, "schemes": schemes, "seed": 0}
     runs = [{"scheme": 0, "label": "zeros", "repeat": 0, "seed": 0, "total_batches": 4}]
     job_id = str(store.create_job(spec, runs)["id"])
     if finish:

@@ -96,6 +96,17 @@ def test_a_malformed_key_is_422_naming_the_header(c: TestClient, bad: str) -> No
     assert res.status_code == 422, res.text
     assert res.json()["errors"][0]["loc"][0] == "header"
     assert "idempotency-key" in str(res.json()["errors"][0]["loc"]).lower()
+    # The key is echoed as sent: its UTF-8 bytes read as UTF-8, not latin-1 ("cafÃ©").
+    assert res.json()["errors"][0]["input"] == bad
+
+
+def test_header_bytes_read_as_utf8_when_they_are_and_as_latin1_otherwise() -> None:
+    from app.api.errors import header_text
+
+    # What the ASGI server hands over: each byte as one latin-1 character.
+    assert header_text("caf\u00c3\u00a9") == "caf\u00e9"  # b"caf\xc3\xa9", UTF-8 for café
+    assert header_text("caf\u00e9") == "caf\u00e9"  # b"caf\xe9": not UTF-8, kept byte for byte
+    assert header_text("plain-key") == "plain-key"
 
 
 def test_a_key_whose_first_request_is_in_flight_is_409(

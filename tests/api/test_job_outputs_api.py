@@ -410,20 +410,47 @@ def test_every_event_has_a_unique_id_and_resuming_before_end_gets_end(
     full = sse_events(client, f"/v1/jobs/{job_id}/events")
     ids = [e.id for e in full]
     assert all(ids) and len(set(ids)) == len(ids), ids
+    assert [stream_pos(i) for i in ids] == sorted(stream_pos(i) for i in ids)  # increasing
+    assert ids[0] == "0-0.1" and "." in ids[-2]  # derived: the snapshot, the last progress
     assert [e.event for e in full[-2:]] == ["progress", "end"]
     # A client that saw the last progress event but not "end" resumes and gets that "end".
     resumed = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": ids[-2]})
     assert [e.event for e in resumed] == ["progress", "end"]
     assert resumed[-1].id == ids[-1] and data(resumed[-1]) == {"status": "succeeded"}
-    # Any id resumes: the events after it are the same, the derived ones aside.
+    # Any id resumes: the events after it are the same, the derived ones aside, and every id
+    # sent comes after the one given (a derived one too: never an id the client holds).
     for resume in ids:
         after = sse_events(client, f"/v1/jobs/{job_id}/events", **{"Last-Event-ID": resume})
         assert after[-1].event == "end"
+        got = [e.id for e in after]
+        assert all(stream_pos(i) > stream_pos(resume) for i in got), (resume, got)
+        if "." in resume:  # the first snapshot is numbered on after the derived id given
+            position, _, n = resume.partition(".")
+            assert got[0] == f"{position}.{int(n) + 1}"
         tail = [e.id for e in after if e.event != "progress"]
         expected = [
             e.id for e in full if e.event != "progress" and stream_pos(e.id) > stream_pos(resume)
         ]
         assert tail == expected or (not expected and tail == [after[-1].id])
+
+
+def test_resuming_after_the_first_snapshot_of_a_queued_job_sends_a_new_id(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = new_job(store)
+    url = f"/v1/jobs/{job_id}/events"
+    resumed: list[httpx_sse.ServerSentEvent] = []
+    with httpx_sse.connect_sse(client, "GET", url) as source:
+        first = next(iter(source.iter_sse()))
+    assert (first.id, first.event, data(first)["status"]) == ("0-0.1", "progress", "queued")
+    with httpx_sse.connect_sse(client, "GET", url, headers={"Last-Event-ID": first.id}) as source:
+        for event in source.iter_sse():
+            resumed.append(event)
+            if len(resumed) == 1:
+                store.cancel_job(job_id)  # ends the stream
+    assert resumed[0].id == "0-0.2" and resumed[0].event == "progress"
+    assert resumed[-1].event == "end" and data(resumed[-1]) == {"status": "cancelled"}
+    assert all(stream_pos(e.id) > stream_pos(first.id) for e in resumed)
 
 
 def test_progress_events_carry_eta_and_cancelled_runs_apart(

@@ -34,7 +34,9 @@ def finished_job(url: str) -> str:
     """A job with one finished run, written as a worker writes it."""
     client = redis_client(url)
     store = JobStore(client, ttl_seconds=3600)
-    spec = {"dataset": {"name": "circles"}, "schemes": [{"initializer": "zeros"}], "seed": 0}
+    # As a stored spec is: every scheme labelled (the job summary names it).
+    schemes = [{"label": "zeros", "initializer": "zeros"}]
+    spec = {"dataset": {"name": "circles"}, "schemes": schemes, "seed": 0}
     runs = [{"scheme": 0, "label": "zeros", "repeat": 0, "seed": 0, "total_batches": 2}]
     job_id = str(store.create_job(spec, runs)["id"])
     claim = store.claim_run(job_id, 0, "test-worker@host", 30.0)

@@ -43,12 +43,15 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 180,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``initlab <args>`` against ``url`` (INITLAB_URL), output captured as text."""
+    """``initlab <args>`` against ``url`` (INITLAB_URL), output captured as text (``stdin``:
+    what it reads on its standard input)."""
     return subprocess.run(
         cli_command(args),
         env=cli_env(url, env),
         cwd=cwd or ROOT,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

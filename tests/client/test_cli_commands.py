@@ -159,6 +159,86 @@ def test_jobs_list_status_keeps_the_jobs_with_that_status(api_server: str, clien
     assert "query.status" in bad.stderr and "'done'" in bad.stderr
 
 
+def test_set_indexes_the_lists_of_a_spec_file_or_a_preset(
+    api_server: str, client: Client, tmp_path: Path
+) -> None:
+    # No worker: the jobs stay queued, and are cancelled at the end.
+    spec = {
+        "dataset": {"name": "circles", "train_size": 60, "validation_size": 20},
+        "training": {"epochs": 1},
+        "schemes": [{"label": "a", "initializer": "zeros"}, {"label": "b", "initializer": "ones"}],
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    submitted: list[str] = []
+
+    def submit(*args: str) -> dict[str, Any]:
+        done = run_cli(api_server, "jobs", "submit", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        doc: dict[str, Any] = json.loads(done.stdout)
+        submitted.append(doc["id"])
+        return doc
+
+    try:
+        doc = submit(str(path), "--set", "schemes.1.initializer=he_normal")
+        assert [(s["label"], s["initializer"]) for s in doc["spec"]["schemes"]] == [
+            ("a", "zeros"),
+            ("b", "he_normal"),
+        ]
+        # A preset's lists: the CLI reads the preset's body, the other schemes stay as they are.
+        doc = submit(*QUICK, "--set", "schemes.0.label=all zeros", "--set", "schemes.2.label=He!")
+        schemes = doc["spec"]["schemes"]
+        assert [s["label"] for s in schemes] == ["all zeros", "large random", "He!"]
+        assert schemes[0]["initializer"] == "zeros" and doc["spec"]["training"]["steps"] == 40
+        assert schemes[1]["initializer"]["params"]["stddev"] == 10.0
+    finally:
+        for job_id in submitted:
+            client.jobs.cancel(job_id)
+
+    # An index the spec has no list for, or past its end: a local error, nothing sent.
+    before = {j.id for j in client.jobs.iter()}
+    for args, message in [
+        ([*QUICK, "--set", "schemes.3.label=x"], "schemes is a list of 3 items (indexes 0-2)"),
+        ([str(path), "--set", "model.hidden_layers.0=8"], "model.hidden_layers is not a list"),
+        ([str(path), "--set", "schemes.first.label=x"], "not 'first'"),
+    ]:
+        done = run_cli(api_server, "jobs", "submit", *args)
+        assert done.returncode == ExitCode.USAGE == 2, done.stderr
+        assert message in done.stderr and done.stdout == ""
+    assert {j.id for j in client.jobs.iter()} == before
+
+
+def test_a_spec_that_is_not_json_is_named_in_the_error(api_server: str, tmp_path: Path) -> None:
+    done = run_cli(api_server, "jobs", "submit", "-", stdin="{bad json")
+    assert done.returncode == ExitCode.ERROR == 1
+    assert "the job spec in stdin is not valid JSON: Expecting property name" in done.stderr
+    path = tmp_path / "spec.json"
+    path.write_text("[1, 2,]")
+    done = run_cli(api_server, "jobs", "submit", str(path))
+    assert done.returncode == 1 and f"the job spec in {path} is not valid JSON" in done.stderr
+    path.write_text("[1, 2]")
+    done = run_cli(api_server, "jobs", "submit", str(path))
+    assert done.returncode == 1 and f"the job spec in {path} must be a JSON object" in done.stderr
+
+
+def test_the_next_page_hint_keeps_the_page_size(api_server: str, client: Client) -> None:
+    ids = [json.loads(run_cli(api_server, "jobs", "submit", *QUICK, "--json").stdout)["id"]]
+    ids += [json.loads(run_cli(api_server, "jobs", "submit", *QUICK, "--json").stdout)["id"]]
+    try:
+        done = run_cli(api_server, "jobs", "list", "--status", "queued", "--limit", "1")
+        assert done.returncode == 0, done.stderr
+        hint = re.search(r"more: (initlab jobs list .*)", done.stderr)
+        assert hint, done.stderr
+        command = hint.group(1).split()
+        assert command[:7] == ["initlab", "jobs", "list", "--status", "queued", "--limit", "1"]
+        # The suggested command gives the next page, of the same size.
+        again = run_cli(api_server, *command[1:])
+        assert again.returncode == 0 and again.stdout.count("job_") == 1
+    finally:
+        for job_id in ids:
+            client.jobs.cancel(job_id)
+
+
 def test_a_failed_job_exits_6(
     api_server: str, client: Client, start_worker: Callable[..., Any]
 ) -> None:

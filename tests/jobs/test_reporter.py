@@ -3,6 +3,8 @@ writes stay the same size however long the run (append-only records, capped at s
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -248,3 +250,53 @@ def test_a_closed_watcher_thread_ends_by_itself(store: JobStore) -> None:
     watcher.close()  # does not join: the run's task returns at once
     watcher._thread.join(timeout=CancelWatcher.POLL_SECONDS + 5)
     assert not watcher._thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("plot_n", "max_points", "steps"),
+    [
+        (10, 10, 48),  # the cap equal to the exact prefix: no point after it
+        (15_000, 15_000, 15_000),  # dlai-circles
+        (20_000, 20_000, 80_000),
+        (10, 25, 30),
+        (10, 11, 1000),
+        (100, 5_000, 1_000),  # room for every step
+        (1, 10, 1000),
+        (30, 100, 10),  # fewer steps than the exact prefix
+        (300, 100, 1000),  # a server cap under the job's plot_n_batches
+    ],
+)
+def test_a_run_keeps_at_most_max_batch_points(
+    store: JobStore, plot_n: int, max_points: int, steps: int
+) -> None:
+    runs = [{**RUNS[0], "total_batches": steps}]
+    job_id = store.create_job(SPEC, runs)["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    reporter = RedisRunReporter(
+        store,
+        job_id,
+        0,
+        claim.attempt,
+        total_batches=steps,
+        plot_n_batches=plot_n,
+        max_batch_points=max_points,
+        settings=get_settings().model_copy(update={"progress_interval_seconds": 3600.0}),
+    )
+    for step in range(steps):
+        reporter.on_batch(1, step, 1.0 / (step + 1))
+    assert reporter.finish("succeeded", final={"val_accuracy": 0.5}) == "succeeded"
+    run = store.get_run(job_id, 0)
+    assert run is not None
+    kept = run["batch_steps"]
+    assert len(kept) <= max_points
+    exact = min(plot_n, max_points, steps)
+    assert kept[:exact] == list(range(exact))  # the first plot_n_batches, every one
+    tail = kept[exact:]
+    assert len({b - a for a, b in itertools.pairwise(tail)}) <= 1  # evenly strided
+    if steps <= max_points:
+        assert kept == list(range(steps))  # room for all: every step kept
+    else:
+        assert tail == [] or tail[0] == exact
+        if len(tail) > 1 and (stride := tail[1] - tail[0]) > 1:
+            # As dense as the cap allows: a stride one smaller would keep too many.
+            assert math.ceil((steps - exact) / (stride - 1)) > max_points - exact

@@ -100,6 +100,82 @@ def test_invalid_bodies_are_422_naming_field_and_value(
     assert any(e["loc"] == loc and e.get("input") == value for e in err.errors), err.errors
 
 
+# JSON's types: true is not a number, "7" is not a number, 1 is not a boolean.
+NOT_JSON_TYPED: list[tuple[dict[str, Any], list[Any], Any]] = [
+    (body(training={"epochs": 1, "batch_size": True}), ["training", "batch_size"], True),
+    (body(training={"epochs": 1, "batch_size": "64"}), ["training", "batch_size"], "64"),
+    (body(training={"epochs": True}), ["training", "epochs"], True),
+    (body(training={"steps": "10"}), ["training", "steps"], "10"),
+    (body(repeats=True), ["repeats"], True),
+    (body(seed="7"), ["seed"], "7"),
+    (body(model={"hidden_layers": ["8"]}), ["model", "hidden_layers", 0], "8"),
+    (body(model={"dropout": "0.1"}), ["model", "dropout"], "0.1"),
+    (
+        body(training={"epochs": 1, "optimizer": {"name": "sgd", "learning_rate": "0.1"}}),
+        ["training", "optimizer", "learning_rate"],
+        "0.1",
+    ),
+    (
+        body(training={"epochs": 1, "optimizer": {"name": "sgd", "learning_rate": "NaN"}}),
+        ["training", "optimizer", "learning_rate"],
+        "NaN",
+    ),
+    (
+        body(training={"epochs": 1, "optimizer": {"name": "adam", "betas": [0.9, True]}}),
+        ["training", "optimizer", "betas", 1],
+        True,
+    ),
+    (body(training={"epochs": 1, "shuffle": 1}), ["training", "shuffle"], 1),
+    (body(record={"diagnostics": "false"}), ["record", "diagnostics"], "false"),
+    (body(record={"plot_n_batches": 10.0}), ["record", "plot_n_batches"], 10.0),
+]
+
+
+@pytest.mark.parametrize(("payload", "loc", "value"), NOT_JSON_TYPED)
+def test_booleans_and_strings_are_not_numbers(
+    payload: dict[str, Any], loc: list[Any], value: Any
+) -> None:
+    err = error_of(payload)
+    assert err.status == 422 and err.errors is not None
+    # One error, at the field, with the value (not one per member of a union).
+    assert [(e["loc"], e["input"]) for e in err.errors] == [(loc, value)], err.errors
+    assert ".".join(str(p) for p in loc) in err.detail and repr(value) in err.detail
+    if "learning_rate" in loc:
+        assert "valid number" in err.detail  # not a misleading bound
+
+
+def test_integers_stay_valid_for_float_fields() -> None:
+    job = validate_job(
+        body(training={"epochs": 1, "optimizer": {"name": "sgd", "learning_rate": 1}})
+    )
+    assert job.training.optimizer.learning_rate == 1.0
+    assert isinstance(job.training.optimizer.learning_rate, float)
+    assert validate_job(body(training={"epochs": 1, "batch_size": "full"})).training.batch_size
+
+
+def test_a_detail_shows_the_value_whole_or_marks_the_cut() -> None:
+    # The preset's training object with epochs added: the rule blames the pair, and the
+    # detail must show the steps (15000, not a cut "150") and the epochs given.
+    err = error_of({"preset": "dlai-circles", "training": {"epochs": 300}})
+    assert "'steps': 15000, 'epochs': 300}" in err.detail
+    long_label = "x" * 500
+    err = error_of(body(schemes=[{"label": long_label, "initializer": "zeros"}]))
+    assert err.detail.endswith("...)") and long_label not in err.detail
+    assert err.errors is not None and err.errors[0]["input"] == long_label
+
+
+def test_shown_cuts_at_an_item_boundary_and_says_so() -> None:
+    from app.errors import DETAIL_CHARS, shown
+
+    assert shown([1, 2, 3]) == "[1, 2, 3]"
+    numbers = list(range(15000, 15100))
+    text = shown(numbers)
+    assert len(text) <= DETAIL_CHARS and text.endswith(", ...")
+    items = text.removeprefix("[").removesuffix(", ...").split(", ")
+    assert [int(i) for i in items] == numbers[: len(items)]  # no number cut in two
+    assert shown("y" * 1000).endswith("...") and len(shown("y" * 1000)) <= DETAIL_CHARS
+
+
 def test_epochs_and_steps_together_are_refused() -> None:
     err = error_of(body(training={"epochs": 1, "steps": 5}))
     assert err.status == 422 and "either epochs or steps" in err.detail

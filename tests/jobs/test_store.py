@@ -206,6 +206,61 @@ def test_a_cancelled_runs_finish_retried_writes_nothing(store: JobStore) -> None
     assert run["epochs"] == [{"epoch": 1}] and run["diagnostics"] == {"end": []}
 
 
+def test_a_run_that_completed_before_the_cancel_reached_it_counts_as_succeeded(
+    store: JobStore,
+) -> None:
+    """The race: a run trains its last batch (no batch check came after the cancel), the job is
+    cancelled, then the run's finish arrives with its final metrics. Its result stands: the run
+    is succeeded, counted in runs_done and in the summary; the job stays cancelled."""
+    job_id = store.create_job(SPEC, _runs(2, 1))["id"]
+    done = store.claim_run(job_id, 0, "w", 30)
+    stopped = store.claim_run(job_id, 1, "w", 30)
+    assert store.update_run(job_id, 0, done.attempt, seq=1, fields={"batch": 9}) == 0
+    assert store.cancel_job(job_id) == "running"
+    final = {"val_accuracy": 0.75, "val_loss": 0.5}
+    for _ in range(2):  # the second as a retry after a lost reply: counted once
+        store.finish_run(
+            job_id,
+            0,
+            done.attempt,
+            "succeeded",
+            fields={"batch": 10, "final": final, "last_batch_loss": 0.4},
+            points=[(9, 0.4)],
+        )
+    # The other run got the cancel before its last batch: it stays cancelled, as does a run
+    # whose finish after the cancel says it failed.
+    assert store.finish_run(job_id, 1, stopped.attempt, "cancelled", fields={"batch": 3}) == (
+        "cancelled"
+    )
+    doc = store.get_job(job_id)
+    assert doc is not None and doc["status"] == "cancelled"
+    assert [(r["status"], r["batch"]) for r in doc["runs"]] == [("succeeded", 10), ("cancelled", 3)]
+    assert doc["runs"][0]["final"] == final and doc["runs"][0]["batch_steps"] == [9]
+    progress = doc["progress"]
+    assert (progress["runs_done"], progress["runs_cancelled"]) == (1, 1)
+    assert progress["fraction"] == 0.65  # run 0 whole, run 1 3 of 10 batches
+    zeros, he = doc["summary"]
+    assert zeros["runs_finished"] == 1 and zeros["final_val_accuracy"]["mean"] == 0.75
+    assert he["runs_finished"] == 0
+    job_hash = store.redis.hmget(f"initlab:job:{job_id}", "runs_done", "runs_cancelled")
+    assert job_hash == [b"1", b"1"]
+    # The stream ended with the cancel: the late result adds no event after "end".
+    assert store.read_events(job_id)[-1][1] == {"type": "end", "status": "cancelled"}
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_run_that_did_not_complete_stays_cancelled_whatever_its_finish_says(
+    store: JobStore, status: str
+) -> None:
+    job_id = store.create_job(SPEC, _runs(1, 1))["id"]
+    claim = store.claim_run(job_id, 0, "w", 30)
+    store.cancel_job(job_id)
+    assert store.finish_run(job_id, 0, claim.attempt, status, error="boom") == "cancelled"
+    doc = store.get_job(job_id)
+    assert doc is not None and doc["runs"][0]["status"] == "cancelled"
+    assert doc["error"] is None and doc["progress"]["runs_done"] == 0
+
+
 def test_cancel_of_a_finished_job_changes_nothing(store: JobStore) -> None:
     job_id = store.create_job(SPEC, _runs(1, 1))["id"]
     _finish_all(store, job_id, 1)

@@ -243,14 +243,17 @@ class _Progress:
 
 
 class _EventIds:
-    """Unique, resumable event ids: an event translated from stream entry ``X`` has id ``X``;
-    the n-th event the server derives after it (a progress summary, the first snapshot, an
-    ``end`` read from the job's status) has ``X.n``. Resuming after either resumes after
-    ``X`` (derived events are derived again)."""
+    """Unique, resumable event ids, in increasing order: an event translated from stream entry
+    ``X`` has id ``X``; the n-th event the server derives after it (a progress summary, the
+    first snapshot, an ``end`` read from the job's status) has ``X.n``. Resuming after ``X.n``
+    reads the entries after ``X``, and the events derived on the new connection before the
+    next entry number on from ``X.(n+1)``: no event id is sent twice, every one comes after the
+    one resumed from."""
 
     def __init__(self, resume: str) -> None:
-        self.position = resume.partition(".")[0]
-        self._derived = 0
+        position, _, derived = resume.partition(".")
+        self.position = position
+        self._derived = int(derived or 0)
 
     def entry(self, entry_id: str) -> str:
         self.position, self._derived = entry_id, 0
@@ -397,9 +400,9 @@ async def stream_job_events(
 ) -> EventSourceResponse:
     """Server-Sent Events: `progress`, `points` (new batch losses), `epoch`, `status`, then `end`.
 
-    Every event has a unique id (a stream position, `.n` for events derived after it):
-    reconnecting with `Last-Event-ID` resumes after it; without one the stream replays the
-    job's history from the start, then follows it live.
+    Every event has a unique id (a stream position, `.n` for events derived after it), and
+    ids increase: reconnecting with `Last-Event-ID` sends only events whose id comes after it;
+    without one the stream replays the job's history from the start, then follows it live.
     """
     negotiate(accept, (EVENT_STREAM,))
     resume = last_event_id if last_event_id is not None else after

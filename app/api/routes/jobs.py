@@ -15,10 +15,12 @@ from starlette.responses import Response
 
 from app.api.bodies import json_body, parse_json
 from app.api.deps import CallerDep, DatasetStoreDep, JobStoreDep, SettingsDep
+from app.api.openapi import json_request_body
 from app.errors import InvalidInputError
 from app.jobs import admission, idempotency, service
+from app.jobs.presets import PRESETS
 from app.schemas.bounds import MAX_JSON_DEPTH, json_problem
-from app.schemas.jobs import JobList, JobRead
+from app.schemas.jobs import JobCreate, JobList, JobRead
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -45,6 +47,16 @@ _EXAMPLE = {
 }
 
 
+# The other form of the body: a preset by name, with any overrides of its fields.
+PRESET_BODY: dict[str, Any] = {
+    "type": "object",
+    "title": "PresetJob",
+    "required": ["preset"],
+    "properties": {"preset": {"type": "string", "enum": list(PRESETS)}},
+    "additionalProperties": True,
+}
+
+
 # A job spec nests a few levels, and an initializer reference inside it MAX_JSON_DEPTH more.
 MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
 
@@ -63,22 +75,15 @@ MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
         },
         429: {"description": "Over the caller's quota of queued/running runs."},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "A job spec (see the JobCreate schema in app/schemas/jobs.py and "
-            "api.md), or {'preset': name, ...overrides}.",
-            "content": {
-                "application/json": {
-                    "schema": {"type": "object"},
-                    "examples": {
-                        "spec": {"value": _EXAMPLE},
-                        "preset": {"value": {"preset": "dlai-circles", "repeats": 2}},
-                    },
-                }
-            },
-        }
-    },
+    openapi_extra=json_request_body(
+        JobCreate,
+        description="A job spec (JobCreate), or a preset with overrides: "
+        '{"preset": name, ...overrides}, the overrides deep-merged over the preset\'s body '
+        "(objects merge key by key, lists and values replace) and the result validated as a "
+        "JobCreate.",
+        alternatives=[PRESET_BODY],
+        examples={"spec": _EXAMPLE, "preset": {"preset": "dlai-circles", "repeats": 2}},
+    ),
 )
 async def create_job(
     request: Request,
@@ -149,5 +154,8 @@ def read_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
 
 @router.delete("/{job_id}", response_model=JobRead)
 def delete_job(job_id: str, caller: CallerDep, jobs: JobStoreDep) -> Response:
-    """Cancel a queued or running job; its runs stop within one batch."""
+    """Cancel a queued or running job. A running run stops at its first batch check after its
+    worker learns of the cancel (Redis pub/sub: typically a few ms; the batch in progress is
+    finished). The response's run positions are their last progress writes, not where they
+    stopped: read the job again for those."""
     return json_response(service.cancel_job(jobs, job_id, caller))
