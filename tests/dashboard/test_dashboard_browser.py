@@ -212,6 +212,14 @@ def test_dashboard_without_keys(
         assert "schemes.1.initializer" in message and "no_such_scheme" in message
         assert init.get_attribute("aria-invalid") == "true"
         assert b.css("#scheme-0-initializer").get_attribute("aria-invalid") is None
+        # A batch size that is not a number reaches the server as typed (not as null, which
+        # would mean the full batch) and its 422 is shown at the field.
+        set_field(b, "#scheme-1-initializer", "he_normal")
+        set_field(b, "#f-training-batch_size", "abc")
+        b.css("form.new-job button[type=submit]").click()
+        batch = b.css("#f-training-batch_size")
+        b.wait(lambda: batch.get_attribute("aria-invalid") == "true", what="the batch size error")
+        assert "training.batch_size" in b.text(".field-error") and "abc" in b.text(".field-error")
 
         # --- Tensor explorer: histogram, stats and fans as the API gives them.
         b.open(api_server, "#/tensors")

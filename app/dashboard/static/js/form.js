@@ -35,7 +35,14 @@ function setPath(obj, path, value) {
   else o[last] = value;
 }
 
-const num = (text) => (text.trim() === "" ? undefined : Number(text));
+// A number field's value: absent when empty; text that is not a number is sent as it is, so
+// the server's 422 names the field (Number("abc") would be NaN, which JSON sends as null).
+const num = (text) => {
+  const t = text.trim();
+  if (t === "") return undefined;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : t;
+};
 const ref = (text) => {
   const t = text.trim();
   if (t.startsWith("{")) {
