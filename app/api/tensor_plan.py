@@ -212,14 +212,7 @@ def check_tensor(
     _check_size(shape, media_type, settings, where)
     try:
         init = engine.resolve(req.initializer)
-        init.check(
-            shape,
-            dtype=req.dtype,
-            layout=req.layout,
-            fan_in=req.fan_in,
-            fan_out=req.fan_out,
-            compat=req.compat,
-        )
+        plan = init.plan(shape, req.dtype, req.layout, req.fan_in, req.fan_out, req.compat)
         work = init.work(shape)
         if work > settings.max_orthogonal_work:
             raise _too_large(
@@ -240,7 +233,7 @@ def check_tensor(
             f"the fans it implies ({fan_in}, {fan_out}) are over {MAX_FAN} (2**62); "
             "give fan_in / fan_out explicitly or use smaller dimensions",
         )
-    templates = init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported()
+    templates = init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported(shape, plan.fans)
     return Checked(init, tuple(shape), work, fan_in, fan_out, *templates)
 
 

@@ -412,18 +412,32 @@ class Initializer:
         config.update(self._keras_params())
         return {"class_name": self.keras_class or self.class_name(), "config": config}
 
-    def tfjs_unsupported(self) -> str | None:
+    def tfjs_unsupported(
+        self, shape: Sequence[int] | None = None, fans: tuple[int, int] | None = None
+    ) -> str | None:
         """Why TF.js 4.22 cannot load ``tfjs_config`` with this meaning; None when it can.
 
-        Responses echo the TF.js form only when this is None (else ``tfjs: null`` and this
-        reason as ``tfjs_unsupported``); tests/conformance/tfjs loads every such echo.
+        Without ``shape``: the reasons in the parameters alone. With ``shape`` (and ``fans``,
+        the fans this scheme draws with for the request; by default the Keras layout's), also
+        the shape's: TF.js would refuse it, or draw another distribution for it. Responses
+        echo the TF.js form only when this is None for their shape (else ``tfjs: null`` and
+        this reason as ``tfjs_unsupported``); tests/conformance/tfjs loads every such echo.
         """
         if self.tfjs_class is None:
             return f"TF.js 4.22 has no {self.name} initializer"
-        return self._tfjs_unsupported()
+        reason = self._tfjs_unsupported()
+        if reason is None and shape is not None:
+            dims = tuple(shape)
+            used = fans if fans is not None else self.fans_for(dims, "keras", None, None)
+            reason = self._tfjs_shape_unsupported(dims, used)
+        return reason
 
     def _tfjs_unsupported(self) -> str | None:
         """Parameter values TF.js 4.22 cannot express (hook; the class itself is known)."""
+        return None
+
+    def _tfjs_shape_unsupported(self, shape: tuple[int, ...], fans: tuple[int, int]) -> str | None:
+        """Shapes (and fans) for which TF.js 4.22 refuses or redraws this config (hook)."""
         return None
 
     def tfjs_config(self, seed: int | None) -> dict[str, Any]:

@@ -161,6 +161,11 @@ class Identity(_Fixed):
     max_rank: int | None = 2
     value_key = "gain"
 
+    def _tfjs_shape_unsupported(self, shape: tuple[int, ...], fans: tuple[int, int]) -> str | None:
+        if shape[0] == shape[1]:
+            return None
+        return f"TF.js 4.22's Identity takes square matrices only, not shape {list(shape)}"
+
     def _values(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         out = np.zeros(shape, dtype=dtype)
         np.fill_diagonal(out, self.params["gain"])

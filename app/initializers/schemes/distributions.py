@@ -31,6 +31,8 @@ from app.initializers.schemes._common import (
 )
 
 DLAI_REF = "deeplearning.ai, Improving Deep Neural Networks (initialization)"
+# TF.js 4.22's RandomNormal and TruncatedNormal read ``args.stddev || 0.05``.
+TFJS_ZERO_STDDEV = "TF.js 4.22 replaces stddev 0 with 0.05 (a || default)"
 
 
 # --- normal ------------------------------------------------------------------------------------
@@ -93,9 +95,7 @@ class RandomNormal(_Normal):
         return self.params["mean"], self.params["stddev"]
 
     def _tfjs_unsupported(self) -> str | None:
-        if self.params["stddev"] == 0:
-            return "TF.js 4.22 replaces stddev 0 with 0.05 (a || default)"
-        return None
+        return TFJS_ZERO_STDDEV if self.params["stddev"] == 0 else None
 
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
@@ -359,6 +359,9 @@ class TruncatedNormal(Initializer):
     frameworks = frameworks("TruncatedNormal", "truncatedNormal")
     keras_class = "TruncatedNormal"
     tfjs_class = "TruncatedNormal"
+
+    def _tfjs_unsupported(self) -> str | None:
+        return TFJS_ZERO_STDDEV if self.params["stddev"] == 0 else None
 
     def _reach(
         self, dims: tuple[int, ...], fans: tuple[int, int]
