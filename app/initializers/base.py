@@ -256,6 +256,10 @@ class Initializer:
     def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
         """Scheme-specific shape checks."""
 
+    def _check_range(self, dtype: np.dtype, fans: tuple[int, int]) -> None:
+        """float16/bfloat16 on the canonical stream, whose float32 draws are cast into the
+        scheme's range: refuse a range that holds none of the dtype's numbers (hook)."""
+
     def _check_compat(self, dtype: str) -> None:
         if self.keras_class is None:
             raise InitializerError(
@@ -400,6 +404,8 @@ class Initializer:
             raise InitializerError("shape", list(dims), f"fans {fans} exceed {FAN_MAX} (2**63 - 1)")
         if dtype in FLOAT_DTYPES:
             check_reach(*self._reach(dims, fans), dtype)
+        if dtype in ("float16", "bfloat16") and compat is None:
+            self._check_range(numpy_dtype(dtype), fans)
         if compat == "keras":
             self._check_compat(dtype)
         return Plan(dims, fans, numpy_dtype(dtype), math.prod(dims))
