@@ -3,6 +3,7 @@ up front (naming the field and value); everything accepted is finite and correct
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from initializer_cases import BY_NAME, NAMES, shapes_for
 
 from app.config import Settings
 from app.initializers import InitializerError, generate, resolve
@@ -160,6 +162,33 @@ def test_zero_stddev_gives_positive_zeros(name: str, size: int, stddev: float) -
         resolve({"name": name, "params": {"mean": 2.5, "stddev": stddev}}), (size,), seed=1
     )
     assert (shifted == 2.5).all()
+
+
+# The parameters whose value 0 makes a scheme's values (or most of them) zero.
+SCALES = ("gain", "scale", "stddev", "std", "value")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_gain_scale_or_std_gives_no_negative_zero(name: str) -> None:
+    # docs/schemes.md (Ranges): σ = 0, gain 0 and friends give +0.0 everywhere, never 0·z's
+    # (or 0·Q's) -0.0. Schemes that refuse 0 (scale > 0) keep their defaults.
+    inits = [resolve(name)]
+    for key in SCALES:
+        if key in BY_NAME[name]["params"]:
+            for zero in (0.0, -0.0):
+                with contextlib.suppress(InitializerError):
+                    inits.append(resolve({"name": name, "params": {key: zero}}))
+    for init in inits:
+        for shape in shapes_for(name):
+            for dtype in BY_NAME[name]["dtypes"]:
+                values = generate(init, shape, seed=2, dtype=dtype)
+                assert not np.signbit(values[values == 0]).any(), (init, shape, dtype)
+    zeroed = name in {
+        *("constant", "identity", "random_normal", "truncated_normal", "orthogonal"),
+        *("delta_orthogonal", "torch_orthogonal", "sparse", "torch_normal", "jax_normal"),
+        "jax_truncated_normal",
+    }
+    assert (len(inits) == 3) == zeroed, inits  # the default, 0.0 and -0.0
 
 
 def test_negative_zero_parameters_become_zero() -> None:

@@ -391,7 +391,9 @@ class STFT(Initializer):
         fans: tuple[int, int],
         dtype: np.dtype,
     ) -> np.ndarray:
-        return self._kernel(shape, np.dtype(np.float64)).astype(dtype)
+        kernel = self._kernel(shape, np.dtype(np.float64)).astype(dtype)
+        kernel += dtype.type(0)  # +0.0 where win[t] = 0 meets a negative cos (Keras: -0.0)
+        return kernel
 
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
