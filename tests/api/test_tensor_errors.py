@@ -188,6 +188,32 @@ CATALOGUE = [
     Bad("get-bad-stats", 422, ["query", "stats"], "maybe", get="shape=4&stats=maybe"),
     Bad("get-huge", 413, ["query", "shape"], "1,000,000,000,000", get="shape=1000000,1000000"),
     Bad("get-bad-dtype", 422, ["query", "dtype"], "complex64", get="shape=4&dtype=complex64"),
+    # GET names: only those the operation documents, each once (POST refuses unknown fields)
+    Bad(
+        "get-initializer-param-in-query",
+        422,
+        ["query", "stddev"],
+        "unknown query parameter",
+        get="shape=2,2&initializer=random_normal&stddev=5",
+    ),
+    Bad("get-misspelt-seed", 422, ["query", "sed"], "did you mean seed?", get="shape=2&sed=42"),
+    Bad(
+        "get-repeated-shape",
+        422,
+        ["query", "shape"],
+        "more than once",
+        get="shape=2,2&shape=3,3",
+    ),
+    Bad("get-empty-format", 422, ["query", "format"], "must be one of", get="shape=2&format="),
+    Bad("post-empty-format", 422, ["query", "format"], "must be one of", json=OK, query="?format="),
+    Bad(
+        "post-field-in-query",
+        422,
+        ["query", "seed"],
+        "format, stats, compress",
+        json=OK,
+        query="?seed=5",
+    ),
     Bad(
         "get-bad-accept",
         406,
