@@ -111,5 +111,6 @@ async def read_tensor(request: Request) -> Response:
     etag = headers["ETag"] = tensor_etag(plan, context.version)
     headers["Cache-Control"] = IMMUTABLE
     if if_none_match and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
+        # The media type lets the compression middleware give the 304 the 200's Vary / ETag.
+        return Response(status_code=304, headers=headers, media_type=plan.media_type)
     return await respond(plan, context.settings, headers)
