@@ -369,14 +369,39 @@ def test_405_allow_lists_every_method_of_the_path(
     assert body["errors"][0] == {"loc": ["method"], "msg": f"one of {allow}", "input": method}
 
 
-def test_cors_preflight_advertises_the_methods_routes_have(client: TestClient) -> None:
-    res = client.options(
-        "/v1/jobs",
-        headers={"origin": "https://app.example", "access-control-request-method": "DELETE"},
-    )
-    assert res.status_code == 200
-    advertised = {m.strip() for m in res.headers["access-control-allow-methods"].split(",")}
-    assert advertised == {"GET", "HEAD", "POST", "DELETE"}
+def _preflight(client: TestClient, path: str, method: str) -> Any:
+    headers = {"origin": "https://app.example", "access-control-request-method": method}
+    return client.options(path, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/jobs", "GET, HEAD, POST"),
+        ("/v1/jobs/job_1", "DELETE, GET, HEAD"),
+        ("/v1/tensors", "GET, HEAD, POST"),
+        ("/v1/initializers/he_normal", "GET, HEAD"),
+        ("/healthz", "GET, HEAD"),
+    ],
+)
+def test_cors_preflight_advertises_the_methods_of_its_path(
+    client: TestClient, path: str, allow: str
+) -> None:
+    # The same list as a 405's Allow on that path; any other method's preflight is refused.
+    assert client.request("PUT", path).headers["allow"] == allow
+    for method in allow.split(", "):
+        res = _preflight(client, path, method)
+        assert res.status_code == 200, (method, res.text)
+        assert res.headers["access-control-allow-methods"] == allow
+    for method in {"DELETE", "POST", "PUT", "PATCH"} - set(allow.split(", ")):
+        res = _preflight(client, path, method)
+        assert res.status_code == 400 and "method" in res.text, method
+        assert res.headers["access-control-allow-methods"] == allow
+
+
+def test_cors_preflight_of_a_path_no_route_serves_is_refused(client: TestClient) -> None:
+    res = _preflight(client, "/v1/nothing-here", "GET")
+    assert res.status_code == 400 and "method" in res.text
 
 
 @pytest.mark.parametrize("name", ["%20", "%1F"])
