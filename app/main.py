@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from app.api.body_limit import BodyLimitProblemMiddleware
 from app.api.compression import CompressionMiddleware
+from app.api.cors import RouteCORS
 from app.api.dispatch import DirectRoutes
-from app.api.errors import allowed_methods, install_error_handlers
+from app.api.errors import install_error_handlers
 from app.api.head import HeadAsGet
 from app.api.openapi import problem_openapi
 from app.api.ratelimit import RateLimit, group_limits
@@ -87,9 +87,9 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         max_header_bytes=settings.max_header_bytes,
     )
     app.add_middleware(  # outside the limits, so their refusals carry the CORS headers too
-        CORSMiddleware,
+        RouteCORS,
+        routes=app.routes,  # a preflight gets what the routes serve on its path, HEAD included
         allow_origins=settings.cors_origins,
-        allow_methods=allowed_methods(app.routes),  # what the routes serve, HEAD included
         allow_headers=["*"],
         expose_headers=EXPOSED_HEADERS,
     )

@@ -20,6 +20,15 @@ strong ``ETag`` becomes weak (``W/"..."``): its bytes differ from the identity e
 the content is the same, and ``If-None-Match`` compares weakly. Bodies sent in several messages
 (large tensors) are compressed as one stream, sent chunked.
 
+A ``304`` gets the ``Vary`` and the ``ETag`` form the ``200`` to the same request would carry
+(RFC 9110 §15.4.5): ``Vary: Accept-Encoding`` when the representation is of a compressible
+type, and the weak ``ETag`` when the request accepts gzip and the client's matched
+``If-None-Match`` tag is the weak one (it holds the compressed representation; a strong match
+means it holds the identity one, e.g. a body under ``minimum_size``). The route names the
+representation's type in the 304's ``Content-Type``, which is removed here (a 304 carries no
+representation metadata); a 304 without one is taken as compressible exactly when the matched
+tag is weak.
+
 A pure ASGI middleware: no task or thread per request; a request that is not compressed costs
 one header scan.
 """
@@ -74,6 +83,18 @@ def opted_in(query_string: bytes) -> bool:
     return dict(pairs).get(COMPRESS_PARAM, "").strip().lower() == "gzip"
 
 
+def matched_weak(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether the first tag of ``If-None-Match`` that matches the strong ``etag`` weakly is
+    its weak form ``W/"..."`` (False for a strong match, ``*`` or no match)."""
+    for tag in if_none_match.split(b","):
+        tag = tag.strip()
+        if tag == etag:
+            return False
+        if tag == b"W/" + etag:
+            return True
+    return False
+
+
 def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
     """(media type without parameters, whether a Content-Encoding is already set)."""
     media, encoded = "", False
@@ -95,23 +116,41 @@ class CompressionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        gzip_ok = False
+        gzip_ok, if_none_match = False, b""
         for key, value in scope["headers"]:
             if key == b"accept-encoding":
                 gzip_ok = accepts_gzip(value.decode("latin-1"))
-                break
-        responder = _Responder(send, scope, gzip_ok, self.minimum_size, self.level)
+            elif key == b"if-none-match":
+                if_none_match = value
+        responder = _Responder(send, scope, gzip_ok, if_none_match, self.minimum_size, self.level)
         await self.app(scope, receive, responder.send)
 
 
 class _Responder:
     """Per-response state: pass through, or hold the start message and compress the body."""
 
-    __slots__ = ("_send", "compressor", "gzip_ok", "level", "minimum_size", "scope", "start")
+    __slots__ = (
+        "_send",
+        "compressor",
+        "gzip_ok",
+        "if_none_match",
+        "level",
+        "minimum_size",
+        "scope",
+        "start",
+    )
 
-    def __init__(self, send: Send, scope: Scope, gzip_ok: bool, minimum_size: int, level: int):
+    def __init__(
+        self,
+        send: Send,
+        scope: Scope,
+        gzip_ok: bool,
+        if_none_match: bytes,
+        minimum_size: int,
+        level: int,
+    ) -> None:
         self._send, self.scope, self.gzip_ok = send, scope, gzip_ok
-        self.minimum_size, self.level = minimum_size, level
+        self.if_none_match, self.minimum_size, self.level = if_none_match, minimum_size, level
         self.start: Message | None = None
         self.compressor: zlib._Compress | None = None
 
@@ -126,12 +165,16 @@ class _Responder:
         else:
             await self._send(message)
 
+    def _eligible(self, media: str) -> bool:
+        return media in COMPRESSIBLE or (media in OPT_IN and opted_in(self.scope["query_string"]))
+
     async def _on_start(self, message: Message) -> None:
         headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
+        if message["status"] == 304:
+            await self._send({**message, "headers": self._not_modified(headers)})
+            return
         media, encoded = _media_type(headers)
-        eligible = not encoded and (
-            media in COMPRESSIBLE or (media in OPT_IN and opted_in(self.scope["query_string"]))
-        )
+        eligible = not encoded and self._eligible(media)
         if not eligible or message["status"] in _NO_BODY:
             await self._send(message)
             return
@@ -141,6 +184,19 @@ class _Responder:
             await self._send(message)
             return
         self.start = message  # decided on the first body chunk (its size)
+
+    def _not_modified(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """A 304's headers: the 200's ``Vary`` and ``ETag`` form (module docstring)."""
+        media, _ = _media_type(headers)
+        kept = [(k, v) for k, v in headers if k != b"content-type"]
+        etag = next((v for k, v in kept if k == b"etag"), None)
+        weak = etag is not None and matched_weak(self.if_none_match, etag)
+        if not (self._eligible(media) if media else weak):
+            return kept
+        _add_vary(kept)
+        if weak and self.gzip_ok and etag is not None and etag.startswith(b'"'):
+            kept = [(k, b"W/" + v if k == b"etag" else v) for k, v in kept]
+        return kept
 
     async def _on_first_body(self, message: Message) -> None:
         start, self.start = self.start, None

@@ -212,14 +212,7 @@ def check_tensor(
     _check_size(shape, media_type, settings, where)
     try:
         init = engine.resolve(req.initializer)
-        init.check(
-            shape,
-            dtype=req.dtype,
-            layout=req.layout,
-            fan_in=req.fan_in,
-            fan_out=req.fan_out,
-            compat=req.compat,
-        )
+        plan = init.plan(shape, req.dtype, req.layout, req.fan_in, req.fan_out, req.compat)
         work = init.work(shape)
         if work > settings.max_orthogonal_work:
             raise _too_large(
@@ -240,8 +233,29 @@ def check_tensor(
             f"the fans it implies ({fan_in}, {fan_out}) are over {MAX_FAN} (2**62); "
             "give fan_in / fan_out explicitly or use smaller dimensions",
         )
-    templates = init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported()
+    templates = init.keras_config(0), init.tfjs_config(0), init.tfjs_unsupported(shape, plan.fans)
     return Checked(init, tuple(shape), work, fan_in, fan_out, *templates)
+
+
+def _seed_conflict(req: TensorRequest, inner: int, where: Where) -> InvalidInputError:
+    """Two different seeds, the request's and its initializer's: a 422 naming both."""
+    ref = req.initializer
+    loc: list[str | int] = [where, "initializer", "seed"]
+    for key in ("config", "params"):  # Keras / TF.js config, or {name, params}
+        holder = ref.get(key) if isinstance(ref, dict) else None
+        if isinstance(holder, dict) and "seed" in holder:
+            loc = [where, "initializer", key, "seed"]
+    inner_field = ".".join(str(part) for part in loc)
+    error = InvalidInputError(
+        [where, "seed"],
+        req.seed,
+        f"conflicts with {inner_field} = {inner}: give one seed, or the same value in both",
+    )
+    assert error.errors is not None
+    error.errors.append(
+        {"loc": loc, "msg": f"conflicts with {where}.seed = {req.seed}", "input": inner}
+    )
+    return error
 
 
 def plan_tensor(
@@ -266,8 +280,11 @@ def plan_tensor(
             if len(memo) >= TensorContext.MEMO_MAX:
                 memo.clear()
             memo[key] = checked
-    seeded = req.seed is not None or checked.init.seed is not None
-    seed = req.seed if req.seed is not None else checked.init.seed
+    inner = checked.init.seed
+    if req.seed is not None and inner is not None and req.seed != inner:
+        raise _seed_conflict(req, inner, where)
+    seeded = req.seed is not None or inner is not None
+    seed = req.seed if req.seed is not None else inner
     if seed is None:
         seed = secrets.randbelow(SEED_MAX + 1)
     return TensorPlan(req, checked, seed, seeded, media_type, stats)

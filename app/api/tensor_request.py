@@ -9,7 +9,8 @@ derived from the model's JSON schema.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -46,17 +47,32 @@ FORMAT_NAMES: dict[str, str] = _format_names()
 # request's 100: docs/performance.md).
 
 
-def read_query(scope: Mapping[str, Any]) -> dict[str, str]:
-    """The query string as a dict, as Starlette's ``request.query_params`` reads it: a
-    repeated name's last value, percent-escapes and ``+`` decoded by ``parse_qsl``."""
+def read_query(scope: Mapping[str, Any], known: Collection[str]) -> dict[str, str]:
+    """The query string as a dict, decoded as Starlette's ``request.query_params`` decodes it
+    (percent-escapes and ``+`` by ``parse_qsl``). Each name must be one of ``known`` and be
+    given once: anything else is a 422 naming ``query.<name>`` (a misspelt ``sed=42`` would
+    otherwise be dropped, and the request served unseeded)."""
     text = scope["query_string"].decode("latin-1")
     if "%" in text or "+" in text:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    out = {}
-    for pair in text.split("&"):
-        if pair:
-            name, _, value = pair.partition("=")
-            out[name] = value
+        pairs = parse_qsl(text, keep_blank_values=True)
+    else:
+        split = (pair.partition("=") for pair in text.split("&") if pair)
+        pairs = [(name, value) for name, _, value in split]
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise InvalidInputError(
+                ["query", name], [out[name], value], "given more than once: give it once"
+            )
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise InvalidInputError(
+                ["query", name],
+                value,
+                f"unknown query parameter; {hint}this request takes {', '.join(known)}",
+            )
+        out[name] = value
     return out
 
 
@@ -79,10 +95,11 @@ def output_options(query: Mapping[str, str], accept: str | None) -> tuple[str, b
     """``?format=`` / ``Accept``, ``?stats=`` and ``?compress=`` → (media type, stats, chosen
     by ``Accept``). ``?compress`` is the compression middleware's; it is checked here so that
     a bad value is a 422 before anything is generated."""
-    fmt = query.get("format", "").strip()
-    if fmt and fmt.lower() not in FORMAT_NAMES:
+    given = query.get("format")
+    fmt = None if given is None else given.strip().lower()
+    if fmt is not None and fmt not in FORMAT_NAMES:  # format= (empty) included
         raise InvalidInputError(
-            ["query", "format"], fmt, f"must be one of {', '.join(FORMAT_NAMES)}"
+            ["query", "format"], given, f"must be one of {', '.join(FORMAT_NAMES)}"
         )
     stats = query.get("stats", "").strip().lower()
     if stats not in _TRUE and stats not in _FALSE:
@@ -94,8 +111,8 @@ def output_options(query: Mapping[str, str], accept: str | None) -> tuple[str, b
             compress,
             f"must be one of {', '.join(compression.COMPRESS_VALUES)}",
         )
-    media = FORMAT_NAMES[fmt.lower()] if fmt else formats.negotiate(accept)
-    return media, stats in _TRUE, not fmt
+    media = FORMAT_NAMES[fmt] if fmt is not None else formats.negotiate(accept)
+    return media, stats in _TRUE, fmt is None
 
 
 def validation_error(exc: ValidationError, where: Where) -> RequestValidationError:
@@ -193,7 +210,7 @@ def query_request(query: Mapping[str, str]) -> TensorRequest:
         raise InvalidInputError(["query", "shape"], None, "required, e.g. shape=784,256")
     fields: dict[str, Any] = {"shape": _query_shape(shape)}
     initializer = query.get("initializer")
-    if initializer:  # else the model's default
+    if initializer:  # else TensorRequest's default
         fields["initializer"] = _query_initializer(initializer)
     for name in ("seed", "fan_in", "fan_out"):
         number = _query_int(name, query.get(name))
@@ -245,6 +262,7 @@ COMPRESS_PARAM = _param(
     "not (random floats barely compress). gzip: binary formats too, when `Accept-Encoding` "
     "allows it.",
 )
+POST_PARAMS: list[dict[str, Any]] = [FORMAT_PARAM, STATS_PARAM, COMPRESS_PARAM]
 _SHAPE = TensorRequest.model_json_schema()["properties"]["shape"]
 GET_PARAMS: list[dict[str, Any]] = [
     _param(
@@ -275,7 +293,8 @@ GET_PARAMS: list[dict[str, Any]] = [
     _model_param("fan_in"),
     _model_param("fan_out"),
     _model_param("compat"),
-    FORMAT_PARAM,
-    STATS_PARAM,
-    COMPRESS_PARAM,
+    *POST_PARAMS,
 ]
+# The query parameters each method takes: exactly those its OpenAPI operation documents.
+POST_QUERY: tuple[str, ...] = tuple(p["name"] for p in POST_PARAMS)
+GET_QUERY: tuple[str, ...] = tuple(p["name"] for p in GET_PARAMS)

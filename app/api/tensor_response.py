@@ -25,7 +25,8 @@ from app.config import Settings
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Bump when the bytes for the same request may change (engine or encoding changes).
 # tensors-3: float32 normals by the compiled ziggurat, chunks of 2**17 elements.
-ETAG_VERSION = "tensors-3"
+# tensors-4: float16/bfloat16 uniforms and truncated normals cast inside their range.
+ETAG_VERSION = "tensors-4"
 
 _generation_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
     "initlab_generation_limiter"

@@ -256,6 +256,10 @@ class Initializer:
     def _check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
         """Scheme-specific shape checks."""
 
+    def _check_range(self, dtype: np.dtype, fans: tuple[int, int]) -> None:
+        """float16/bfloat16 on the canonical stream, whose float32 draws are cast into the
+        scheme's range: refuse a range that holds none of the dtype's numbers (hook)."""
+
     def _check_compat(self, dtype: str) -> None:
         if self.keras_class is None:
             raise InitializerError(
@@ -400,6 +404,8 @@ class Initializer:
             raise InitializerError("shape", list(dims), f"fans {fans} exceed {FAN_MAX} (2**63 - 1)")
         if dtype in FLOAT_DTYPES:
             check_reach(*self._reach(dims, fans), dtype)
+        if dtype in ("float16", "bfloat16") and compat is None:
+            self._check_range(numpy_dtype(dtype), fans)
         if compat == "keras":
             self._check_compat(dtype)
         return Plan(dims, fans, numpy_dtype(dtype), math.prod(dims))
@@ -412,18 +418,32 @@ class Initializer:
         config.update(self._keras_params())
         return {"class_name": self.keras_class or self.class_name(), "config": config}
 
-    def tfjs_unsupported(self) -> str | None:
+    def tfjs_unsupported(
+        self, shape: Sequence[int] | None = None, fans: tuple[int, int] | None = None
+    ) -> str | None:
         """Why TF.js 4.22 cannot load ``tfjs_config`` with this meaning; None when it can.
 
-        Responses echo the TF.js form only when this is None (else ``tfjs: null`` and this
-        reason as ``tfjs_unsupported``); tests/conformance/tfjs loads every such echo.
+        Without ``shape``: the reasons in the parameters alone. With ``shape`` (and ``fans``,
+        the fans this scheme draws with for the request; by default the Keras layout's), also
+        the shape's: TF.js would refuse it, or draw another distribution for it. Responses
+        echo the TF.js form only when this is None for their shape (else ``tfjs: null`` and
+        this reason as ``tfjs_unsupported``); tests/conformance/tfjs loads every such echo.
         """
         if self.tfjs_class is None:
             return f"TF.js 4.22 has no {self.name} initializer"
-        return self._tfjs_unsupported()
+        reason = self._tfjs_unsupported()
+        if reason is None and shape is not None:
+            dims = tuple(shape)
+            used = fans if fans is not None else self.fans_for(dims, "keras", None, None)
+            reason = self._tfjs_shape_unsupported(dims, used)
+        return reason
 
     def _tfjs_unsupported(self) -> str | None:
         """Parameter values TF.js 4.22 cannot express (hook; the class itself is known)."""
+        return None
+
+    def _tfjs_shape_unsupported(self, shape: tuple[int, ...], fans: tuple[int, int]) -> str | None:
+        """Shapes (and fans) for which TF.js 4.22 refuses or redraws this config (hook)."""
         return None
 
     def tfjs_config(self, seed: int | None) -> dict[str, Any]:

@@ -71,6 +71,15 @@ def layout_fans(shape: Sequence[int], layout: str) -> tuple[int, int]:
     return int(shape[-2]) * receptive, int(shape[-1]) * receptive
 
 
+def tfjs_fans(shape: Sequence[int]) -> tuple[float, float]:
+    """The fans TF.js 4.22's ``computeFans`` gives (``channelsLast``): Keras's at ranks 2–5,
+    sqrt(prod(shape)) for both at rank 0, 1 and above 5."""
+    if 2 <= len(shape) <= 5:
+        return layout_fans(shape, "keras")
+    root = math.sqrt(math.prod(shape))
+    return root, root
+
+
 def compute_fans(
     shape: Sequence[int],
     layout: str = "keras",

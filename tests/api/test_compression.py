@@ -132,3 +132,63 @@ def test_post_json_is_gzipped_too(client: TestClient) -> None:
 )
 def test_accepts_gzip(header: str, expected: bool) -> None:
     assert accepts_gzip(header) is expected
+
+
+def _vary(resp: httpx.Response) -> set[str]:
+    return {v.strip().lower() for v in resp.headers.get("vary", "").split(",") if v.strip()}
+
+
+SMALL = "/v1/tensors?shape=3,3&initializer=he_normal&seed=1"  # under 1 KiB: never gzipped
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        (BIG, GZIP),  # gzipped: weak ETag
+        (BIG, IDENTITY),
+        (SMALL, GZIP),  # gzip allowed, but too small: the strong ETag
+        (f"{BIG}&format=binary", GZIP),  # never compressed: no Vary: Accept-Encoding
+        (f"{BIG}&format=npy&compress=gzip", GZIP),
+        (f"{BIG}&format=npy&compress=gzip", IDENTITY),
+    ],
+)
+def test_a_304_carries_the_etag_and_vary_of_the_200(
+    client: TestClient, url: str, headers: dict[str, str]
+) -> None:
+    # RFC 9110 §15.4.5: a 304 sends the ETag and Vary a 200 to the same request would.
+    ok = client.get(url, headers=headers)
+    for held in (ok.headers["etag"], f'"other", {ok.headers["etag"]}'):
+        again = client.get(url, headers={**headers, "If-None-Match": held})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == ok.headers["etag"]
+        assert _vary(again) == _vary(ok)
+        assert "content-type" not in again.headers  # no representation metadata
+
+
+def test_a_304_validates_the_representation_the_client_holds(client: TestClient) -> None:
+    strong = client.get(BIG, headers=IDENTITY).headers["etag"]
+    weak = client.get(BIG, headers=GZIP).headers["etag"]
+    assert weak == "W/" + strong
+    # A client holding the identity bytes keeps the strong validator, even asking for gzip;
+    # one holding the gzip bytes gets the weak one only while it still accepts gzip.
+    assert client.get(BIG, headers={**GZIP, "If-None-Match": strong}).headers["etag"] == strong
+    assert client.get(BIG, headers={**IDENTITY, "If-None-Match": weak}).headers["etag"] == strong
+    for held in (strong, weak):
+        resp = client.get(BIG, headers={**IDENTITY, "If-None-Match": held})
+        assert resp.status_code == 304 and "accept-encoding" in _vary(resp)
+
+
+def test_a_model_files_304_carries_the_etag_and_vary_of_the_200(client: TestClient) -> None:
+    # The models route names no media type on its 304: the client's weak tag says it holds
+    # the gzipped model.json; a binary file is never compressed without ?compress=gzip.
+    spec = {"input_shape": [20], "seed": 3, "layers": [{"type": "dense", "units": 16}] * 3}
+    links = client.post("/v1/models", json=spec).json()["links"]
+    model_json = client.get(links["model_json"], headers=GZIP)
+    assert model_json.headers["content-encoding"] == "gzip"
+    weights = client.get(links["weights_bin"], headers=GZIP)
+    assert "content-encoding" not in weights.headers
+    for url, ok in ((links["model_json"], model_json), (links["weights_bin"], weights)):
+        again = client.get(url, headers={**GZIP, "If-None-Match": ok.headers["etag"]})
+        assert again.status_code == 304
+        assert again.headers["etag"] == ok.headers["etag"]
+        assert _vary(again) == _vary(ok)

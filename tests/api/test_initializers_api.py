@@ -7,6 +7,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from app import initializers as engine
+
 # Every scheme issue 2 names, in one spelling each; the catalog must know all of them.
 SCHEMES = [
     "zeros",
@@ -120,29 +122,68 @@ def test_param_types_use_one_json_schema_vocabulary(catalog: list[dict]) -> None
 
 
 @pytest.mark.parametrize(
-    ("ref", "shape", "reason"),
+    ("ref", "fields", "reason"),
     [
-        ("kaiming_normal", [4, 4], "no kaiming_normal"),
-        ("dirac", [4, 4, 3], "no dirac"),
+        ("kaiming_normal", {"shape": [4, 4]}, "no kaiming_normal"),
+        ("dirac", {"shape": [4, 4, 3]}, "no dirac"),
         (
             {"name": "variance_scaling", "params": {"distribution": "untruncated_normal"}},
-            [4, 4],
+            {"shape": [4, 4]},
             "untruncated",
         ),
-        ({"name": "random_uniform", "params": {"minval": 0.0, "maxval": 1.0}}, [4, 4], "0.05"),
-        ({"name": "jax.nn.initializers.he_normal", "params": {"in_axis": 0}}, [4, 4], "axes"),
+        (
+            {"name": "random_uniform", "params": {"minval": 0.0, "maxval": 1.0}},
+            {"shape": [4, 4]},
+            "0.05",
+        ),
+        (
+            {"name": "jax.nn.initializers.he_normal", "params": {"in_axis": 0}},
+            {"shape": [4, 4]},
+            "axes",
+        ),
+        (
+            {"name": "truncated_normal", "params": {"stddev": 0}},
+            {"shape": [4, 4]},
+            "stddev 0 with 0.05",
+        ),
+        # Shape-dependent: TF.js's Identity is square-only, its fans at rank 1 and > 5 are
+        # sqrt(prod(shape)), and it knows no layout or explicit fans.
+        ({"name": "identity", "params": {"gain": 2}}, {"shape": [3, 5]}, "square matrices only"),
+        ("glorot_uniform", {"shape": [20000]}, "(141.421, 141.421), not this request's (20000"),
+        ("he_uniform", {"shape": [4] * 6}, "giving (64, 64), not this request's (1024, 1024)"),
+        ("lecun_uniform", {"shape": [7]}, "sqrt(prod(shape)) at rank 0, 1 and above 5"),
+        ("he_uniform", {"shape": [4, 4], "fan_in": 100}, "no fan_in, fan_out or layout"),
+        (
+            "glorot_uniform",
+            {"shape": [8, 4, 3, 3], "layout": "torch"},
+            "giving (96, 96), not this request's (36, 72)",
+        ),
     ],
 )
 def test_tensor_echoes_null_tfjs_with_a_reason_where_tfjs_cannot_load_it(
-    client: TestClient, ref: object, shape: list[int], reason: str
+    client: TestClient, ref: object, fields: dict[str, object], reason: str
 ) -> None:
-    body = client.post("/v1/tensors", json={"shape": shape, "initializer": ref, "seed": 3}).json()
+    body = client.post("/v1/tensors", json={"initializer": ref, "seed": 3, **fields}).json()
     assert body["tfjs"] is None
     assert reason in body["tfjs_unsupported"]
     assert body["initializer"]["class_name"]  # the canonical echo is still there
 
 
-def test_tensor_echoes_loadable_tfjs_without_a_reason(client: TestClient) -> None:
-    body = client.post("/v1/tensors", json={"shape": [4, 4], "initializer": "he_uniform"}).json()
-    assert body["tfjs"]["className"] == "VarianceScaling"
+@pytest.mark.parametrize(
+    ("ref", "shape"),
+    [
+        ("he_uniform", [4, 4]),
+        ("identity", [5, 5]),
+        ("glorot_uniform", [1, 1, 1, 1, 8, 8]),  # sqrt(64) = 8: TF.js's fans are Keras's
+        ("he_uniform", [1]),
+        ("lecun_uniform", []),
+        ("glorot_uniform", [3, 3, 4, 8]),
+        ("random_uniform", [20000]),
+    ],
+)
+def test_tensor_echoes_loadable_tfjs_without_a_reason(
+    client: TestClient, ref: str, shape: list[int]
+) -> None:
+    body = client.post("/v1/tensors", json={"shape": shape, "initializer": ref}).json()
+    assert body["tfjs"]["className"] == engine.resolve(ref).tfjs_class
     assert "tfjs_unsupported" not in body

@@ -303,7 +303,8 @@ def test_upload_of_another_media_type_is_415_naming_the_header(client: TestClien
 
 def test_query_string_over_the_bound_is_414(make_client: Callable[..., TestClient]) -> None:
     small = make_client(max_query_bytes=1024)
-    assert small.get("/v1/tensors?shape=3&seed=1&x=" + "a" * 900).status_code == 200
+    padded = "/v1/tensors?shape=3&seed=1&initializer=" + "+" * 900 + "he_normal"  # spaces
+    assert small.get(padded).status_code == 200
     body = problem(small.get("/v1/tensors?shape=3&x=" + "a" * 2000), 414)
     assert first_loc(body) == ["query"] and "INITLAB_MAX_QUERY_BYTES" in body["detail"]
     assert "1024" in body["detail"]
@@ -369,14 +370,39 @@ def test_405_allow_lists_every_method_of_the_path(
     assert body["errors"][0] == {"loc": ["method"], "msg": f"one of {allow}", "input": method}
 
 
-def test_cors_preflight_advertises_the_methods_routes_have(client: TestClient) -> None:
-    res = client.options(
-        "/v1/jobs",
-        headers={"origin": "https://app.example", "access-control-request-method": "DELETE"},
-    )
-    assert res.status_code == 200
-    advertised = {m.strip() for m in res.headers["access-control-allow-methods"].split(",")}
-    assert advertised == {"GET", "HEAD", "POST", "DELETE"}
+def _preflight(client: TestClient, path: str, method: str) -> Any:
+    headers = {"origin": "https://app.example", "access-control-request-method": method}
+    return client.options(path, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/jobs", "GET, HEAD, POST"),
+        ("/v1/jobs/job_1", "DELETE, GET, HEAD"),
+        ("/v1/tensors", "GET, HEAD, POST"),
+        ("/v1/initializers/he_normal", "GET, HEAD"),
+        ("/healthz", "GET, HEAD"),
+    ],
+)
+def test_cors_preflight_advertises_the_methods_of_its_path(
+    client: TestClient, path: str, allow: str
+) -> None:
+    # The same list as a 405's Allow on that path; any other method's preflight is refused.
+    assert client.request("PUT", path).headers["allow"] == allow
+    for method in allow.split(", "):
+        res = _preflight(client, path, method)
+        assert res.status_code == 200, (method, res.text)
+        assert res.headers["access-control-allow-methods"] == allow
+    for method in {"DELETE", "POST", "PUT", "PATCH"} - set(allow.split(", ")):
+        res = _preflight(client, path, method)
+        assert res.status_code == 400 and "method" in res.text, method
+        assert res.headers["access-control-allow-methods"] == allow
+
+
+def test_cors_preflight_of_a_path_no_route_serves_is_refused(client: TestClient) -> None:
+    res = _preflight(client, "/v1/nothing-here", "GET")
+    assert res.status_code == 400 and "method" in res.text
 
 
 @pytest.mark.parametrize("name", ["%20", "%1F"])

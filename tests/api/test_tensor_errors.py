@@ -3,6 +3,7 @@ problem+json naming the field and the value — never a 5xx."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +188,32 @@ CATALOGUE = [
     Bad("get-bad-stats", 422, ["query", "stats"], "maybe", get="shape=4&stats=maybe"),
     Bad("get-huge", 413, ["query", "shape"], "1,000,000,000,000", get="shape=1000000,1000000"),
     Bad("get-bad-dtype", 422, ["query", "dtype"], "complex64", get="shape=4&dtype=complex64"),
+    # GET names: only those the operation documents, each once (POST refuses unknown fields)
+    Bad(
+        "get-initializer-param-in-query",
+        422,
+        ["query", "stddev"],
+        "unknown query parameter",
+        get="shape=2,2&initializer=random_normal&stddev=5",
+    ),
+    Bad("get-misspelt-seed", 422, ["query", "sed"], "did you mean seed?", get="shape=2&sed=42"),
+    Bad(
+        "get-repeated-shape",
+        422,
+        ["query", "shape"],
+        "more than once",
+        get="shape=2,2&shape=3,3",
+    ),
+    Bad("get-empty-format", 422, ["query", "format"], "must be one of", get="shape=2&format="),
+    Bad("post-empty-format", 422, ["query", "format"], "must be one of", json=OK, query="?format="),
+    Bad(
+        "post-field-in-query",
+        422,
+        ["query", "seed"],
+        "format, stats, compress",
+        json=OK,
+        query="?seed=5",
+    ),
     Bad(
         "get-bad-accept",
         406,
@@ -232,3 +259,41 @@ def test_a_huge_request_never_reaches_the_engine(client: TestClient) -> None:
     resp = client.get("/v1/tensors?shape=1000000,1000000&dtype=float64&format=npy")
     assert resp.status_code == 413
     assert "16,777,216" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("initializer", "inner_loc"),
+    [
+        ({"class_name": "HeNormal", "config": {"seed": 7}}, ["initializer", "config", "seed"]),
+        ({"className": "RandomNormal", "config": {"seed": 7}}, ["initializer", "config", "seed"]),
+        ({"name": "he_normal", "params": {"seed": 7}}, ["initializer", "params", "seed"]),
+        ({"name": "he_normal", "seed": 7}, ["initializer", "seed"]),
+    ],
+)
+def test_two_different_seeds_are_a_422_naming_both(
+    client: TestClient, initializer: dict[str, Any], inner_loc: list[str]
+) -> None:
+    resp = client.post("/v1/tensors", json={"shape": [2], "initializer": initializer, "seed": 8})
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert [(e["loc"], e["input"]) for e in errors] == [
+        (["body", "seed"], 8),
+        (["body", *inner_loc], 7),
+    ]
+    assert ".".join(["body", *inner_loc]) + " = 7" in resp.json()["detail"]
+    query = {"shape": "2", "seed": "8", "initializer": json.dumps(initializer)}
+    get = client.get("/v1/tensors", params=query)
+    assert get.status_code == 422
+    assert [e["loc"] for e in get.json()["errors"]] == [["query", "seed"], ["query", *inner_loc]]
+
+
+def test_one_seed_anywhere_or_the_same_seed_twice_is_used(client: TestClient) -> None:
+    inner = {"class_name": "HeNormal", "config": {"seed": 7}}
+    top = client.post("/v1/tensors", json={"shape": [4], "initializer": "he_normal", "seed": 7})
+    for body in (
+        {"shape": [4], "initializer": inner},
+        {"shape": [4], "initializer": inner, "seed": 7},
+    ):
+        resp = client.post("/v1/tensors", json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["seed"] == 7 and resp.json()["values"] == top.json()["values"]

@@ -127,7 +127,7 @@ def test_the_planned_initializer_is_what_the_engine_generates_from() -> None:
         b"",
         b"shape=3,3&initializer=he_normal&seed=1",
         b"shape=3%2C3&initializer=%7B%22name%22%3A%22ones%22%7D",
-        b"a=1&a=2&b",
+        b"a=1&b",
         b"&&shape=2&",
         b"x=a+b&y=%20c",
         b"stats=&format=json",
@@ -137,7 +137,23 @@ def test_the_planned_initializer_is_what_the_engine_generates_from() -> None:
 )
 def test_query_parsing_matches_starlette(query: bytes) -> None:
     expected = QueryParams(query)
-    assert read_query({"query_string": query}) == {k: expected[k] for k in expected}
+    names = list(expected)
+    assert read_query({"query_string": query}, names) == {k: expected[k] for k in expected}
+
+
+@pytest.mark.parametrize("query", [b"a=1&a=2", b"a=1&b=%20&a=3", b"a&a"])
+def test_a_repeated_query_name_is_refused(query: bytes) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        read_query({"query_string": query}, ["a", "b"])
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == ["query", "a"]
+    assert "more than once" in info.value.detail
+
+
+@pytest.mark.parametrize(("query", "name"), [(b"a=1&c=2", "c"), (b"caf%C3%A9=1", "café")])
+def test_an_unknown_query_name_is_refused(query: bytes, name: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        read_query({"query_string": query}, ["a", "b"])
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == ["query", name]
 
 
 def test_headers_are_read_as_starlette_reads_them() -> None:

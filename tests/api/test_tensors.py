@@ -130,6 +130,26 @@ def test_unseeded_requests_draw_fresh_seeds(client: TestClient) -> None:
     assert len(seeds) > 1
 
 
+def test_a_request_without_initializer_gets_glorot_uniform(client: TestClient) -> None:
+    # docs/api.md and docs/schemes.md: Keras's default kernel initializer, as /openapi.json says.
+    named = client.post(
+        "/v1/tensors", json={"shape": [3, 4], "initializer": "glorot_uniform", "seed": 1}
+    ).json()
+    for resp in (
+        client.post("/v1/tensors", json={"shape": [3, 4], "seed": 1}),
+        client.get("/v1/tensors?shape=3,4&seed=1"),
+        client.get("/v1/tensors?shape=3,4&seed=1&initializer="),
+    ):
+        body = resp.json()
+        assert body["initializer"]["class_name"] == "GlorotUniform"
+        assert body["values"] == named["values"]
+    operations = client.get("/openapi.json").json()["paths"]["/v1/tensors"]
+    body = operations["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["initializer"]["default"] == "glorot_uniform"
+    query = {p["name"]: p["schema"] for p in operations["get"]["parameters"]}
+    assert query["initializer"]["default"] == "glorot_uniform"
+
+
 def test_get_equals_post_and_is_deterministic(client: TestClient) -> None:
     url = "/v1/tensors?shape=64,32&initializer=he_normal&seed=42&dtype=float32&format=binary"
     a, b = client.get(url), client.get(url)

@@ -243,6 +243,22 @@ def test_glorot_family_serializes_as_tfjs_variance_scaling() -> None:
     }
 
 
+def test_tfjs_unsupported_reads_the_shape_only_when_given_one() -> None:
+    # Without a shape (model.json's initializers): the parameters alone decide.
+    assert resolve("identity").tfjs_unsupported() is None
+    assert resolve("glorot_uniform").tfjs_unsupported() is None
+    assert "square" in str(resolve("identity").tfjs_unsupported((3, 5)))
+    assert resolve("identity").tfjs_unsupported((5, 5)) is None
+    glorot = resolve("glorot_uniform")
+    assert "sqrt(prod(shape))" in str(glorot.tfjs_unsupported((300,)))
+    assert glorot.tfjs_unsupported((1, 1, 1, 1, 9, 9)) is None  # sqrt(81) = 9: Keras's fans
+    assert glorot.tfjs_unsupported((3, 4), (3, 4)) is None
+    assert "(3, 40)" in str(glorot.tfjs_unsupported((3, 4), (3, 40)))  # an explicit fan_out
+    # Schemes without fans or with shape-independent TF.js classes ignore the shape.
+    assert resolve("random_uniform").tfjs_unsupported((300,)) is None
+    assert resolve("orthogonal").tfjs_unsupported((2, 3, 4, 5, 6, 7)) is None
+
+
 def test_catalog_entries_have_the_api_shape() -> None:
     entries = catalog()
     assert [e["name"] for e in entries] == NAMES

@@ -3,6 +3,7 @@ up front (naming the field and value); everything accepted is finite and correct
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from initializer_cases import BY_NAME, NAMES, shapes_for
 
 from app.config import Settings
 from app.initializers import InitializerError, generate, resolve
@@ -162,10 +164,109 @@ def test_zero_stddev_gives_positive_zeros(name: str, size: int, stddev: float) -
     assert (shifted == 2.5).all()
 
 
+# The parameters whose value 0 makes a scheme's values (or most of them) zero.
+SCALES = ("gain", "scale", "stddev", "std", "value")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_gain_scale_or_std_gives_no_negative_zero(name: str) -> None:
+    # docs/schemes.md (Ranges): σ = 0, gain 0 and friends give +0.0 everywhere, never 0·z's
+    # (or 0·Q's) -0.0. Schemes that refuse 0 (scale > 0) keep their defaults.
+    inits = [resolve(name)]
+    for key in SCALES:
+        if key in BY_NAME[name]["params"]:
+            for zero in (0.0, -0.0):
+                with contextlib.suppress(InitializerError):
+                    inits.append(resolve({"name": name, "params": {key: zero}}))
+    for init in inits:
+        for shape in shapes_for(name):
+            for dtype in BY_NAME[name]["dtypes"]:
+                values = generate(init, shape, seed=2, dtype=dtype)
+                assert not np.signbit(values[values == 0]).any(), (init, shape, dtype)
+    zeroed = name in {
+        *("constant", "identity", "random_normal", "truncated_normal", "orthogonal"),
+        *("delta_orthogonal", "torch_orthogonal", "sparse", "torch_normal", "jax_normal"),
+        "jax_truncated_normal",
+    }
+    assert (len(inits) == 3) == zeroed, inits  # the default, 0.0 and -0.0
+
+
 def test_negative_zero_parameters_become_zero() -> None:
     init = resolve({"name": "constant", "params": {"value": -0.0}})
     assert math.copysign(1.0, init.params["value"]) == 1.0
     assert not np.signbit(generate(init, (4,), seed=0)).any()
+
+
+# (reference, [low, high] of its values, whether high is excluded) on a (1000, 1000) kernel.
+HALF_OPEN_OR_BOUNDED: list[tuple[Any, float, float, bool]] = [
+    ({"name": "jax.nn.initializers.uniform", "params": {"scale": 1.0}}, 0.0, 1.0, True),
+    ({"name": "jax.nn.initializers.uniform", "params": {"scale": 0.3}}, 0.0, 0.3, True),
+    ({"name": "random_uniform", "params": {"minval": -1.0, "maxval": 1.0}}, -1.0, 1.0, True),
+    ({"name": "random_uniform", "params": {"minval": -0.05, "maxval": 0.05}}, -0.05, 0.05, True),
+    ({"name": "uniform_", "params": {"a": 0.3, "b": 0.7}}, 0.3, 0.7, True),
+    ("he_uniform", -math.sqrt(6 / 1000), math.sqrt(6 / 1000), True),
+    ({"name": "truncated_normal", "params": {"mean": 0.3, "stddev": 0.1}}, 0.1, 0.5, False),
+    ({"name": "trunc_normal_", "params": {"a": -0.3, "b": 0.7}}, -0.3, 0.7, False),
+    (
+        {"name": "trunc_normal_", "params": {"mean": 0.1, "std": 0.3, "a": -0.2, "b": 0.4}},
+        -0.2,
+        0.4,
+        False,
+    ),
+    (
+        {"name": "jax.nn.initializers.truncated_normal", "params": {"stddev": 0.3}},
+        -0.6,
+        0.6,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(("ref", "low", "high", "open_high"), HALF_OPEN_OR_BOUNDED)
+def test_half_precision_casts_stay_in_the_range(
+    ref: Any, low: float, high: float, open_high: bool, dtype: str
+) -> None:
+    # The float32 draws rounded to nearest would put hundreds to thousands of these values on
+    # an excluded bound or past a truncation bound (docs/schemes.md).
+    values = generate(resolve(ref), (1000, 1000), seed=1, dtype=dtype).astype(np.float64)
+    assert values.min() >= low
+    assert values.max() < high if open_high else values.max() <= high
+    unbounded = generate(resolve(ref), (1000, 1000), seed=1).astype(np.float64)  # float32
+    top = INFO[dtype].eps * abs(high)  # the ulp near high, about
+    assert (unbounded > high - top).any()  # draws near the bound exist: the case is exercised
+
+
+def test_compat_keras_keeps_numpys_half_precision_rounding() -> None:
+    # compat "keras": float64 draws astype(bfloat16), exactly Keras 3 — which rounds onto maxval.
+    ref = {"name": "random_uniform", "params": {"minval": -1.0, "maxval": 1.0}}
+    keras = generate(resolve(ref), (1000, 1000), seed=1, dtype="bfloat16", compat="keras")
+    assert (keras.astype(np.float64) == 1.0).any()
+
+
+@pytest.mark.parametrize(
+    ("ref", "field"),
+    [
+        ({"name": "random_uniform", "params": {"minval": 0.30001, "maxval": 0.30002}}, "minval"),
+        (
+            {
+                "name": "trunc_normal_",
+                "params": {"mean": 1.0001, "std": 1e-4, "a": 1.00001, "b": 1.0002},
+            },
+            "a",
+        ),
+        ({"name": "truncated_normal", "params": {"mean": 1.0001, "stddev": 1e-6}}, "stddev"),
+    ],
+)
+def test_half_precision_ranges_without_a_number_of_the_dtype_are_refused(
+    ref: dict[str, Any], field: str
+) -> None:
+    init = resolve(ref)
+    with pytest.raises(InitializerError) as info:
+        init.check((4,), dtype="float16")
+    assert info.value.field == f"params.{field}" and "no float16 number lies in" in info.value.msg
+    assert info.value.value == ref["params"][field]
+    init.check((4,), dtype="float32")  # float32 has numbers there
 
 
 AUDIT: list[tuple[Any, tuple[int, ...], dict[str, Any], str, Any]] = [

@@ -77,7 +77,8 @@ def _serve(name: str, if_none_match: str | None) -> Response:
     if asset.media_type.startswith("text/html"):
         headers["Content-Security-Policy"] = CSP
     if if_none_match is not None and etag_matches(if_none_match, asset.etag):
-        return Response(status_code=304, headers=headers)
+        # The media type lets the compression middleware give the 304 the 200's Vary / ETag.
+        return Response(status_code=304, headers=headers, media_type=asset.media_type)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 

@@ -22,10 +22,10 @@ from app.api.dispatch import RawRoute
 from app.api.formats import etag_matches
 from app.api.tensor_plan import TensorContext, plan_tensor
 from app.api.tensor_request import (
-    COMPRESS_PARAM,
-    FORMAT_PARAM,
     GET_PARAMS,
-    STATS_PARAM,
+    GET_QUERY,
+    POST_PARAMS,
+    POST_QUERY,
     body_request,
     output_options,
     query_request,
@@ -65,7 +65,7 @@ def _context(request: Request) -> TensorContext:
     response_model=TensorRead,
     responses=_RESPONSES,
     openapi_extra={
-        "parameters": [FORMAT_PARAM, STATS_PARAM, COMPRESS_PARAM],
+        "parameters": POST_PARAMS,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": TensorRequest.model_json_schema()}},
@@ -76,7 +76,7 @@ async def create_tensor(request: Request) -> Response:
     """Generate an initialized tensor."""
     context = _context(request)
     accept, _ = read_headers(request.scope)
-    media, stats, by_accept = output_options(read_query(request.scope), accept)
+    media, stats, by_accept = output_options(read_query(request.scope, POST_QUERY), accept)
     req = body_request(await json_body(request))
     plan = plan_tensor(
         req, media_type=media, stats=stats, settings=context.settings, memo=context.checked
@@ -93,7 +93,7 @@ async def create_tensor(request: Request) -> Response:
 async def read_tensor(request: Request) -> Response:
     """The same as POST, for browsers and caches; with a seed the response is immutable."""
     context = _context(request)
-    query = read_query(request.scope)
+    query = read_query(request.scope, GET_QUERY)
     accept, if_none_match = read_headers(request.scope)
     media, stats, by_accept = output_options(query, accept)
     plan = plan_tensor(
@@ -111,5 +111,6 @@ async def read_tensor(request: Request) -> Response:
     etag = headers["ETag"] = tensor_etag(plan, context.version)
     headers["Cache-Control"] = IMMUTABLE
     if if_none_match and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
+        # The media type lets the compression middleware give the 304 the 200's Vary / ETag.
+        return Response(status_code=304, headers=headers, media_type=plan.media_type)
     return await respond(plan, context.settings, headers)

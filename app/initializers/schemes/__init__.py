@@ -1,8 +1,8 @@
 """Every initialization scheme, by family; ``SCHEMES`` is the catalogue's order.
 
 - ``constant``: zeros, ones, constant, identity, eye, dirac, stft
-- ``distributions``: random normal / uniform / truncated and their torch / JAX variants,
-  small / large random, general rule, torch default
+- ``distributions``: random normal / uniform and their torch / JAX variants, small / large
+  random, general rule, torch default; ``truncated``: Keras / JAX / torch truncated normals
 - ``variance``: VarianceScaling and Glorot / He / LeCun; ``variance_torch``: xavier, kaiming
 - ``orthogonal``: orthogonal, torch orthogonal, delta orthogonal, sparse
 """
@@ -14,7 +14,6 @@ from app.initializers.schemes.constant import STFT, Constant, Dirac, Eye, Identi
 from app.initializers.schemes.distributions import (
     GeneralRule,
     JaxNormal,
-    JaxTruncatedNormal,
     JaxUniform,
     LargeRandom,
     RandomNormal,
@@ -23,10 +22,9 @@ from app.initializers.schemes.distributions import (
     TorchDefault,
     TorchNormal,
     TorchUniform,
-    TruncatedNormal,
-    TruncNormal,
 )
 from app.initializers.schemes.orthogonal import DeltaOrthogonal, Orthogonal, Sparse, TorchOrthogonal
+from app.initializers.schemes.truncated import JaxTruncatedNormal, TruncatedNormal, TruncNormal
 from app.initializers.schemes.variance import (
     GlorotNormal,
     GlorotUniform,

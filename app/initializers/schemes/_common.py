@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 from app.initializers import sampling
 from app.initializers.base import FLOAT_DTYPES, Initializer, Reach
+from app.initializers.errors import InitializerError
 
 INT_DTYPES: tuple[str, ...] = (*FLOAT_DTYPES, "int32")
 KERAS_REF = "Keras 3 keras/src/initializers/"
 TORCH_REF = "PyTorch torch/nn/init.py"
 JAX_REF = "JAX jax/_src/nn/initializers.py"
 TFJS_REF = "TF.js tfjs-layers/src/initializers.ts"
+# TF.js 4.22's RandomNormal and TruncatedNormal read ``args.stddev || 0.05``.
+TFJS_ZERO_STDDEV = "TF.js 4.22 replaces stddev 0 with 0.05 (a || default)"
 # Standard deviation of a standard normal truncated to (-2, 2) (Keras's constant).
 TRUNCATED_STD = 0.87962566103423978
 
@@ -53,6 +57,50 @@ def finish(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values if values.flags.c_contiguous else np.ascontiguousarray(values)
 
 
+# Targets drawn in float32 and then cast (``sampling.draw_dtype``).
+NARROW: tuple[np.dtype, ...] = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+def within(dtype: np.dtype, low: float, high: float, *, open_high: bool) -> tuple[float, float]:
+    """The least and the greatest ``dtype`` numbers in [low, high] (in [low, high) when
+    ``open_high``); the first is above the second when there is none."""
+    kind = dtype.type
+    with np.errstate(over="ignore"):
+        least, greatest = kind(low), kind(high)
+    if float(least) < low:
+        least = np.nextafter(least, kind(np.inf))
+    if float(greatest) > high or (open_high and float(greatest) == high):
+        greatest = np.nextafter(greatest, kind(-np.inf))
+    return float(least), float(greatest)
+
+
+def finish_within(
+    values: np.ndarray, dtype: np.dtype, low: float, high: float, *, open_high: bool
+) -> np.ndarray:
+    """``finish``, keeping a float16/bfloat16 cast inside the scheme's range: the float32
+    values are first clamped to the target's least and greatest numbers in [low, high] (or
+    [low, high)), where rounding to nearest would carry values just inside a bound onto it or
+    past it. Those two are float32 numbers too, and rounding is monotonic."""
+    if dtype in NARROW:
+        least, greatest = within(dtype, low, high, open_high=open_high)
+        np.clip(values, least, greatest, out=values)
+    return finish(values, dtype)
+
+
+def check_within(
+    init: Initializer, dtype: np.dtype, low: float, high: float, *, open_high: bool, key: str
+) -> None:
+    """Refuse a float16/bfloat16 range that holds none of the dtype's numbers."""
+    least, greatest = within(dtype, low, high, open_high=open_high)
+    if least > greatest:
+        interval = f"[{low:.6g}, {high:.6g}{')' if open_high else ']'}"
+        raise InitializerError(
+            f"{init._field}.{key}",
+            init.params[key],
+            f"no {dtype.name} number lies in the range {interval}: widen it or use float32",
+        )
+
+
 def normal(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, mean: float, std: float
 ) -> np.ndarray:
@@ -66,7 +114,7 @@ def uniform(
 ) -> np.ndarray:
     out = empty(shape, dtype)
     sampling.fill_uniform(rng, out.reshape(-1), low, high)
-    return finish(out, dtype)
+    return finish_within(out, dtype, low, high, open_high=True)
 
 
 def truncated(
@@ -77,9 +125,16 @@ def truncated(
     std: float,
     lo: float,
     hi: float,
+    bounds: tuple[float, float] | None = None,
 ) -> np.ndarray:
+    """mean + std·Z, Z restricted to [lo, hi]: values in ``bounds`` (mean + lo·std,
+    mean + hi·std unless given), in float16/bfloat16 too."""
     draw = sampling.draw_dtype(dtype)
-    return finish(sampling.truncated_normal(rng, shape, draw, mean, std, lo, hi), dtype)
+    values = sampling.truncated_normal(rng, shape, draw, mean, std, lo, hi)
+    if std == 0.0:  # all the mean, as a constant
+        return finish(values, dtype)
+    low, high = bounds if bounds is not None else (mean + lo * std, mean + hi * std)
+    return finish_within(values, dtype, low, high, open_high=False)
 
 
 def normal_reach(

@@ -161,6 +161,11 @@ class Identity(_Fixed):
     max_rank: int | None = 2
     value_key = "gain"
 
+    def _tfjs_shape_unsupported(self, shape: tuple[int, ...], fans: tuple[int, int]) -> str | None:
+        if shape[0] == shape[1]:
+            return None
+        return f"TF.js 4.22's Identity takes square matrices only, not shape {list(shape)}"
+
     def _values(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         out = np.zeros(shape, dtype=dtype)
         np.fill_diagonal(out, self.params["gain"])
@@ -386,7 +391,9 @@ class STFT(Initializer):
         fans: tuple[int, int],
         dtype: np.dtype,
     ) -> np.ndarray:
-        return self._kernel(shape, np.dtype(np.float64)).astype(dtype)
+        kernel = self._kernel(shape, np.dtype(np.float64)).astype(dtype)
+        kernel += dtype.type(0)  # +0.0 where win[t] = 0 meets a negative cos (Keras: -0.0)
+        return kernel
 
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype

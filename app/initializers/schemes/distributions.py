@@ -1,5 +1,6 @@
-"""Plain distributions: normal, uniform and truncated normal in their Keras, PyTorch and JAX
-spellings, the classic small/large random, the general rule and PyTorch's layer default.
+"""Plain distributions: normal and uniform in their Keras, PyTorch and JAX spellings, the
+classic small/large random, the general rule and PyTorch's layer default (the truncated
+normals are in ``truncated``).
 
 Kernel layout: ``(*spatial, in, out)`` (Keras); only ``general_rule`` / ``torch_default`` read
 the fans (fan_in).
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.initializers import keras_rng, sampling
+from app.initializers import keras_rng
 from app.initializers.base import Initializer, Param, Reach
 from app.initializers.errors import InitializerError
 from app.initializers.sampling import NORMAL_PEAK
@@ -20,13 +21,12 @@ from app.initializers.schemes._common import (
     JAX_REF,
     KERAS_REF,
     TFJS_REF,
+    TFJS_ZERO_STDDEV,
     TORCH_REF,
-    TRUNCATED_STD,
+    check_within,
     frameworks,
     normal,
     normal_reach,
-    truncated,
-    truncated_std,
     uniform,
 )
 
@@ -93,9 +93,7 @@ class RandomNormal(_Normal):
         return self.params["mean"], self.params["stddev"]
 
     def _tfjs_unsupported(self) -> str | None:
-        if self.params["stddev"] == 0:
-            return "TF.js 4.22 replaces stddev 0 with 0.05 (a || default)"
-        return None
+        return TFJS_ZERO_STDDEV if self.params["stddev"] == 0 else None
 
     def sample_keras(
         self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
@@ -206,6 +204,9 @@ class _UniformParams(_Uniform):
 
     def _bounds(self, fans: tuple[int, int]) -> tuple[float, float]:
         return self.params[self.low_key], self.params[self.high_key]
+
+    def _check_range(self, dtype: np.dtype, fans: tuple[int, int]) -> None:
+        check_within(self, dtype, *self._bounds(fans), open_high=True, key=self.low_key)
 
     def _reach(
         self, dims: tuple[int, ...], fans: tuple[int, int]
@@ -334,177 +335,3 @@ class TorchDefault(_InverseSqrtFanIn):
     )
     references = (TORCH_REF, "torch/nn/modules/linear.py reset_parameters")
     frameworks = frameworks(pytorch="kaiming_uniform_(a=math.sqrt(5))")
-
-
-# --- truncated normal --------------------------------------------------------------------------
-
-
-class TruncatedNormal(Initializer):
-    name = "truncated_normal"
-    family = "truncated_normal"
-    PARAMS = (
-        Param("mean", "number", 0.0, "Mean of the normal before truncation."),
-        Param("stddev", "number", 0.05, "Standard deviation before truncation (σ).", minimum=0.0),
-    )
-    aliases = ("truncated_normal", "TruncatedNormal", "truncatedNormal")
-    formula = (
-        "N(mean, stddev²) restricted to [mean - 2·stddev, mean + 2·stddev]; no variance "
-        "correction (resulting std = 0.8796·stddev)"
-    )
-    description = (
-        "Keras TruncatedNormal: values beyond two standard deviations are redrawn. "
-        "stddev is the pre-truncation σ, so the samples' std is 0.88·stddev."
-    )
-    references = (KERAS_REF, TFJS_REF)
-    frameworks = frameworks("TruncatedNormal", "truncatedNormal")
-    keras_class = "TruncatedNormal"
-    tfjs_class = "TruncatedNormal"
-
-    def _reach(
-        self, dims: tuple[int, ...], fans: tuple[int, int]
-    ) -> tuple[Reach | None, Reach | None]:
-        p = self.params
-        return normal_reach(self, p["mean"], p["stddev"], "stddev", "mean", 2.0)
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return truncated(rng, shape, dtype, self.params["mean"], self.params["stddev"], -2.0, 2.0)
-
-    def sample_keras(
-        self, seed: int, shape: tuple[int, ...], fans: tuple[int, int], dtype: np.dtype
-    ) -> np.ndarray:
-        return keras_rng.truncated_normal(
-            seed, shape, self.params["mean"], self.params["stddev"], dtype
-        )
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return self.params["stddev"] * TRUNCATED_STD
-
-
-class _TruncatedBetween(Initializer):
-    """mean + std·Z, Z ~ N(0, 1) restricted to the standard bounds ``_standard_bounds()``."""
-
-    family: str = "truncated_normal"
-    mean_key: str | None = None
-    std_key: str
-
-    def _moments(self) -> tuple[float, float]:
-        mean = self.params[self.mean_key] if self.mean_key else 0.0
-        return mean, self.params[self.std_key]
-
-    def _standard_bounds(self) -> tuple[float, float]:
-        raise NotImplementedError
-
-    def _check_mass(self, key: str, bounds: str, of: str) -> None:
-        if sampling.normal_acceptance(*self._standard_bounds()) < 1e-3:
-            raise InitializerError(
-                f"{self._field}.{key}", self.params[key], f"{bounds} holds under 0.1% of {of}"
-            )
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        fans: tuple[int, int],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        return truncated(rng, shape, dtype, *self._moments(), *self._standard_bounds())
-
-    def work(self, shape: Sequence[int]) -> int:
-        return math.ceil(math.prod(shape) / sampling.normal_acceptance(*self._standard_bounds()))
-
-    def expected_std(
-        self, fan_in: int, fan_out: int, shape: Sequence[int] | None = None
-    ) -> float | None:
-        return self._moments()[1] * truncated_std(*self._standard_bounds())
-
-
-class JaxTruncatedNormal(_TruncatedBetween):
-    name = "jax_truncated_normal"
-    PARAMS = (
-        Param("stddev", "number", 0.01, "Standard deviation before truncation (σ).", minimum=0.0),
-        Param("lower", "number", -2.0, "Lower bound in units of σ."),
-        Param("upper", "number", 2.0, "Upper bound in units of σ."),
-    )
-    aliases = ("jax_truncated_normal", "jax.nn.initializers.truncated_normal")
-    formula = "stddev · Z, Z ~ N(0, 1) restricted to [lower, upper]"
-    description = (
-        "JAX truncated_normal(stddev=1e-2, lower=-2, upper=2): bounds in units of σ, "
-        "no variance correction."
-    )
-    references = (JAX_REF,)
-    frameworks = frameworks(jax="truncated_normal")
-    std_key = "stddev"
-
-    def _standard_bounds(self) -> tuple[float, float]:
-        return self.params["lower"], self.params["upper"]
-
-    def _validate(self) -> None:
-        lower, upper = self._standard_bounds()
-        if not lower < upper:
-            raise InitializerError(f"{self._field}.lower", lower, f"must be < upper = {upper:g}")
-        self._check_mass("lower", f"[lower, upper] = [{lower:g}, {upper:g}]", "the normal's mass")
-
-    def _reach(
-        self, dims: tuple[int, ...], fans: tuple[int, int]
-    ) -> tuple[Reach | None, Reach | None]:
-        p = self.params
-        peak_z = min(max(abs(p["lower"]), abs(p["upper"])), NORMAL_PEAK)
-        return normal_reach(self, 0.0, p["stddev"], "stddev", None, peak_z)
-
-
-class TruncNormal(_TruncatedBetween):
-    name = "trunc_normal"
-    PARAMS = (
-        Param("mean", "number", 0.0, "Mean of the normal before truncation."),
-        Param(
-            "std",
-            "number",
-            1.0,
-            "Standard deviation before truncation.",
-            minimum=0.0,
-            exclusive_minimum=True,
-        ),
-        Param("a", "number", -2.0, "Lower cut-off (absolute value, not in units of std)."),
-        Param("b", "number", 2.0, "Upper cut-off (absolute value)."),
-    )
-    aliases = ("trunc_normal", "trunc_normal_", "torch.nn.init.trunc_normal_")
-    formula = "N(mean, std²) restricted to [a, b]  (a, b absolute)"
-    description = (
-        "PyTorch trunc_normal_: a and b are absolute bounds, not multiples of std "
-        "(with std 0.02 the default [-2, 2] cuts nothing)."
-    )
-    references = (TORCH_REF,)
-    frameworks = frameworks(pytorch="trunc_normal_")
-    mean_key, std_key = "mean", "std"
-
-    def _standard_bounds(self) -> tuple[float, float]:
-        p = self.params
-        return (p["a"] - p["mean"]) / p["std"], (p["b"] - p["mean"]) / p["std"]
-
-    def _validate(self) -> None:
-        a, b = self.params["a"], self.params["b"]
-        if not a < b:
-            raise InitializerError(f"{self._field}.a", a, f"must be < b = {b:g}")
-        self._check_mass(
-            "a",
-            f"[a, b] = [{a:g}, {b:g}]",
-            "N(mean, std²)'s mass; move it towards the mean or widen it",
-        )
-
-    def _reach(
-        self, dims: tuple[int, ...], fans: tuple[int, int]
-    ) -> tuple[Reach | None, Reach | None]:
-        p = self.params
-        peak, typical = normal_reach(self, p["mean"], p["std"], "std", "mean", NORMAL_PEAK)
-        cut = max(abs(p["a"]), abs(p["b"]))  # values lie in [a, b]
-        if cut < peak.size:
-            peak = self._param("a" if abs(p["a"]) >= abs(p["b"]) else "b", cut, "max(|a|, |b|)")
-        return peak, typical

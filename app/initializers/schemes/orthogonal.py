@@ -105,7 +105,7 @@ class _Orthogonal(Initializer):
         dtype: np.dtype,
     ) -> np.ndarray:
         rows, cols = self._matrix(shape)
-        if rows * cols == 0:
+        if rows * cols == 0 or self.params[self.gain_key] == 0:  # +0.0, not 0·Q's -0.0
             return np.zeros(shape, dtype=dtype)
         q = orthonormal(rng, rows, cols, dtype)
         return finish(self.params[self.gain_key] * self._place(q, shape), dtype)
@@ -278,7 +278,7 @@ class DeltaOrthogonal(_Orthogonal):
     ) -> np.ndarray:
         out = np.zeros(shape, dtype=sampling.draw_dtype(dtype))
         rows, cols = self._matrix(shape)
-        if math.prod(shape) == 0:
+        if math.prod(shape) == 0 or self.params["scale"] == 0:  # +0.0, not 0·M's -0.0
             return finish(out, dtype)
         centre = tuple((k - 1) // 2 for k in shape[:-2])
         matrix = place_columns(orthonormal(rng, rows, cols, dtype), shape[-2:], self._axis())

@@ -17,7 +17,14 @@ import numpy as np
 from app.initializers import keras_rng
 from app.initializers.base import Initializer, Param, Reach
 from app.initializers.errors import InitializerError
-from app.initializers.fans import JAX_AXES, axis_list, compute_fans, jax_axes_fans, keras_axes_fans
+from app.initializers.fans import (
+    JAX_AXES,
+    axis_list,
+    compute_fans,
+    jax_axes_fans,
+    keras_axes_fans,
+    tfjs_fans,
+)
 from app.initializers.sampling import NORMAL_PEAK
 from app.initializers.schemes._common import (
     JAX_REF,
@@ -159,7 +166,23 @@ class _VarianceScaled(Initializer):
             )
         return None
 
-    def _variance(self, fans: tuple[int, int]) -> float:
+    def _tfjs_shape_unsupported(self, shape: tuple[int, ...], fans: tuple[int, int]) -> str | None:
+        theirs = tfjs_fans(shape)
+        std, their_std = math.sqrt(self._variance(fans)), math.sqrt(self._variance(theirs))
+        if math.isclose(std, their_std, rel_tol=1e-12):
+            return None
+        rule = (
+            "from the channels-last layout alone (it has no fan_in, fan_out or layout)"
+            if 2 <= len(shape) <= 5
+            else "as sqrt(prod(shape)) at rank 0, 1 and above 5"
+        )
+        return (
+            f"TF.js 4.22 counts the fans of shape {list(shape)} {rule}, giving "
+            f"({theirs[0]:.6g}, {theirs[1]:.6g}), not this request's ({fans[0]}, {fans[1]}): "
+            f"it would draw std {their_std:.4g}, not {std:.4g}; load the served values instead"
+        )
+
+    def _variance(self, fans: tuple[float, float]) -> float:
         # Keras's arithmetic, operation for operation (compat "keras" relies on it).
         scale, mode, _ = self._settings()
         fan_in, fan_out = fans
