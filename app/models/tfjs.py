@@ -45,9 +45,10 @@ def _layer(i: int, layer: Layer) -> dict[str, Any]:
     seeds = _seeds(layer)
     for weight in layer.weights:
         # TF.js never runs these (the weights are loaded); they tell a client what each
-        # weight was drawn from, so a scheme TF.js cannot express is left to its default.
+        # weight was drawn from, so a scheme TF.js cannot express (or would draw otherwise
+        # for this weight's shape) is left to its default.
         owner = nested(config, weight.owner)
-        if weight.initializer.tfjs_unsupported() is None:
+        if weight.initializer.tfjs_unsupported(weight.shape) is None:
             seed = seeds[_written(weight.owner, weight.field)]
             owner[weight.field] = weight.initializer.tfjs_config(seed)
         else:

@@ -179,8 +179,9 @@ def test_a_304_validates_the_representation_the_client_holds(client: TestClient)
 
 
 def test_a_model_files_304_carries_the_etag_and_vary_of_the_200(client: TestClient) -> None:
-    # The models route names no media type on its 304: the client's weak tag says it holds
-    # the gzipped model.json; a binary file is never compressed without ?compress=gzip.
+    # The models route names the file's media type on its 304; a binary file is never
+    # compressed without ?compress=gzip. A client holding the identity model.json (strong
+    # tag) is told the same Vary too.
     spec = {"input_shape": [20], "seed": 3, "layers": [{"type": "dense", "units": 16}] * 3}
     links = client.post("/v1/models", json=spec).json()["links"]
     model_json = client.get(links["model_json"], headers=GZIP)
@@ -192,3 +193,7 @@ def test_a_model_files_304_carries_the_etag_and_vary_of_the_200(client: TestClie
         assert again.status_code == 304
         assert again.headers["etag"] == ok.headers["etag"]
         assert _vary(again) == _vary(ok)
+    identity = client.get(links["model_json"], headers={"Accept-Encoding": "identity"})
+    strong = identity.headers["etag"]
+    again = client.get(links["model_json"], headers={**GZIP, "If-None-Match": strong})
+    assert again.status_code == 304 and "accept-encoding" in _vary(again)

@@ -169,8 +169,9 @@ def test_results_csv_of_a_finished_job_revalidates_and_sees_a_cancelled_runs_las
     etag = first.headers["etag"]
     assert etag.startswith('"') and first.headers["cache-control"] == "private, no-cache"
     assert first.headers["content-disposition"] == f'attachment; filename="{job_id}-results.csv"'
-    same = client.get(url, headers={"If-None-Match": etag})
+    same = client.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "identity"})
     assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
+    assert "accept-encoding" in same.headers["vary"].lower()  # as the 200's (text/csv)
 
     # The cancelled run finishes its epoch after the job's status is final: the CSV changes,
     # and the client's copy no longer revalidates.

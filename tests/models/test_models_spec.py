@@ -405,3 +405,23 @@ def test_model_json_is_a_keras2_sequential_with_one_weights_group() -> None:
     (group,) = doc["weightsManifest"]
     assert group["paths"] == ["weights.bin"]
     assert [w["name"] for w in group["weights"]] == [w.name for w in p.weights]
+
+
+def test_model_json_writes_an_initializer_only_where_tfjs_draws_it_alike_for_that_shape() -> None:
+    """TF.js refuses a rectangular Identity and counts a rank-1 weight's fans otherwise
+    (sqrt of its size): those weights' initializers are left to TF.js's default in model.json;
+    the square Identity and the rank-2 Glorot are written, with the weight's seed."""
+    p = plan(
+        [4],
+        {"type": "dense", "units": 4, "kernel_initializer": "identity"},
+        {"type": "dense", "units": 3, "kernel_initializer": "identity"},
+        {"type": "dense", "units": 2, "bias_initializer": "glorot_uniform"},
+    )
+    layers = model_json(p, ["weights.bin"])["modelTopology"]["config"]["layers"]
+    square, rectangular, rank1_bias = (layer["config"] for layer in layers)
+    assert square["kernel_initializer"]["className"] == "Identity"
+    assert "kernel_initializer" not in rectangular
+    assert "bias_initializer" not in rank1_bias
+    glorot = rank1_bias["kernel_initializer"]  # in TF.js's VarianceScaling form
+    assert (glorot["className"], glorot["config"]["mode"]) == ("VarianceScaling", "fanAvg")
+    assert glorot["config"]["seed"] == p.weights[4].seed

@@ -82,7 +82,7 @@ def _finished(
     etag = _etag(writes, data)
     headers = {"Cache-Control": FINISHED_CACHE, "ETag": etag}
     if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers, media_type=media_type)
     headers["Content-Disposition"] = disposition
     return Response(data, media_type=media_type, headers=headers)
 

@@ -346,7 +346,7 @@ def _serve(
     etag = _etag(request, model_id, artifact)
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers, media_type=file.media_type)
     memo, key = _memo(request), (model_id, artifact)
     body = memo.bodies.get(key)
     if body is None:
