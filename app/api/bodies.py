@@ -11,6 +11,7 @@ import pydantic_core
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
+from app.api.errors import header_text
 from app.errors import InitlabError, InvalidInputError
 
 
@@ -36,7 +37,7 @@ def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is not None and is_json_media_type(content_type):
         return
-    shown = "none" if content_type is None else repr(content_type[:200])
+    shown = "none" if content_type is None else repr(header_text(content_type)[:200])
     raise UnsupportedMediaTypeError(
         f"Content-Type {shown} is not accepted: send the body as JSON with "
         "Content-Type: application/json.",

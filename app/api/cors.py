@@ -4,8 +4,9 @@ Starlette's ``CORSMiddleware`` advertises one list of methods for every path. He
 (``OPTIONS`` with ``Access-Control-Request-Method``) gets the methods the routes serve on its
 own path, ``HEAD`` wherever ``GET`` is (:func:`app.api.errors.allowed_methods`, the list a
 405's ``Allow`` gives), and a preflight for any other method is refused as Starlette refuses a
-method it was not configured with (400 ``Disallowed CORS method``). Everything else is
-Starlette's: origins, headers, exposed headers, the simple responses.
+method it was not configured with (400 ``Disallowed CORS method``). A path no route serves
+gets every method the app serves, so the request goes through to its 404 problem. Everything
+else is Starlette's: origins, headers, exposed headers, the simple responses.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class RouteCORS:
         if scope["type"] != "http" or scope["method"] != "OPTIONS":
             await self.simple(scope, receive, send)
             return
-        methods = tuple(allowed_methods(self.routes, scope))
+        # A path no route serves gets every method: the request itself then reaches the
+        # app and its 404 problem (with CORS headers), readable by the page, not a CORS error.
+        methods = tuple(allowed_methods(self.routes, scope) or allowed_methods(self.routes))
         cors = self.preflights.get(methods)
         if cors is None:
             cors = CORSMiddleware(self.app, allow_methods=methods, **self.options)

@@ -120,7 +120,7 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Scope | None = None) -> 
     for route in iter_route_contexts(list(routes)):  # included routers flattened
         if scope is not None and route.matches(scope)[0] is Match.NONE:
             continue
-        methods |= set(route.methods or ())
+        methods |= set(getattr(route, "methods", None) or ())  # a Mount has none
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

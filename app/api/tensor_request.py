@@ -47,11 +47,18 @@ FORMAT_NAMES: dict[str, str] = _format_names()
 # request's 100: docs/performance.md).
 
 
+# Names a URL gets outside its client's control, ignored rather than refused: cache-busters
+# (`_=1712345678`, jQuery and axios) and the trackers of a shared link (`utm_source`, click ids).
+ADDED_PREFIXES = ("_", "utm_")
+ADDED_NAMES = frozenset({"fbclid", "gclid", "msclkid"})
+
+
 def read_query(scope: Mapping[str, Any], known: Collection[str]) -> dict[str, str]:
     """The query string as a dict, decoded as Starlette's ``request.query_params`` decodes it
     (percent-escapes and ``+`` by ``parse_qsl``). Each name must be one of ``known`` and be
     given once: anything else is a 422 naming ``query.<name>`` (a misspelt ``sed=42`` would
-    otherwise be dropped, and the request served unseeded)."""
+    otherwise be dropped, and the request served unseeded), but for ``ADDED_PREFIXES`` and
+    ``ADDED_NAMES``, which are skipped."""
     text = scope["query_string"].decode("latin-1")
     if "%" in text or "+" in text:
         pairs = parse_qsl(text, keep_blank_values=True)
@@ -60,6 +67,8 @@ def read_query(scope: Mapping[str, Any], known: Collection[str]) -> dict[str, st
         pairs = [(name, value) for name, _, value in split]
     out: dict[str, str] = {}
     for name, value in pairs:
+        if name.startswith(ADDED_PREFIXES) or name in ADDED_NAMES:
+            continue
         if name in out:
             raise InvalidInputError(
                 ["query", name], [out[name], value], "given more than once: give it once"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Strict
+from pydantic import BeforeValidator, Strict
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -25,9 +25,20 @@ MAX_FAN = 2**62
 # (``INITLAB_MAX_*``) are checked later and say how to get under them; these only keep the
 # values in a range every later step can carry.
 MAX_COUNT = 2**31 - 1
+
+
+def whole_float(value: Any) -> Any:
+    """A whole-number float (``2.0``, ``1e3``) as the integer JSON Schema counts it as."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # Numbers and booleans of a JSON body, held to JSON's types (pydantic's strict mode): true and
-# false are not numbers, "7" is not a number, 1 is not a boolean; an integer is a valid float.
-JsonInt = Annotated[int, Strict()]
+# false are not numbers, "7" is not a number, 1 is not a boolean; an integer is a valid float,
+# and a whole-number float (2.0, what `n / k` serialises to) a valid integer, as in the
+# published JSON Schema.
+JsonInt = Annotated[int, Strict(), BeforeValidator(whole_float)]
 JsonFloat = Annotated[float, Strict()]
 JsonBool = Annotated[bool, Strict()]
 # Nesting of a free-form JSON value (an initializer reference is 3 levels deep).

@@ -38,6 +38,7 @@ from app.schemas.bounds import (
     JsonFloat,
     JsonInt,
     check_json,
+    whole_float,
 )
 from app.training.activations import ACTIVATION_PARAMS, ACTIVATIONS, canonical_activation
 from app.training.losses import LOSS_NAMES
@@ -287,6 +288,7 @@ class TrainingSpec(_Strict):
     @classmethod
     def _positive_batch(cls, v: Any) -> Any:
         # One error naming the field, not one per member of the union (int, 'full').
+        v = whole_float(v)
         whole = isinstance(v, int) and not isinstance(v, bool)
         if not (v is None or v == "full" or (whole and 1 <= v <= MAX_COUNT)):
             raise ValueError(f"must be an integer in [1, {MAX_COUNT}], or 'full' (or null)")

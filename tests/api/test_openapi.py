@@ -76,6 +76,8 @@ def test_the_job_body_is_published_as_the_jobcreate_schema(client: TestClient) -
         ({"epochs": 2, "batch_size": "full"}, True),
         ({"optimizer": "SGD", "epochs": 2}, True),
         ({"optimizer": {"name": "sgd", "learning_rate": 1}, "epochs": 2}, True),  # int: a number
+        ({"epochs": 2.0, "batch_size": 32.0}, True),  # whole numbers: integers in JSON Schema
+        ({"epochs": 2.5}, False),
         ({"epochs": 2, "batch_size": True}, False),
         ({"epochs": "2"}, False),
         ({"optimizer": {"name": "sgd", "learning_rate": "0.1"}, "epochs": 2}, False),

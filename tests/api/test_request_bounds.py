@@ -143,6 +143,12 @@ def test_post_tensors_non_json_is_415(client: TestClient, content_type: str | No
     assert first_loc(body) == ["header", "content-type"]
 
 
+def test_a_non_ascii_content_type_reads_as_utf8_in_detail_and_input(client: TestClient) -> None:
+    res = client.post("/v1/tensors", content=b"{}", headers={"content-type": "text/é".encode()})
+    body = problem(res, 415)
+    assert "'text/é'" in body["detail"] and body["errors"][0]["input"] == "text/é"
+
+
 @pytest.mark.parametrize(
     "content_type",
     ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"],
@@ -400,9 +406,16 @@ def test_cors_preflight_advertises_the_methods_of_its_path(
         assert res.headers["access-control-allow-methods"] == allow
 
 
-def test_cors_preflight_of_a_path_no_route_serves_is_refused(client: TestClient) -> None:
-    res = _preflight(client, "/v1/nothing-here", "GET")
-    assert res.status_code == 400 and "method" in res.text
+def test_a_path_no_route_serves_passes_its_preflight_and_gets_a_readable_404(
+    client: TestClient,
+) -> None:
+    # A cross-origin page then reads the 404 problem, not an opaque CORS failure.
+    for method in ("GET", "DELETE"):
+        res = _preflight(client, "/v1/nothing-here", method)
+        assert res.status_code == 200, (method, res.text)
+    res = client.get("/v1/nothing-here", headers={"Origin": "http://elsewhere.example"})
+    problem(res, 404)
+    assert res.headers["access-control-allow-origin"] in ("*", "http://elsewhere.example")
 
 
 @pytest.mark.parametrize("name", ["%20", "%1F"])

@@ -297,3 +297,12 @@ def test_one_seed_anywhere_or_the_same_seed_twice_is_used(client: TestClient) ->
         resp = client.post("/v1/tensors", json=body)
         assert resp.status_code == 200, resp.text
         assert resp.json()["seed"] == 7 and resp.json()["values"] == top.json()["values"]
+
+
+def test_names_added_to_a_url_outside_its_clients_control_are_skipped(client: TestClient) -> None:
+    plain = client.get("/v1/tensors?shape=3,2&seed=4&format=binary")
+    added = "_=1712345678&utm_source=mail&fbclid=x1&_=again&gclid=y"
+    resp = client.get(f"/v1/tensors?shape=3,2&{added}&seed=4&format=binary")
+    assert resp.status_code == 200 and resp.content == plain.content
+    assert resp.headers["etag"] == plain.headers["etag"]
+    assert client.get("/v1/tensors?shape=3,2&utmsource=mail").status_code == 422

@@ -127,7 +127,7 @@ NOT_JSON_TYPED: list[tuple[dict[str, Any], list[Any], Any]] = [
     ),
     (body(training={"epochs": 1, "shuffle": 1}), ["training", "shuffle"], 1),
     (body(record={"diagnostics": "false"}), ["record", "diagnostics"], "false"),
-    (body(record={"plot_n_batches": 10.0}), ["record", "plot_n_batches"], 10.0),
+    (body(record={"plot_n_batches": 10.5}), ["record", "plot_n_batches"], 10.5),
 ]
 
 
@@ -142,6 +142,12 @@ def test_booleans_and_strings_are_not_numbers(
     assert ".".join(str(p) for p in loc) in err.detail and repr(value) in err.detail
     if "learning_rate" in loc:
         assert "valid number" in err.detail  # not a misleading bound
+
+
+def test_whole_number_floats_are_integers_as_in_json_schema() -> None:
+    job = validate_job(body(training={"epochs": 2.0, "batch_size": 32.0}, seed=1e3))
+    assert (job.training.epochs, job.training.batch_size, job.seed) == (2, 32, 1000)
+    assert all(type(v) is int for v in (job.training.epochs, job.training.batch_size, job.seed))
 
 
 def test_integers_stay_valid_for_float_fields() -> None:
