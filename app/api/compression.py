@@ -26,8 +26,8 @@ type, and the weak ``ETag`` when the request accepts gzip and the client's match
 ``If-None-Match`` tag is the weak one (it holds the compressed representation; a strong match
 means it holds the identity one, e.g. a body under ``minimum_size``). The route names the
 representation's type in the 304's ``Content-Type``, which is removed here (a 304 carries no
-representation metadata); a 304 without one is taken as compressible exactly when the matched
-tag is weak.
+representation metadata); every route with a 304 does (tensors, dashboard, model files, job
+outputs), and a 304 without one is passed through as it is.
 
 A pure ASGI middleware: no task or thread per request; a request that is not compressed costs
 one header scan.
@@ -189,11 +189,11 @@ class _Responder:
         """A 304's headers: the 200's ``Vary`` and ``ETag`` form (module docstring)."""
         media, _ = _media_type(headers)
         kept = [(k, v) for k, v in headers if k != b"content-type"]
-        etag = next((v for k, v in kept if k == b"etag"), None)
-        weak = etag is not None and matched_weak(self.if_none_match, etag)
-        if not (self._eligible(media) if media else weak):
+        if not (media and self._eligible(media)):
             return kept
         _add_vary(kept)
+        etag = next((v for k, v in kept if k == b"etag"), None)
+        weak = etag is not None and matched_weak(self.if_none_match, etag)
         if weak and self.gzip_ok and etag is not None and etag.startswith(b'"'):
             kept = [(k, b"W/" + v if k == b"etag" else v) for k, v in kept]
         return kept
